@@ -1,0 +1,1 @@
+"""Topic catalog, serde and (later) Kafka admin."""
