@@ -1,0 +1,32 @@
+# The README's two commands: `make run` (the embedded pipeline) and `make test` (the suite).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: setup run test test-unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "tapeflow needs Python 3.11 or 3.12 (Bytewax 0.21.1 wheels); found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==26.3
+	$(BIN)/pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+setup: $(STAMP)
+
+# The main job: synthetic tape paced at 2,000 ticks/s through the embedded pipeline until Ctrl-C.
+run: setup
+	$(BIN)/tapeflow run --feed synthetic --rate 2000
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+bench: setup
+	$(BIN)/python benchmarks/market_data.py
+
+clean:
+	rm -rf $(VENV) data build *.egg-info
