@@ -1,0 +1,305 @@
+"""Signals stage core: feature vectors -> cross-sections -> signals and intended orders.
+
+``SignalState`` is the functional core of the ``signals`` stage (DESIGN §2). It is driven by one
+stream of feature vectors for one account and strategy (the Bytewax builder keys it on the account,
+so every symbol of a bar meets in one state), and it emits, per bar time, one ``Signal`` per symbol
+and the delta ``Order``s that move the book to the strategy's targets.
+
+Cross-section completion, in event time only (never the wall clock, so replays are identical):
+
+- bar time T is **complete** when every expected symbol has a vector for T. Expected symbols are
+  the configured universe, or, without one, the symbols seen so far; in the latter case the first
+  bar time never completes by membership (after one vector we cannot know who else is coming) and
+  the seen set is trusted only from the first release on.
+- T is **released anyway** once vectors for ``max_wait_bars`` later bar times are pending, or when
+  a later bar time completes (per-symbol streams are ordered, so a symbol that has reported a later
+  bar will not report T). T then goes out with whatever symbols it has: a symbol with no trades in a
+  bar has no bar and so no vector, and is simply absent from that cross-section (its position is
+  left as it is; see ``PortfolioConstructor.orders_for``).
+- ``flush()`` releases everything pending at end of stream.
+
+Bar times are released in increasing order. A vector for an already released bar time is a
+duplicate (ignored) if that symbol was in the released cross-section, otherwise it is late and goes
+out as a ``DeadLetter`` (reason ``late``) for the dlq, never silently dropped. A second vector for a
+pending (symbol, bar time) is a duplicate and ignored; the first one wins.
+
+Book view for netting: filled positions plus working (open) order quantity. An order this state
+sends counts as working until an execution report closes it, so the same delta is never sent twice
+while the venue works the first one. In the split topology fills come back through
+``on_execution_report``; in the fused topology Bytewax allows no cycle back into this stage, so
+``book_orders_as_filled=True`` books each order into the position view when it is sent (the book
+is then "as intended", and memory stays bounded without reports).
+
+Output order is deterministic: per bar time, signals sorted by symbol, then orders sorted by symbol.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Iterable, Union
+
+from schemas import DeadLetter, ExecutionReport, FeatureVector, Order, RiskReject, Signal, now_ns
+from strategies.base import Strategy, is_valid_target
+from strategies.ids import signal_id
+from strategies.portfolio import PortfolioConstructor
+
+SignalOutput = Union[Signal, Order, DeadLetter]
+
+STAGE = "signals"
+SOURCE_TOPIC = "features"
+# Released bar times remembered to tell a re-delivered vector (ignore) from a late one (dlq).
+RELEASED_MEMORY = 64
+# Fill ids remembered for de-duplication; duplicates arrive within retries/replays, not days later.
+FILL_ID_MEMORY = 100_000
+_QTY_EPSILON = 1e-9
+
+
+@dataclass
+class WorkingOrder:
+    """An order this state sent and no report has closed yet; ``leaves`` is unsigned."""
+
+    symbol: str
+    sign: int
+    leaves: float
+
+
+class SignalState:
+    """Collects feature vectors per bar time and runs the strategy and portfolio on each cross-section."""
+
+    def __init__(
+        self,
+        strategy: Strategy,
+        portfolio: PortfolioConstructor,
+        account: str,
+        symbols: Iterable[str] | None = None,
+        max_wait_bars: int = 1,
+        interval: str = "1s",
+        book_orders_as_filled: bool = False,
+    ) -> None:
+        if max_wait_bars < 1:
+            raise ValueError("max_wait_bars must be >= 1")
+        if not account:
+            raise ValueError("account must be non-empty")
+        self.strategy = strategy
+        self.portfolio = portfolio
+        self.account = account
+        self.symbols: frozenset[str] | None = frozenset(symbols) if symbols is not None else None
+        self.max_wait_bars = max_wait_bars
+        self.interval = interval
+        self.book_orders_as_filled = book_orders_as_filled
+
+        self._pending: dict[int, dict[str, FeatureVector]] = {}
+        self._released: OrderedDict[int, frozenset[str]] = OrderedDict()
+        self._last_released: int | None = None
+        self._seen_symbols: set[str] = set()
+        self._universe_settled = False
+        self._positions: dict[str, float] = {}
+        self._working: dict[str, WorkingOrder] = {}
+        self._fill_keys: deque[tuple[str, str]] = deque()
+        self._fill_key_set: set[tuple[str, str]] = set()
+        self.stats = {"released": 0, "duplicates": 0, "late": 0, "ignored": 0, "orders": 0}
+
+    # ------------------------------------------------------------------ features in
+
+    def on_features(self, fv: FeatureVector) -> list[SignalOutput]:
+        """Accept one vector; return what any cross-sections it completes produce."""
+        if fv.feature_set != self.strategy.feature_set or fv.interval != self.interval:
+            self.stats["ignored"] += 1  # another feature set or bar interval shares the topic
+            return []
+        if self.symbols is not None and fv.symbol not in self.symbols:
+            self.stats["ignored"] += 1  # outside this strategy's universe
+            return []
+        bar_time = fv.bar_end
+        if self._last_released is not None and bar_time <= self._last_released:
+            if fv.symbol in self._released.get(bar_time, frozenset()):
+                self.stats["duplicates"] += 1
+                return []
+            self.stats["late"] += 1
+            return [self._late(fv)]
+        bucket = self._pending.setdefault(bar_time, {})
+        if fv.symbol in bucket:
+            self.stats["duplicates"] += 1
+            return []
+        bucket[fv.symbol] = fv
+        self._seen_symbols.add(fv.symbol)
+        return self._release_ready()
+
+    def flush(self) -> list[SignalOutput]:
+        """End of stream: release every pending bar time, oldest first."""
+        out: list[SignalOutput] = []
+        for bar_time in sorted(self._pending):
+            out.extend(self._release(bar_time))
+        return out
+
+    # ------------------------------------------------------------------ execution feedback
+
+    def on_execution_report(self, report: ExecutionReport) -> list[SignalOutput]:
+        """Update the book from one report of this account and strategy; emits nothing.
+
+        Fills add to the position (once per fill id); every report shrinks the order's working
+        quantity to the venue's ``leaves_qty`` (never grows it, so a stale duplicate report cannot
+        resurrect quantity), and a terminal state (filled, canceled, rejected) closes the order.
+        """
+        if report.account != self.account or report.strategy != self.strategy.name:
+            return []
+        if self.book_orders_as_filled:
+            return []  # the book already counts every sent order as filled
+        if report.is_fill and self._remember_fill(report.client_order_id, report.fill_id):
+            self._add_position(report.symbol, report.side.sign * report.last_qty)
+        working = self._working.get(report.client_order_id)
+        if working is not None:
+            working.leaves = min(working.leaves, report.leaves_qty)
+            if report.state.is_terminal or working.leaves <= _QTY_EPSILON:
+                del self._working[report.client_order_id]
+        return []
+
+    def on_fill(self, report: ExecutionReport) -> list[SignalOutput]:
+        """A fill report; the same path as any report (kept for readability at call sites)."""
+        return self.on_execution_report(report)
+
+    def on_order_closed(self, client_order_id: str) -> list[SignalOutput]:
+        """An order will not (further) fill, e.g. denied before reaching the venue: release its
+        working quantity so the next bar can re-send the delta."""
+        self._working.pop(client_order_id, None)
+        return []
+
+    def on_reject(self, reject: RiskReject) -> list[SignalOutput]:
+        """Pre-trade risk denied one of our orders: it never reached the venue."""
+        if reject.account == self.account and reject.order.strategy == self.strategy.name:
+            self.on_order_closed(reject.order.client_order_id)
+        return []
+
+    # ------------------------------------------------------------------ book view
+
+    @property
+    def positions(self) -> dict[str, float]:
+        return {s: q for s, q in sorted(self._positions.items()) if q != 0.0}
+
+    def open_qty(self) -> dict[str, float]:
+        """Signed working quantity per symbol (buys positive)."""
+        totals: dict[str, float] = {}
+        for working in self._working.values():
+            totals[working.symbol] = totals.get(working.symbol, 0.0) + working.sign * working.leaves
+        return {s: q for s, q in sorted(totals.items()) if abs(q) > _QTY_EPSILON}
+
+    @property
+    def working_orders(self) -> dict[str, WorkingOrder]:
+        return dict(self._working)
+
+    @property
+    def pending_bar_times(self) -> list[int]:
+        return sorted(self._pending)
+
+    # ------------------------------------------------------------------ internals
+
+    def _expected_symbols(self) -> frozenset[str] | None:
+        if self.symbols is not None:
+            return self.symbols
+        return frozenset(self._seen_symbols) if self._universe_settled else None
+
+    def _release_ready(self) -> list[SignalOutput]:
+        times = sorted(self._pending)
+        expected = self._expected_symbols()
+        last_complete = None
+        if expected:
+            last_complete = next((t for t in reversed(times) if expected <= self._pending[t].keys()), None)
+        out: list[SignalOutput] = []
+        for i, bar_time in enumerate(times):
+            later_pending = len(times) - 1 - i
+            if (last_complete is not None and bar_time <= last_complete) or later_pending >= self.max_wait_bars:
+                out.extend(self._release(bar_time))
+            else:
+                break
+        return out
+
+    def _release(self, bar_time: int) -> list[SignalOutput]:
+        bucket = self._pending.pop(bar_time)
+        self._last_released = bar_time
+        self._released[bar_time] = frozenset(bucket)
+        while len(self._released) > RELEASED_MEMORY:
+            self._released.popitem(last=False)
+        self._universe_settled = True
+        self.stats["released"] += 1
+
+        cross_section = [bucket[s] for s in sorted(bucket)]
+        scores = self.strategy.score(cross_section)
+        raw = self.strategy.target_weights(scores)
+        # Every symbol in the cross-section gets a target; one the strategy left out is flat.
+        weights = {v.symbol: float(raw.get(v.symbol, 0.0)) for v in cross_section}
+        if not is_valid_target(weights):
+            raise ValueError(f"strategy {self.strategy.name} broke the weight contract at {bar_time}: {weights}")
+
+        ts_ingest = now_ns()
+        strategy = self.strategy.name
+        signals: list[SignalOutput] = [
+            Signal(
+                id=signal_id(strategy, v.symbol, bar_time),
+                ts_event=bar_time,
+                ts_ingest=ts_ingest,
+                account=self.account,
+                strategy=strategy,
+                strategy_version=self.strategy.version,
+                model_version=self.strategy.model_version,
+                symbol=v.symbol,
+                bar_end=bar_time,
+                score=float(scores.get(v.symbol, 0.0)),
+                target_weight=weights[v.symbol],
+                ts_tick_ingest=v.ts_tick_ingest,
+            )
+            for v in cross_section
+        ]
+        # The orders were caused by the tick that completed the cross-section: the latest one.
+        tick_ingest = max(v.ts_tick_ingest for v in cross_section)
+        orders = self.portfolio.orders_for(
+            targets=weights,
+            prices={v.symbol: v.close for v in cross_section},
+            positions=self._positions,
+            open_qty=self.open_qty(),
+            bar_end=bar_time,
+            account=self.account,
+            strategy=strategy,
+            ts_tick_ingest=tick_ingest,
+        )
+        for order in orders:
+            self._book_sent(order)
+        self.stats["orders"] += len(orders)
+        return signals + sorted(orders, key=lambda o: o.symbol)
+
+    def _book_sent(self, order: Order) -> None:
+        if self.book_orders_as_filled:
+            self._add_position(order.symbol, order.side.sign * order.quantity)
+        elif order.client_order_id not in self._working:
+            self._working[order.client_order_id] = WorkingOrder(order.symbol, order.side.sign, order.quantity)
+
+    def _add_position(self, symbol: str, signed_qty: float) -> None:
+        # Round away float drift from summing fills; quantities are far coarser than 1e-9.
+        quantity = round(self._positions.get(symbol, 0.0) + signed_qty, 9)
+        if quantity == 0.0:
+            self._positions.pop(symbol, None)
+        else:
+            self._positions[symbol] = quantity
+
+    def _remember_fill(self, client_order_id: str, fill_id: str) -> bool:
+        """True the first time a fill is seen; memory is bounded to the most recent fills."""
+        key = (client_order_id, fill_id)
+        if key in self._fill_key_set:
+            return False
+        self._fill_keys.append(key)
+        self._fill_key_set.add(key)
+        if len(self._fill_keys) > FILL_ID_MEMORY:
+            self._fill_key_set.discard(self._fill_keys.popleft())
+        return True
+
+    def _late(self, fv: FeatureVector) -> DeadLetter:
+        return DeadLetter(
+            id=f"dlq:{STAGE}:{self.strategy.name}:{fv.symbol}:{fv.bar_end}",
+            ts_event=fv.ts_event,
+            ts_ingest=now_ns(),
+            source_topic=SOURCE_TOPIC,
+            stage=STAGE,
+            reason="late",
+            detail=f"bar time {fv.bar_end} already released (last released {self._last_released})",
+            symbol=fv.symbol,
+            payload=fv.to_json().decode(),
+        )

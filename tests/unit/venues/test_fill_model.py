@@ -1,0 +1,88 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from venues.fill_model import FillModel, Increment, RecentVolume
+from venues.sim_config import SimVenueConfig
+
+SECOND = 1_000_000_000
+
+
+def test_increment_when_value_on_grid_with_float_noise_then_floor_and_ceil_keep_it():
+    cents = Increment(0.01)
+    assert cents.floor(0.29) == 29 and cents.ceil(0.29) == 29
+    assert cents.floor(100.02) == 10002 and cents.ceil(100.02) == 10002
+
+
+def test_increment_when_converted_back_then_nearest_double_to_decimal():
+    micro = Increment(1e-6)
+    assert micro.to_float(1_234_567) == 1.234567
+    assert micro.round(0.1 + 0.2) == 0.3
+
+
+def test_increment_when_whole_lot_then_rounds_to_multiples():
+    lots = Increment(100)
+    assert lots.floor(250) == 2 and lots.to_float(2) == 200.0
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_increment_when_units_round_trip_then_identical(units):
+    micro = Increment(1e-6)
+    value = micro.to_float(units)
+    assert micro.floor(value) == units == micro.ceil(value) == micro.nearest(value)
+
+
+def test_config_when_increment_not_a_grid_then_refused():
+    with pytest.raises(ValueError):
+        SimVenueConfig(price_increment=0.03)
+
+
+def test_recent_volume_when_prints_age_out_of_window_then_not_counted():
+    window = RecentVolume(60 * SECOND)
+    window.record("AAPL", 0, 100.0)
+    window.record("AAPL", 30 * SECOND, 50.0)
+    assert window.volume("AAPL", 59 * SECOND) == 150.0
+    assert window.volume("AAPL", 60 * SECOND) == 50.0  # the window is (ts - 60s, ts]
+    assert window.volume("AAPL", 90 * SECOND) == 0.0
+    assert window.volume("MSFT", 0) == 0.0
+
+
+def test_market_price_when_buy_then_reference_plus_half_spread_plus_impact():
+    model = FillModel(SimVenueConfig())
+    # impact = 0.1 * 50 / 1000 = 0.5% of 100 = 0.50; half spread 0.02
+    assert model.market_price(+1, 100.0, 0.02, 50.0, 1000.0) == 100.52
+
+
+def test_market_price_when_sell_then_reference_minus_half_spread_minus_impact():
+    model = FillModel(SimVenueConfig())
+    assert model.market_price(-1, 100.0, 0.02, 50.0, 1000.0) == 99.48
+
+
+def test_market_price_when_off_tick_then_rounded_against_the_order():
+    model = FillModel(SimVenueConfig(impact_coef=0.0))
+    assert model.market_price(+1, 100.0, 0.005, 1.0, 1.0) == 100.01
+    assert model.market_price(-1, 100.0, 0.005, 1.0, 1.0) == 99.99
+
+
+def test_impact_when_large_against_volume_then_capped():
+    model = FillModel(SimVenueConfig(max_impact_bps=100.0))
+    assert model.impact_fraction(1_000.0, 10.0) == 0.01
+    assert model.impact_fraction(1.0, 0.0) == 0.01  # no volume seen: assume the worst allowed
+
+
+def test_market_price_when_sell_impact_would_go_below_zero_then_one_tick():
+    model = FillModel(SimVenueConfig(max_impact_bps=10_000.0, impact_coef=10.0))
+    assert model.market_price(-1, 0.05, 0.0, 100.0, 1.0) == 0.01
+
+
+def test_fee_when_bps_and_per_share_then_both_charged_and_rounded():
+    model = FillModel(SimVenueConfig(fee_bps=0.5, fee_per_share=0.005))
+    # 100 * 100.52 * 0.5e-4 = 0.5026 ; 100 * 0.005 = 0.5
+    assert model.fee(100.0, 100.52) == pytest.approx(1.0026, abs=0)
+    assert model.fee(100.0, 100.52) == 1.0026
+
+
+def test_available_units_when_participation_then_share_of_size_rounded_down():
+    model = FillModel(SimVenueConfig(participation=0.25))
+    assert model.available_units(10.0) == 2_500_000
+    assert model.available_units(0.0000039) == 0

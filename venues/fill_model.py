@@ -1,0 +1,142 @@
+"""How the simulated venue prices, sizes and charges a fill.
+
+Kept apart from the order book so the pricing rules can be read (and tested) in one place:
+
+- :class:`Increment` rounds to the instrument's price/quantity/fee grid in integer units, so
+  cumulative quantities never drift (``cum_qty + leaves_qty == order_qty`` exactly).
+- :class:`RecentVolume` is the symbol's traded volume over a trailing window of event time, the
+  denominator of market impact.
+- :class:`FillModel` turns (side, reference price, half spread, quantity, recent volume) into a fill
+  price, and (quantity, price) into a fee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from venues.sim_config import SimVenueConfig
+
+
+class Increment:
+    """A rounding grid (tick size, lot size): values become integer multiples of ``step``.
+
+    Integers are exact where floats are not, so the venue does all quantity bookkeeping in units
+    and converts back to float only when it writes a report.
+    """
+
+    __slots__ = ("step", "_per_unit", "_whole")
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        # 1/n grids convert back by dividing by n (one correctly rounded division gives the
+        # nearest double to the decimal, e.g. 1234567 / 1e6 -> 1.234567); whole grids multiply.
+        self._whole = step >= 1
+        self._per_unit = round(step) if self._whole else round(1 / step)
+
+    def _ratio(self, value: float) -> float:
+        return value / self._per_unit if self._whole else value * self._per_unit
+
+    @staticmethod
+    def _slack(ratio: float) -> float:
+        # x / step carries float noise (0.29 / 0.01 = 28.999999999999996); forgive a relative
+        # 1e-14 (dozens of ulps, far below one unit up to 1e13 units) so a value that is on the grid
+        # is never pushed one unit off it.
+        return max(1e-9, abs(ratio) * 1e-14)
+
+    def floor(self, value: float) -> int:
+        ratio = self._ratio(value)
+        return math.floor(ratio + self._slack(ratio))
+
+    def ceil(self, value: float) -> int:
+        ratio = self._ratio(value)
+        return math.ceil(ratio - self._slack(ratio))
+
+    def nearest(self, value: float) -> int:
+        # Half-up rather than Python's banker's rounding: what a trader expects of a price grid.
+        return math.floor(self._ratio(value) + 0.5)
+
+    def to_float(self, units: int) -> float:
+        return float(units * self._per_unit) if self._whole else units / self._per_unit
+
+    def round(self, value: float) -> float:
+        return self.to_float(self.nearest(value))
+
+
+class RecentVolume:
+    """Traded volume per symbol over the trailing window ``(ts - window_ns, ts]`` of event time.
+
+    A running sum per symbol plus a deque of prints to evict keeps both recording and reading O(1)
+    amortized. Eviction assumes each symbol's tape arrives in event-time order, which normalize's
+    lateness window guarantees up to its bound.
+    """
+
+    __slots__ = ("window_ns", "_prints", "_total")
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._prints: dict[str, deque[tuple[int, float]]] = {}
+        self._total: dict[str, float] = {}
+
+    def record(self, symbol: str, ts_event: int, size: float) -> None:
+        prints = self._prints.get(symbol)
+        if prints is None:
+            prints = self._prints[symbol] = deque()
+            self._total[symbol] = 0.0
+        prints.append((ts_event, size))
+        self._total[symbol] += size
+
+    def volume(self, symbol: str, ts_event: int) -> float:
+        prints = self._prints.get(symbol)
+        if not prints:
+            return 0.0
+        horizon = ts_event - self.window_ns
+        total = self._total[symbol]
+        while prints and prints[0][0] <= horizon:
+            total -= prints.popleft()[1]
+        # An emptied window is exactly zero, not the residue of float subtraction.
+        total = total if prints else 0.0
+        self._total[symbol] = total
+        return total
+
+
+class FillModel:
+    """Fill prices and fees.
+
+    Market orders pay to cross: ``price = reference + side * (half_spread + impact)`` with
+    ``impact = min(impact_coef * qty / recent_volume, max_impact_bps / 1e4) * reference``, rounded
+    to the tick *against* the order (buys up, sells down) so rounding never flatters a backtest, and
+    never below one tick. An empty volume window means no evidence of liquidity: impact is the cap.
+
+    Limit orders are passive: they fill at their own limit price, with no spread and no impact.
+    """
+
+    __slots__ = ("config", "price_grid", "qty_grid", "fee_grid", "_impact_cap", "_fee_rate")
+
+    def __init__(self, config: SimVenueConfig) -> None:
+        self.config = config
+        self.price_grid = Increment(config.price_increment)
+        self.qty_grid = Increment(config.qty_increment)
+        self.fee_grid = Increment(config.fee_increment)
+        self._impact_cap = config.max_impact_bps / 1e4
+        self._fee_rate = config.fee_bps / 1e4
+
+    def impact_fraction(self, qty: float, recent_volume: float) -> float:
+        """Impact as a fraction of the reference price."""
+        if self.config.impact_coef == 0.0:
+            return 0.0
+        if recent_volume <= 0.0:
+            return self._impact_cap
+        return min(self.config.impact_coef * qty / recent_volume, self._impact_cap)
+
+    def market_price(self, sign: int, reference: float, half_spread: float, qty: float, recent_volume: float) -> float:
+        raw = reference + sign * (half_spread + self.impact_fraction(qty, recent_volume) * reference)
+        ticks = self.price_grid.ceil(raw) if sign > 0 else self.price_grid.floor(raw)
+        return self.price_grid.to_float(max(ticks, 1))
+
+    def available_units(self, displayed_size: float) -> int:
+        """What the venue's orders may take from one print or one displayed quote, in qty units."""
+        return self.qty_grid.floor(self.config.participation * displayed_size)
+
+    def fee(self, qty: float, price: float) -> float:
+        return self.fee_grid.round(qty * price * self._fee_rate + qty * self.config.fee_per_share)
