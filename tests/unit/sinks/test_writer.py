@@ -1,0 +1,176 @@
+import pyarrow as pa
+import pytest
+
+from sinks.writer import BatchingWriter, WarehouseWriteError
+from tests.unit.sinks.records import fill, one_of_each, trade
+
+
+class FlakyWarehouse:
+    """Fails the first ``failures`` inserts, then succeeds; records every attempt."""
+
+    def __init__(self, failures: int = 0, error: Exception | None = None):
+        self.failures = failures
+        self.error = error or ConnectionError("connection reset by peer")
+        self.attempts: list[tuple[str, int, str | None]] = []
+        self.written: list[tuple[str, pa.Table, str | None]] = []
+
+    def insert_arrow(self, table, arrow_table, *, dedup_token=None):
+        self.attempts.append((table, arrow_table.num_rows, dedup_token))
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        self.written.append((table, arrow_table, dedup_token))
+        return arrow_table.num_rows
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def make_writer(warehouse, clock=None, **kwargs) -> BatchingWriter:
+    clock = clock or FakeClock()
+    return BatchingWriter(warehouse, "run-1", clock=clock, sleep=clock.sleep, **kwargs)
+
+
+def test_flush_when_insert_fails_twice_then_succeeds_writes_once_after_exponential_backoff():
+    warehouse, clock = FlakyWarehouse(failures=2), FakeClock()
+    writer = make_writer(warehouse, clock, backoff_s=0.2)
+    writer.add_many("md_trades", [trade(i) for i in range(3)])
+
+    assert writer.flush() == 3
+
+    assert clock.sleeps == pytest.approx([0.2, 0.4])
+    assert len(warehouse.written) == 1
+    assert warehouse.written[0][1].column("id").to_pylist() == ["AAPL:t0", "AAPL:t1", "AAPL:t2"]
+    tokens = {token for _, _, token in warehouse.attempts}
+    assert len(tokens) == 1 and None not in tokens  # every retry reuses the block's token
+    assert writer.insert_retries == 2
+    assert writer.rows_written == 3 and writer.pending_rows == 0
+
+
+def test_flush_when_every_retry_fails_raises_naming_table_rows_and_cause_and_keeps_the_batch():
+    warehouse, clock = FlakyWarehouse(failures=100, error=TimeoutError("read timed out")), FakeClock()
+    writer = make_writer(warehouse, clock, retries=3, backoff_s=0.5)
+    writer.add_many("exec_reports", [fill("f-1"), fill("f-2")])
+
+    with pytest.raises(WarehouseWriteError) as raised:
+        writer.flush()
+
+    error = raised.value
+    assert (error.table, error.rows, error.attempts) == ("exec_reports", 2, 4)
+    assert isinstance(error.cause, TimeoutError)
+    assert "exec_reports" in str(error) and "2 rows" in str(error) and "read timed out" in str(error)
+    assert clock.sleeps == pytest.approx([0.5, 1.0, 2.0])
+    assert writer.pending_rows == 2 and writer.rows_written == 0
+    assert writer.due()  # a stuck block keeps the writer due
+
+
+def test_failed_block_is_retried_with_the_same_token_on_the_next_flush_and_written_once():
+    warehouse = FlakyWarehouse(failures=2)
+    writer = make_writer(warehouse, retries=1)
+    writer.add("exec_reports", fill())
+    with pytest.raises(WarehouseWriteError):
+        writer.flush()
+
+    assert writer.flush() == 1
+
+    assert len({token for _, _, token in warehouse.attempts}) == 1
+    assert len(warehouse.written) == 1
+    assert writer.rows_written_by_table["exec_reports"] == 1
+
+
+def test_rows_added_after_a_failed_flush_go_to_a_new_block_not_into_the_retried_one():
+    warehouse = FlakyWarehouse(failures=1)
+    writer = make_writer(warehouse, retries=0)
+    writer.add("md_trades", trade(0))
+    with pytest.raises(WarehouseWriteError):
+        writer.flush()
+    writer.add("md_trades", trade(1))
+
+    writer.flush()
+
+    blocks = [(t.column("id").to_pylist(), token) for _, t, token in warehouse.written]
+    assert [ids for ids, _ in blocks] == [["AAPL:t0"], ["AAPL:t1"]]  # the failed block first, unchanged
+    assert blocks[0][1] == warehouse.attempts[0][2]  # and under the token of its first attempt
+    assert blocks[0][1] != blocks[1][1]
+
+
+def test_due_when_a_table_buffer_reaches_max_rows():
+    writer = make_writer(FlakyWarehouse(), max_rows=3, max_age_s=60)
+    writer.add_many("md_trades", [trade(0), trade(1)])
+    assert not writer.due()
+    writer.add("md_trades", trade(2))
+    assert writer.due()
+
+
+def test_due_when_the_oldest_row_of_a_table_has_waited_max_age():
+    clock = FakeClock()
+    writer = make_writer(FlakyWarehouse(), clock, max_rows=1000, max_age_s=1.0)
+    writer.add("md_trades", trade(0))
+    clock.now += 0.6
+    writer.add("md_trades", trade(1))  # a later row does not restart the age of the buffer
+    assert not writer.due()
+    clock.now += 0.4
+    assert writer.due()
+
+
+def test_not_due_when_nothing_is_pending():
+    clock = FakeClock()
+    writer = make_writer(FlakyWarehouse(), clock)
+    clock.now += 100
+    assert not writer.due()
+
+
+def test_flush_writes_every_pending_table_and_counts_rows_per_table():
+    warehouse = FlakyWarehouse()
+    writer = make_writer(warehouse)
+    for table, record in one_of_each().items():
+        writer.add(table, record)
+    writer.add("md_trades", trade(1))
+
+    assert writer.flush() == 15
+
+    assert {table for table, _, _ in warehouse.written} == set(one_of_each())
+    assert writer.rows_written == 15
+    assert writer.rows_written_by_table["md_trades"] == 2
+    assert writer.rows_written_by_table["pnl"] == 1
+    assert not writer.due() and writer.pending_rows == 0
+
+
+def test_flush_splits_a_large_buffer_into_blocks_of_at_most_max_rows():
+    warehouse = FlakyWarehouse()
+    writer = make_writer(warehouse, max_rows=4)
+    writer.add_many("md_trades", [trade(i) for i in range(10)])
+
+    writer.flush()
+
+    assert [t.num_rows for _, t, _ in warehouse.written] == [4, 4, 2]
+    assert len({token for _, _, token in warehouse.written}) == 3
+    assert writer.blocks_written == 3
+
+
+def test_flush_with_nothing_pending_writes_nothing():
+    warehouse = FlakyWarehouse()
+    assert make_writer(warehouse).flush() == 0
+    assert warehouse.attempts == []
+
+
+def test_add_of_a_record_of_another_model_fails_at_the_caller():
+    writer = make_writer(FlakyWarehouse())
+    with pytest.raises(TypeError, match="exec_reports takes ExecutionReport"):
+        writer.add("exec_reports", trade())
+    assert writer.pending_rows == 0
+
+
+def test_add_to_an_unknown_table_fails_at_the_caller():
+    with pytest.raises(KeyError, match="no warehouse table"):
+        make_writer(FlakyWarehouse()).add("exec.reports", fill())
