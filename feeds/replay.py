@@ -1,0 +1,298 @@
+"""Replaying recorded trade or quote files (Parquet, CSV) as a tick feed.
+
+``ReplayFeed(path, mapping=None, speed=0.0, symbol=None).ticks(start_seq)`` reads the file with
+Polars, maps its columns onto the ``tapeflow.v1`` payload through a :class:`ColumnMapping` (given,
+named, or auto-detected from the file name, see :mod:`feeds.replay_presets`), sorts it by event time
+(stably: rows with equal timestamps keep their file order) and yields one RawTick per row with
+``source = f"replay:{file stem}"`` and ``seq`` = position in that sorted order.
+
+Nothing is dropped. A row whose timestamp, price, size or side cannot be read is still emitted with
+the raw value in the payload (``None`` for a missing value, the original string for an unparseable
+one), so normalize can dead-letter it with a reason. Such a row's ``ts_event`` is borrowed from the
+previous readable row in file order, which keeps it at its place in the tape.
+
+Timestamps: integer or numeric-string columns in ``ns``/``us``/``ms``/``s`` since the epoch (UTC);
+``datetime`` for strings parsed with ``timestamp_format`` (or inferred). Naive datetimes are taken
+as UTC; offsets (``+00:00``) are honoured. A column already typed as a datetime (Parquet) is read as
+such whatever the unit says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator, Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from feeds.pacing import Pacer
+from feeds.raw import raw_tick
+from schemas import RawTick, now_ns
+
+TimestampUnit = Literal["ns", "us", "ms", "s", "datetime"]
+_UNIT_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_TRUE = ("true", "t", "1", "yes", "y")
+_FALSE = ("false", "f", "0", "no", "n")
+_CHUNK_ROWS = 65_536  # rows turned into Python objects at a time (bounds memory on large files)
+UNKNOWN_SYMBOL = "UNKNOWN"  # for a row whose symbol column is empty: the tick still reaches the DLQ
+
+
+class BarFileError(ValueError):
+    """The file holds OHLC bars, not ticks; the tick replay cannot read it."""
+
+
+class ColumnMapping(BaseModel):
+    """How a file's columns map onto a ``tapeflow.v1`` trade or quote.
+
+    Trades need ``price`` and ``size``; the aggressor comes from ``side`` (values buy/sell/unknown,
+    any case) or from ``buyer_maker`` (bool or "True"/"False"/1/0: True means the buyer was the
+    maker, so the SELLER was the aggressor, side "sell"); with neither, side is "unknown". Without a
+    ``trade_id`` column the row number in the file (0-based) is the trade id. Quotes need ``bid`` and
+    ``ask``; missing size columns mean sizes 0. The symbol comes from the ``symbol`` column or
+    ``fixed_symbol``. CSV options: ``has_header``, ``column_names`` (names for a headerless file, or
+    renames in order), ``separator``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["trade", "quote"]
+    timestamp: str
+    timestamp_unit: TimestampUnit = "ns"
+    timestamp_format: str | None = None
+    price: str | None = None
+    size: str | None = None
+    side: str | None = None
+    buyer_maker: str | None = None
+    trade_id: str | None = None
+    bid: str | None = None
+    ask: str | None = None
+    bid_size: str | None = None
+    ask_size: str | None = None
+    symbol: str | None = None
+    fixed_symbol: str | None = None
+    has_header: bool = True
+    column_names: tuple[str, ...] | None = None
+    separator: str = ","
+
+    @model_validator(mode="after")
+    def _complete(self) -> "ColumnMapping":
+        needed = ("price", "size") if self.kind == "trade" else ("bid", "ask")
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} mapping needs the {' and '.join(missing)} column(s)")
+        if self.side and self.buyer_maker:
+            raise ValueError("give either a side column or a buyer_maker column, not both")
+        if self.timestamp_format and self.timestamp_unit != "datetime":
+            raise ValueError("timestamp_format applies only with timestamp_unit='datetime'")
+        return self
+
+    def source_columns(self) -> list[str]:
+        """Every file column the mapping reads, in a stable order."""
+        names = [self.timestamp]
+        if self.kind == "trade":
+            names += [self.price, self.size, self.side, self.buyer_maker, self.trade_id]
+        else:
+            names += [self.bid, self.ask, self.bid_size, self.ask_size]
+        names.append(self.symbol)
+        return [n for n in names if n is not None]
+
+
+def looks_like_bars(columns: list[str]) -> bool:
+    lowered = {c.strip().lower() for c in columns}
+    return {"open", "high", "low", "close"} <= lowered
+
+
+def scan_file(path: Path, mapping: ColumnMapping | None = None) -> pl.LazyFrame:
+    """A lazy frame over the file; CSV columns are read as strings so no value is lost to inference."""
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    if suffix == ".parquet":
+        return pl.scan_parquet(path)
+    if suffix in (".csv", ".txt", ".csv.gz"):
+        has_header = mapping.has_header if mapping else True
+        return pl.scan_csv(
+            path,
+            has_header=has_header,
+            new_columns=list(mapping.column_names) if mapping and mapping.column_names else None,
+            separator=mapping.separator if mapping else ",",
+            infer_schema=False,
+        )
+    raise ValueError(f"{path}: cannot replay a '{path.suffix}' file; expected .parquet or .csv")
+
+
+def _timestamp_ns(name: str, dtype: pl.DataType, mapping: ColumnMapping) -> pl.Expr:
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        aware = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
+        return aware.dt.epoch("ns")
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("ns")).dt.epoch("ns")
+    if mapping.timestamp_unit == "datetime":
+        text = col.cast(pl.String).str.strip_chars()
+        parsed = text.str.to_datetime(mapping.timestamp_format, strict=False, time_unit="ns", time_zone="UTC")
+        return parsed.dt.epoch("ns")
+    mult = _UNIT_NANOS[mapping.timestamp_unit]
+    whole = col.cast(pl.Int64, strict=False) * mult
+    fractional = (col.cast(pl.Float64, strict=False) * mult).round(0).cast(pl.Int64, strict=False)
+    return pl.coalesce(whole, fractional)
+
+
+def _side(mapping: ColumnMapping, schema: pl.Schema) -> pl.Expr:
+    """buy/sell/unknown; None/empty -> unknown; anything unreadable passes through raw for the DLQ."""
+    if mapping.side:
+        raw = pl.col(mapping.side).cast(pl.String)
+        word = raw.str.strip_chars().str.to_lowercase()
+        return (
+            pl.when(raw.is_null() | (word == "")).then(pl.lit("unknown"))
+            .when(word.is_in(["buy", "sell", "unknown"])).then(word)
+            .otherwise(raw)
+        )
+    if mapping.buyer_maker:
+        col = pl.col(mapping.buyer_maker)
+        if schema[mapping.buyer_maker] == pl.Boolean:
+            return pl.when(col.is_null()).then(pl.lit("unknown")).when(col).then(pl.lit("sell")).otherwise(pl.lit("buy"))
+        raw = col.cast(pl.String)
+        word = raw.str.strip_chars().str.to_lowercase()
+        return (
+            pl.when(raw.is_null() | (word == "")).then(pl.lit("unknown"))
+            .when(word.is_in(_TRUE)).then(pl.lit("sell"))  # buyer was maker: the seller hit the bid
+            .when(word.is_in(_FALSE)).then(pl.lit("buy"))
+            .otherwise(raw)
+        )
+    return pl.lit("unknown")
+
+
+class ReplayFeed:
+    """``ReplayFeed(path, mapping=None, speed=0.0, symbol=None)``: a recorded file as a tick feed.
+
+    ``mapping``: a :class:`ColumnMapping`, a preset name, or None to detect the preset from the file
+    name. ``speed``: 0 = as fast as possible, N = N× real time (event-time gaps / N on the wall clock).
+    ``symbol`` overrides the mapping's symbol for every row.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        mapping: ColumnMapping | str | None = None,
+        speed: float = 0.0,
+        symbol: str | None = None,
+        *,
+        pacer_factory: Callable[[float], Pacer] = Pacer,
+    ) -> None:
+        from feeds.replay_presets import detect_mapping, preset_mapping  # presets import this module
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"replay file not found: {self.path}")
+        if isinstance(mapping, str):
+            mapping = preset_mapping(mapping)
+        elif mapping is None:
+            mapping = detect_mapping(self.path)
+        self.mapping = mapping
+        self.speed = speed
+        self.symbol = symbol
+        self.source = f"replay:{self.path.stem}"
+        self._pacer_factory = pacer_factory
+        self._frame: pl.DataFrame | None = None
+        self._schema = self._check_columns()
+
+    def _check_columns(self) -> pl.Schema:
+        schema = scan_file(self.path, self.mapping).collect_schema()
+        present = schema.names()
+        if looks_like_bars(present):
+            raise BarFileError(
+                f"{self.path.name} holds OHLC bars (columns: {present}), not ticks; "
+                "the tick replay cannot read it (replay bars with the bar replay instead)"
+            )
+        missing = [c for c in self.mapping.source_columns() if c not in schema]
+        if missing:
+            raise ValueError(
+                f"{self.path.name}: {self.mapping.kind} mapping needs column(s) {missing}, "
+                f"which the file does not have; columns present: {present}"
+            )
+        if self.symbol is None and self.mapping.fixed_symbol is None and self.mapping.symbol is None:
+            raise ValueError(
+                f"{self.path.name}: no symbol: pass symbol=..., or a mapping with a symbol column "
+                f"or fixed_symbol; columns present: {present}"
+            )
+        return schema
+
+    def frame(self) -> pl.DataFrame:
+        """The whole replay as typed columns in tape order (cached): what ``ticks`` emits."""
+        if self._frame is None:
+            self._frame = self._load()
+        return self._frame
+
+    def __len__(self) -> int:
+        return self.frame().height
+
+    def _load(self) -> pl.DataFrame:
+        m, schema = self.mapping, self._schema
+        exprs: list[pl.Expr] = [pl.col("_row"), _timestamp_ns(m.timestamp, schema[m.timestamp], m).alias("ts")]
+        value_columns = ["price", "size"] if m.kind == "trade" else ["bid", "ask", "bid_size", "ask_size"]
+        for field in value_columns:
+            name = getattr(m, field)
+            if name is None:  # optional quote size: none recorded
+                exprs.append(pl.lit(0.0).alias(field))
+                continue
+            exprs.append(pl.col(name).cast(pl.Float64, strict=False).alias(field))
+            exprs.append(pl.col(name).cast(pl.String).alias(f"_raw_{field}"))
+        exprs.append(pl.col(m.timestamp).cast(pl.String).alias("_raw_ts"))
+        if m.kind == "trade":
+            exprs.append(_side(m, schema).alias("side"))
+            tid = pl.col(m.trade_id).cast(pl.String) if m.trade_id else pl.col("_row").cast(pl.String)
+            exprs.append(tid.alias("trade_id"))
+        symbol = self.symbol or m.fixed_symbol
+        sym = pl.lit(symbol) if symbol else pl.col(m.symbol).cast(pl.String).fill_null(UNKNOWN_SYMBOL)
+        exprs.append(sym.alias("symbol"))
+
+        lazy = scan_file(self.path, m).with_row_index("_row").select(exprs)
+        # Unreadable timestamps borrow the previous readable one (file order) so the row keeps its place.
+        lazy = lazy.with_columns(
+            ts_event=pl.col("ts").forward_fill().backward_fill().fill_null(0)
+        ).sort(["ts_event", "_row"])  # explicit tie-break: equal stamps keep file order
+        return lazy.collect()
+
+    def ticks(self, start_seq: int = 0) -> Iterator[RawTick]:
+        if start_seq < 0:
+            raise ValueError(f"start_seq must be >= 0, got {start_seq}")
+        frame, source, kind = self.frame(), self.source, self.mapping.kind
+        pacer = self._pacer_factory(self.speed)
+        paced, wait_until = pacer.paced, pacer.wait_until
+        value_columns = ["price", "size"] if kind == "trade" else ["bid", "ask", "bid_size", "ask_size"]
+        for lo in range(start_seq, frame.height, _CHUNK_ROWS):
+            chunk = frame.slice(lo, _CHUNK_ROWS)
+            cols = {name: _with_raw_fallback(chunk, name) for name in ["ts", *value_columns]}
+            ts_event = chunk["ts_event"].to_list()
+            symbols = chunk["symbol"].to_list()
+            seq = lo
+            if kind == "trade":
+                rows = zip(ts_event, symbols, cols["ts"], cols["price"], cols["size"],
+                           chunk["side"].to_list(), chunk["trade_id"].to_list())
+                for ts, sym, pts, price, size, side, tid in rows:
+                    payload = {"type": "trade", "ts": pts, "price": price, "size": size, "side": side, "trade_id": tid}
+                    if paced:
+                        wait_until(ts)
+                    yield raw_tick(source, seq, ts, now_ns(), sym, payload)
+                    seq += 1
+            else:
+                rows = zip(ts_event, symbols, cols["ts"], cols["bid"], cols["ask"], cols["bid_size"], cols["ask_size"])
+                for ts, sym, pts, bid, ask, bsz, asz in rows:
+                    payload = {"type": "quote", "ts": pts, "bid": bid, "ask": ask, "bid_size": bsz, "ask_size": asz}
+                    if paced:
+                        wait_until(ts)
+                    yield raw_tick(source, seq, ts, now_ns(), sym, payload)
+                    seq += 1
+
+
+def _with_raw_fallback(chunk: pl.DataFrame, name: str) -> list:
+    """The parsed column as a list, with the raw text put back wherever parsing failed (for the DLQ)."""
+    values = chunk[name].to_list()
+    raw_name = f"_raw_{name}"
+    if raw_name not in chunk.columns:
+        return values
+    failed = chunk.select((pl.col(name).is_null() & pl.col(raw_name).is_not_null()).arg_true()).to_series()
+    if failed.len():
+        raw = chunk[raw_name]
+        for i in failed.to_list():
+            values[i] = raw[i]
+    return values

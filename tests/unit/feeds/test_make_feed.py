@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from feeds import make_feed
+from feeds.synthetic import SyntheticConfig, SyntheticFeed
+
+
+def test_make_feed_when_synthetic_with_fields_then_configured_feed():
+    feed = make_feed("synthetic", seed=3, max_ticks=10, speed=0.0)
+    assert isinstance(feed, SyntheticFeed)
+    assert feed.config.seed == 3
+    assert [t.seq for t in feed.ticks()] == list(range(10))
+
+
+def test_make_feed_when_synthetic_with_config_then_used_as_is():
+    config = SyntheticConfig(seed=5, max_ticks=3)
+    assert make_feed("synthetic", config=config).config is config
+    with pytest.raises(ValueError, match="either config= or config fields"):
+        make_feed("synthetic", config=config, seed=6)
+
+
+def test_make_feed_when_unknown_field_then_rejected():
+    with pytest.raises(ValueError, match="not_a_field"):
+        make_feed("synthetic", not_a_field=1)
+
+
+def test_make_feed_when_unknown_kind_then_error_lists_kinds():
+    with pytest.raises(ValueError, match="unknown feed kind 'alpaca'.*synthetic"):
+        make_feed("alpaca")
+    with pytest.raises(ValueError, match="needs path"):
+        make_feed("replay")
+
+
+def test_make_feed_when_cli_passes_uniform_options_then_synthetic_takes_what_applies():
+    feed = make_feed("synthetic", path=None, symbols=("AAA", "BBB"), rate=None, speed=0.0, seed=9, max_ticks=50)
+    assert feed.config.symbols == ("AAA", "BBB") and feed.config.seed == 9 and feed.speed == 0.0
+    assert {t.symbol for t in feed.ticks()} == {"AAA", "BBB"}
+
+
+def test_make_feed_when_rate_given_then_event_time_follows_wall_clock_at_that_density():
+    feed = make_feed("synthetic", rate=500.0)
+    assert feed.config.ticks_per_second == 500.0
+    assert feed.speed == 1.0
+
+
+def test_make_feed_when_synthetic_given_a_path_then_rejected():
+    with pytest.raises(ValueError, match="reads no file"):
+        make_feed("synthetic", path="x.csv")
+
+
+def test_make_feed_when_replay_given_rate_then_rejected(tmp_path):
+    with pytest.raises(ValueError, match="use speed|pace a replay with speed"):
+        make_feed("replay", path=tmp_path / "x.csv", rate=10.0)
