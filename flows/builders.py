@@ -1,0 +1,103 @@
+"""Bytewax builders: each takes a stream and returns streams, wiring a stage's functional core.
+
+The cores (``flows/normalize.py``, ``flows/bars.py``, ``flows/features.py``, ...) import nothing
+from Bytewax, so another engine could wire the same classes; these builders are the only place the
+market-data stages meet Bytewax. Both topologies use them: the fused embedded dataflow chains them
+in one process, the split topology puts each behind Kafka.
+
+Stage outputs are mixed streams of records (e.g. normalize gives Trades, Quotes and DeadLetters);
+:func:`tagged_for_warehouse` routes each record to its table by type in one batched step, which is
+much cheaper at tick rates than one branch operator per type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+
+from flows.bars import BarBuilder
+from flows.features import FeatureState
+from flows.normalize import NormalizeConfig, NormalizeState
+from flows.stateful import keyed_by, stateful_core, unkeyed
+from schemas import Bar, DeadLetter, FeatureVector, Quote, RawTick, Trade
+from topics.catalog import table_name
+
+TABLE_OF_RECORD: dict[type, str] = {
+    RawTick: table_name("md.raw"),
+    Trade: table_name("md.trades"),
+    Quote: table_name("md.quotes"),
+    Bar: table_name("md.bars"),
+    FeatureVector: table_name("features"),
+    DeadLetter: table_name("dlq"),
+}
+
+
+@dataclass(frozen=True)
+class NormalizedStreams:
+    records: Stream  # Trades, Quotes and DeadLetters
+    market: Stream  # Trades and Quotes keyed by symbol, in normalize order per symbol
+
+
+def _normalize_one(core: NormalizeState, raw: RawTick):
+    return core.on_raw(raw)
+
+
+def _is_market(kv) -> bool:
+    return type(kv[1]) is not DeadLetter
+
+
+def normalize_stage(step_id: str, raw: Stream, config: NormalizeConfig) -> NormalizedStreams:
+    keyed = keyed_by(f"{step_id}_key_symbol", raw, lambda tick: tick.symbol)
+    out = stateful_core(step_id, keyed, lambda: NormalizeState(config), _normalize_one)
+    records = unkeyed(f"{step_id}_unkey", out)
+    market = op.flat_map_batch(f"{step_id}_market", out, lambda batch: [kv for kv in batch if _is_market(kv)])
+    return NormalizedStreams(records, market)
+
+
+def _bar_one(core: BarBuilder, record):
+    if type(record) is Trade:
+        return core.on_trade(record)
+    return core.advance(record.symbol, record.ts_event, record.ts_tick_ingest)
+
+
+def bar_stage(
+    step_id: str,
+    market: Stream,
+    intervals: tuple[str, ...],
+    lateness_ns: int,
+    flush_at_end: Callable[[], bool] = lambda: True,
+) -> Stream:
+    """``market``: trades and quotes (quotes only advance the watermark) keyed by symbol.
+    Returns Bars and DeadLetters (trades too late for their bar).
+
+    At the end of input the open bars are flushed when ``flush_at_end()`` says so: at the real end
+    of a tape, but not when a resumable run was merely stopped (the bars stay open in the recovery
+    snapshot and close, complete, after the resume)."""
+    out = stateful_core(
+        step_id,
+        market,
+        lambda: BarBuilder(intervals=intervals, lateness_ns=lateness_ns),
+        _bar_one,
+        lambda core: core.flush() if flush_at_end() else (),
+    )
+    return unkeyed(f"{step_id}_unkey", out)
+
+
+def _feature_one(core: FeatureState, bar):
+    return core.on_bar(bar) if type(bar) is Bar else ()
+
+
+def feature_stage(step_id: str, bars: Stream, interval: str) -> Stream:
+    """``bars``: the bar stage's output (non-bars are ignored). Returns FeatureVectors."""
+    keyed = keyed_by(f"{step_id}_key_symbol", bars, lambda bar: bar.symbol)
+    out = stateful_core(step_id, keyed, lambda: FeatureState(interval=interval), _feature_one)
+    return unkeyed(f"{step_id}_unkey", out)
+
+
+def tagged_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
+    """``(partition, (table, record))`` for the warehouse sink, the table chosen by record type."""
+    tables = TABLE_OF_RECORD
+    return op.flat_map_batch(step_id, up, lambda batch: [(partition, (tables[type(r)], r)) for r in batch])

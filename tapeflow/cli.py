@@ -1,0 +1,112 @@
+"""The ``tapeflow`` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tapeflow.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trade from a live market tape.")
+
+
+def _default_run_id() -> str:
+    return "run-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(
+    feed: str = typer.Option("synthetic", help="synthetic | replay"),
+    path: Optional[Path] = typer.Option(None, help="Replay file (Parquet or CSV) for --feed replay."),
+    symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (synthetic: names; replay: universe)."),
+    rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s (event time follows). Default: as fast as possible."),
+    speed: float = typer.Option(0.0, help="Replay pace: N x real time; 0 = as fast as possible."),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many wall-clock seconds."),
+    max_ticks: Optional[int] = typer.Option(None, help="Stop after this many ticks."),
+    warehouse: Optional[str] = typer.Option(None, help="chdb:///abs/path or http://host:8123 (env TAPEFLOW_WAREHOUSE)."),
+    seed: int = typer.Option(7, help="Synthetic feed seed."),
+    run_id: Optional[str] = typer.Option(None, help="Run id stored with every row; default run-<UTC time>."),
+    recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume a stopped run."),
+    no_raw: bool = typer.Option(False, "--no-raw", help="Do not land md.raw ticks in the warehouse."),
+    progress_interval: float = typer.Option(1.0, help="Seconds between progress lines."),
+) -> None:
+    """Run the embedded pipeline: feed -> normalize -> bars -> features -> warehouse."""
+    from feeds import make_feed
+    from flows.pipeline import MarketDataConfig, build_embedded_flow, run_flow
+    from flows.source import FeedLimits
+    from sinks.warehouse import Warehouse
+    from sinks.writer import BatchingWriter
+    from tapeflow.progress import RunProgress
+    from tapeflow.report import print_market_summary
+
+    overrides = {"warehouse": warehouse} if warehouse else {}
+    if no_raw:
+        overrides["store_raw"] = False
+    settings = Settings(**overrides)
+    symbol_list = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
+    try:
+        tape = make_feed(feed, path=path, symbols=symbol_list, rate=rate, speed=speed, seed=seed)
+    except (ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    run_id = run_id or _default_run_id()
+    wh = Warehouse.connect(settings.warehouse, database=settings.database)
+    wh.apply_ddl()
+    writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+    limits = FeedLimits(max_ticks=max_ticks, duration_s=duration)
+    signal.signal(signal.SIGINT, lambda *_: limits.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: limits.stop.set())
+    # a replay has a universe of its own symbols; --symbols restricts the synthetic names instead
+    universe = symbol_list if feed == "replay" else None
+    config = MarketDataConfig.from_settings(settings, universe)
+    progress = RunProgress(progress_interval)
+    typer.echo(f"tapeflow run {run_id}: feed={feed} warehouse={settings.warehouse} database={settings.database}", err=True)
+    progress.start()
+    try:
+        flow = build_embedded_flow(config, tape, writer, progress, limits, resumable=recovery_dir is not None)
+        run_flow(flow, settings.epoch_interval_s, recovery_dir)
+    finally:
+        progress.stop()
+    print_market_summary(wh, run_id, progress)
+
+
+@app.command()
+def query(
+    sql: str = typer.Argument(..., help="SQL to run against the warehouse database."),
+    warehouse: Optional[str] = typer.Option(None, help="Warehouse URL (env TAPEFLOW_WAREHOUSE)."),
+    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON lines."),
+) -> None:
+    """Print the result of a query against the warehouse."""
+    from sinks.warehouse import Warehouse
+
+    settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
+    wh = Warehouse.connect(settings.warehouse, database=settings.database)
+    try:
+        columns, rows = wh.query(sql)
+    except Exception as exc:  # the engine's message says what is wrong with the SQL
+        _fail(f"query failed: {exc}")
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(dict(zip(columns, row)), default=str))
+        return
+    from tapeflow.report import format_table
+
+    typer.echo(format_table(columns, rows))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

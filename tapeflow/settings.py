@@ -1,0 +1,43 @@
+"""Settings for every tapeflow command: pydantic-settings, environment prefix ``TAPEFLOW_``.
+
+Precedence: command-line option > environment variable > ``.env`` file > default. The defaults
+are the embedded laptop setup: chDB under ``./data/warehouse``, no Kafka.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_WAREHOUSE = "chdb://./data/warehouse"
+
+
+def resolve_warehouse_url(url: str) -> str:
+    """``chdb://relative/path`` and ``chdb://./x`` become ``chdb:///abs/path`` (chDB compares paths
+    literally, so one warehouse must always be spelled the same way)."""
+    if url.startswith("chdb://") and not url.startswith("chdb:///"):
+        return "chdb://" + str(Path(url[len("chdb://"):]).resolve())
+    return url
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAPEFLOW_", env_file=".env", extra="ignore", frozen=True)
+
+    warehouse: str = Field(DEFAULT_WAREHOUSE, description="chdb:///abs/path (embedded) or http(s)://host:8123")
+    database: str = Field("tapeflow", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    lateness_ms: int = Field(500, ge=0, description="Per-symbol event-time lateness window.")
+    price_band_pct: float = Field(10.0, gt=0, description="Max jump vs the last good price before dlq.")
+    max_future_s: float = Field(5.0, ge=0, description="Max ts_event ahead of the wall clock at ingest.")
+    bar_intervals: tuple[str, ...] = ("1s", "1m")
+    feature_interval: str = "1s"
+    store_raw: bool = Field(True, description="Also land md.raw ticks in the warehouse.")
+    sink_max_rows: int = Field(50_000, ge=1)
+    sink_max_age_s: float = Field(1.0, gt=0)
+    epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
+
+    @field_validator("warehouse")
+    @classmethod
+    def _absolute_chdb_path(cls, url: str) -> str:
+        return resolve_warehouse_url(url)
