@@ -10,11 +10,9 @@ import pytest
 from feeds import make_feed
 from feeds.replay import ReplayFeed
 from tests.integration.embedded_runs import run_embedded, table_content
+from tests.real_data import REAL_DATA
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
-if not REAL.exists():  # a clone next to shared/, as CI lays it out
-    REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
-BINANCE = REAL / "binance-btcusdt-trades.parquet"
+BINANCE = REAL_DATA / "binance-btcusdt-trades.parquet"
 
 pytestmark = pytest.mark.integration
 

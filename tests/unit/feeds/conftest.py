@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-_REPO = Path(__file__).resolve().parents[3]
-_REAL_DATA_CANDIDATES = [
-    Path(os.environ["TAPEFLOW_REAL_DATA"]) if os.environ.get("TAPEFLOW_REAL_DATA") else None,
-    _REPO / "data" / "real",
-    _REPO.parent / "shared" / "data" / "real",
-]
+from tests.real_data import REAL_DATA
+
 
 
 class FakeClock:
@@ -40,7 +35,4 @@ def fake_clock() -> FakeClock:
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
-    for candidate in _REAL_DATA_CANDIDATES:
-        if candidate is not None and (candidate / "README.md").is_file():
-            return candidate
-    pytest.skip("real market data folder (data/real) not found; set TAPEFLOW_REAL_DATA")
+    return REAL_DATA

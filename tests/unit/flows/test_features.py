@@ -24,8 +24,9 @@ from flows.features import (
     FeatureState,
 )
 from schemas.market import INTERVAL_NANOS, Bar, FeatureVector
+from tests.real_data import REAL_DATA
 
-BTC_1M_CSV = Path("/work/shared/data/real/btc-perp-20211231-20220201_1m.csv")
+BTC_1M_CSV = REAL_DATA / "btc-perp-20211231-20220201_1m.csv"
 
 # Relative tolerance for every feature; the absolute floor only matters for values that cross zero
 # (returns, MACD, imbalance, z-score), where a relative test is meaningless. MACD is in price units,
