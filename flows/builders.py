@@ -21,6 +21,8 @@ from bytewax.dataflow import Stream
 from flows.bars import BarBuilder
 from flows.features import FeatureState
 from flows.normalize import NormalizeConfig, NormalizeState
+from flows.desk import TradingDesk
+from flows.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from schemas import Bar, DeadLetter, FeatureVector, Quote, RawTick, Trade
 from topics.catalog import table_name
@@ -101,3 +103,76 @@ def tagged_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
     """``(partition, (table, record))`` for the warehouse sink, the table chosen by record type."""
     tables = TABLE_OF_RECORD
     return op.flat_map_batch(step_id, up, lambda batch: [(partition, (tables[type(r)], r)) for r in batch])
+
+
+def _signals_one(core: SignalState, vector):
+    return core.on_features(vector)
+
+
+def signal_stage(
+    step_id: str,
+    features: Stream,
+    new_state: Callable[[], SignalState],
+    account: str,
+    flush_at_end: Callable[[], bool] = lambda: True,
+) -> Stream:
+    """Feature vectors -> the signals stage core, keyed by account so a bar's symbols meet.
+    Returns CrossSections (or Signals and Orders, as the core is configured) and DeadLetters."""
+    keyed = keyed_by(f"{step_id}_key_account", features, lambda _: account)
+    out = stateful_core(step_id, keyed, new_state, _signals_one, lambda core: core.flush() if flush_at_end() else ())
+    return unkeyed(f"{step_id}_unkey", out)
+
+
+def signals_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
+    """The signals stage's output for the sink: each CrossSection's signals, and dead letters."""
+    signals_table, dlq_table = table_name("signals"), table_name("dlq")
+
+    def tag(batch):
+        out = []
+        for item in batch:
+            if type(item) is CrossSection:
+                out.extend((partition, (signals_table, s)) for s in item.signals)
+            elif type(item) is DeadLetter:
+                out.append((partition, (dlq_table, item)))
+            else:
+                out.append((partition, (TABLE_OF_RECORD[type(item)], item)))
+        return out
+
+    return op.flat_map_batch(step_id, up, tag)
+
+
+def _desk_one(core: TradingDesk, item):
+    return core.on_item(item)
+
+
+def desk_stage(
+    step_id: str,
+    market: Stream,
+    bars: Stream,
+    cross_sections: Stream,
+    control: Stream,
+    new_desk: Callable[[], TradingDesk],
+    account: str,
+    flush_at_end: Callable[[], bool] = lambda: True,
+) -> Stream:
+    """Risk, venue and ledger of one account in one operator (fills update risk at once).
+
+    ``market``: trades and quotes keyed by symbol (the normalize stage's ``market``); ``bars``: the
+    bar stage's output; ``cross_sections``: the signals stage's output; ``control``: operator
+    commands. Returns ``(table, record)`` pairs for the warehouse."""
+    market_items = op.flat_map_batch(f"{step_id}_market", market, lambda batch: [(account, v) for _, v in batch])
+    bar_items = op.flat_map_batch(f"{step_id}_bars", bars, lambda batch: [(account, b) for b in batch if type(b) is Bar])
+    section_items = op.flat_map_batch(
+        f"{step_id}_sections", cross_sections, lambda batch: [(account, c) for c in batch if type(c) is CrossSection]
+    )
+    control_items = op.flat_map_batch(
+        f"{step_id}_control", control, lambda batch: [(account, c) for c in batch if c.target in ("global", account)]
+    )
+    merged = op.merge(f"{step_id}_inputs", market_items, bar_items, section_items, control_items)
+    out = stateful_core(step_id, merged, new_desk, _desk_one, lambda core: core.flush() if flush_at_end() else ())
+    return unkeyed(f"{step_id}_unkey", out)
+
+
+def tagged_pairs(step_id: str, up: Stream, partition: str) -> Stream:
+    """Already ``(table, record)`` pairs (the desk's output) for the warehouse sink."""
+    return op.flat_map_batch(step_id, up, lambda batch: [(partition, pair) for pair in batch])

@@ -1,15 +1,18 @@
 """The fused embedded topology: one Bytewax dataflow, one process, from feed to warehouse.
 
-feed -> normalize -> (trades, quotes, dlq) -> bars -> features, every stream tagged with its
-warehouse table and written by one batching sink. Deterministic: with one worker and the same
-input and config, every record's content is identical between runs (only wall-clock ``ts_ingest``
-fields differ).
+    feed -> normalize -> bars -> features -> signals (cross-sections)
+                 \\--------\\-----------------------> desk (portfolio, risk, venue, ledger) <- control
+    every stream -> its warehouse table, through one batching sink
+
+Deterministic: with the same input and config every record's content is identical between runs
+(only wall-clock ``ts_ingest`` fields differ); see ``flows/desk.py`` for how the trading half keeps
+event-time order whatever the engine's batching.
 """
 
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +22,24 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 
-from flows.builders import bar_stage, feature_stage, normalize_stage, tagged_for_warehouse
+from flows.builders import (
+    bar_stage,
+    desk_stage,
+    feature_stage,
+    normalize_stage,
+    signal_stage,
+    signals_for_warehouse,
+    tagged_for_warehouse,
+    tagged_pairs,
+)
+from flows.desk import DeskConfig, TradingDesk
 from flows.normalize import NormalizeConfig
+from flows.signals import SignalState
 from flows.sink import WarehouseSink
-from flows.source import Feed, FeedLimits, FeedSource
+from flows.source import ControlSource, Feed, FeedLimits, FeedSource
+from strategies.baseline import BaselineConfig, BaselineStrategy
+from strategies.portfolio import PortfolioConstructor
+from tapeflow.control import ControlChannel
 from tapeflow.settings import Settings
 
 
@@ -46,6 +63,43 @@ class MarketDataConfig:
         return cls(normalize, tuple(settings.bar_intervals), lateness_ns, settings.feature_interval, settings.store_raw)
 
 
+@dataclass(frozen=True)
+class TradingConfig:
+    """The trading half of the fused flow; ``universe`` is the symbols a cross-section waits for."""
+
+    desk: DeskConfig = field(default_factory=DeskConfig)
+    strategy: BaselineConfig = field(default_factory=BaselineConfig)
+    universe: tuple[str, ...] | None = None
+    max_wait_bars: int = 30
+
+    @classmethod
+    def from_settings(cls, settings: Settings, universe: tuple[str, ...] | None) -> "TradingConfig":
+        desk = DeskConfig(account=settings.account, capital=settings.capital, bar_interval=settings.feature_interval)
+        return cls(desk=desk, universe=universe)
+
+    def new_signal_state(self, interval: str) -> SignalState:
+        return SignalState(
+            BaselineStrategy(self.strategy),
+            PortfolioConstructor(self.desk.portfolio),  # unused: the desk sizes orders
+            account=self.desk.account,
+            symbols=self.universe,
+            max_wait_bars=self.max_wait_bars,
+            interval=interval,
+            emit_orders=False,
+        )
+
+
+def feed_universe(feed: Feed) -> tuple[str, ...] | None:
+    """The symbols a feed will deliver, when it knows them up front."""
+    config = getattr(feed, "config", None)
+    if config is not None and getattr(config, "symbols", None):
+        return tuple(config.symbols)
+    frame = getattr(feed, "frame", None)
+    if callable(frame):
+        return tuple(sorted(frame()["symbol"].unique().to_list()))
+    return None
+
+
 def build_embedded_flow(
     config: MarketDataConfig,
     feed: Feed,
@@ -53,24 +107,40 @@ def build_embedded_flow(
     progress: Any | None = None,
     limits: FeedLimits | None = None,
     resumable: bool = False,
+    trading: TradingConfig | None = None,
+    control: ControlChannel | None = None,
 ) -> Dataflow:
     """``resumable``: the run has a recovery directory, so a stop (limit, Ctrl-C) must leave open
-    bars in state for the resume rather than flush them."""
+    bars and queued events in state for the resume rather than flush them.
+    ``trading``: None runs the market-data half only."""
     limits = limits or FeedLimits()
+    flush_at_end = (lambda: not limits.cut_short.is_set()) if resumable else (lambda: True)
     flow = Dataflow("tapeflow_embedded")
+    sink_key = WarehouseSink.PARTITION
+
     raw = op.input("feed", flow, FeedSource(feed, progress, limits))
     normalized = normalize_stage("normalize", raw, config.normalize)
-    flush_at_end = (lambda: not limits.cut_short.is_set()) if resumable else (lambda: True)
     bars = bar_stage("bars", normalized.market, config.bar_intervals, config.lateness_ns, flush_at_end)
     features = feature_stage("features", bars, config.feature_interval)
 
     landed = [normalized.records, bars, features] + ([raw] if config.store_raw else [])
-    merged = op.merge("sink_merge", *landed)
-    op.output("warehouse", tagged_for_warehouse("sink_tag", merged, WarehouseSink.PARTITION), WarehouseSink(writer, progress))
+    to_sink = [tagged_for_warehouse("sink_tag", op.merge("sink_merge", *landed), sink_key)]
+    if trading is not None:
+        account = trading.desk.account
+        sections = signal_stage(
+            "signals", features, lambda: trading.new_signal_state(config.feature_interval), account, flush_at_end
+        )
+        commands = op.input("control", flow, ControlSource(control or ControlChannel("data/control.jsonl"), limits))
+        desk_out = desk_stage(
+            "desk", normalized.market, bars, sections, commands, lambda: TradingDesk(trading.desk), account, flush_at_end
+        )
+        to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
+        to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
+    op.output("warehouse", op.merge("sink_all", *to_sink), WarehouseSink(writer, progress))
     return flow
 
 
-def recovery_config(recovery_dir: Path | None, snapshot_every_s: float) -> RecoveryConfig | None:
+def recovery_config(recovery_dir: Path | None) -> RecoveryConfig | None:
     """Bytewax recovery in ``recovery_dir`` (created with one partition on first use)."""
     if recovery_dir is None:
         return None
@@ -90,14 +160,10 @@ def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None 
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        _run(flow, epoch_interval_s, recovery_dir)
+        run_main(
+            flow,
+            epoch_interval=timedelta(seconds=epoch_interval_s),
+            recovery_config=recovery_config(recovery_dir),
+        )
     finally:
         gc.set_threshold(*previous)
-
-
-def _run(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None) -> None:
-    run_main(
-        flow,
-        epoch_interval=timedelta(seconds=epoch_interval_s),
-        recovery_config=recovery_config(recovery_dir, epoch_interval_s),
-    )

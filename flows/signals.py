@@ -7,15 +7,17 @@ and the delta ``Order``s that move the book to the strategy's targets.
 
 Cross-section completion, in event time only (never the wall clock, so replays are identical):
 
-- bar time T is **complete** when every expected symbol has a vector for T. Expected symbols are
-  the configured universe, or, without one, the symbols seen so far; in the latter case the first
-  bar time never completes by membership (after one vector we cannot know who else is coming) and
-  the seen set is trusted only from the first release on.
-- T is **released anyway** once vectors for ``max_wait_bars`` later bar times are pending, or when
-  a later bar time completes (per-symbol streams are ordered, so a symbol that has reported a later
-  bar will not report T). T then goes out with whatever symbols it has: a symbol with no trades in a
-  bar has no bar and so no vector, and is simply absent from that cross-section (its position is
-  left as it is; see ``PortfolioConstructor.orders_for``).
+- every symbol's vectors arrive in bar order, so once a symbol delivered bar time T or a later one
+  it will never deliver anything earlier. Bar time T is **released** when every symbol of the
+  universe has reached T. A symbol with no trades in a bar has no bar and no vector; it reaches T by
+  delivering a later bar, and is absent from T's cross-section (its position is left as it is).
+  This rule depends only on *what* arrived, never on how the engine interleaved the symbols, so the
+  released cross-sections are identical however Bytewax batched them.
+- without a universe the symbols seen so far stand in for it, and a bar time also waits until a
+  later one shows up (after one vector there is no knowing who else is coming). Pipelines pass the
+  universe whenever the feed knows it.
+- a silent symbol would hold every bar back: T is released anyway once any symbol is
+  ``max_wait_bars`` bars past it (default 30).
 - ``flush()`` releases everything pending at end of stream.
 
 Bar times are released in increasing order. A vector for an already released bar time is a
@@ -39,12 +41,25 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Iterable, Union
 
-from schemas import DeadLetter, ExecutionReport, FeatureVector, Order, RiskReject, Signal, now_ns
+from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, FeatureVector, Order, RiskReject, Signal, now_ns
 from strategies.base import Strategy, is_valid_target
 from strategies.ids import signal_id
 from strategies.portfolio import PortfolioConstructor
 
-SignalOutput = Union[Signal, Order, DeadLetter]
+@dataclass(frozen=True)
+class CrossSection:
+    """Every signal of one released bar time, as one item.
+
+    In the fused topology the trading desk consumes these instead of orders: it builds the orders
+    itself against the ledger's real positions (no cycle is needed back into this stage), and the
+    arrival of bar time T tells it that no signal for T or earlier will follow (its watermark)."""
+
+    bar_end: int
+    signals: tuple[Signal, ...]
+    ts_tick_ingest: int  # of the tick that completed the cross-section
+
+
+SignalOutput = Union[Signal, Order, DeadLetter, CrossSection]
 
 STAGE = "signals"
 SOURCE_TOPIC = "features"
@@ -73,9 +88,10 @@ class SignalState:
         portfolio: PortfolioConstructor,
         account: str,
         symbols: Iterable[str] | None = None,
-        max_wait_bars: int = 1,
+        max_wait_bars: int = 30,
         interval: str = "1s",
         book_orders_as_filled: bool = False,
+        emit_orders: bool = True,
     ) -> None:
         if max_wait_bars < 1:
             raise ValueError("max_wait_bars must be >= 1")
@@ -88,12 +104,14 @@ class SignalState:
         self.max_wait_bars = max_wait_bars
         self.interval = interval
         self.book_orders_as_filled = book_orders_as_filled
+        self.emit_orders = emit_orders
+        self._interval_ns = INTERVAL_NANOS[interval]
+        self._progress: dict[str, int] = {}  # symbol -> latest bar time it delivered
 
         self._pending: dict[int, dict[str, FeatureVector]] = {}
         self._released: OrderedDict[int, frozenset[str]] = OrderedDict()
         self._last_released: int | None = None
         self._seen_symbols: set[str] = set()
-        self._universe_settled = False
         self._positions: dict[str, float] = {}
         self._working: dict[str, WorkingOrder] = {}
         self._fill_keys: deque[tuple[str, str]] = deque()
@@ -123,6 +141,8 @@ class SignalState:
             return []
         bucket[fv.symbol] = fv
         self._seen_symbols.add(fv.symbol)
+        if bar_time > self._progress.get(fv.symbol, -1):
+            self._progress[fv.symbol] = bar_time
         return self._release_ready()
 
     def flush(self) -> list[SignalOutput]:
@@ -194,20 +214,31 @@ class SignalState:
     # ------------------------------------------------------------------ internals
 
     def _expected_symbols(self) -> frozenset[str] | None:
-        if self.symbols is not None:
-            return self.symbols
-        return frozenset(self._seen_symbols) if self._universe_settled else None
+        return self.symbols
 
     def _release_ready(self) -> list[SignalOutput]:
-        times = sorted(self._pending)
+        """Release, oldest first, every bar time that every expected symbol has reached.
+
+        A symbol has reached T once it delivered a vector for T or a later bar time (its vectors
+        arrive in order, so it will never deliver T after a later one). This depends only on what
+        arrived, not on how the upstream interleaved symbols, so releases are identical however the
+        engine batched the vectors. A symbol that falls silent would hold every bar time back, so
+        T is released anyway once any symbol has reached ``max_wait_bars`` bars past it.
+        """
         expected = self._expected_symbols()
-        last_complete = None
         if expected:
-            last_complete = next((t for t in reversed(times) if expected <= self._pending[t].keys()), None)
+            reached = min(self._progress.get(symbol, -1) for symbol in expected)
+        elif self._progress:
+            # No universe: who else is coming is unknown, so a bar time waits until a later one
+            # shows up and every symbol seen so far has reached it.
+            newest = max(self._progress.values())
+            reached = min(min(self._progress.values()), newest - 1)
+        else:
+            reached = -1
+        valve = max(self._progress.values(), default=-1) - self.max_wait_bars * self._interval_ns
         out: list[SignalOutput] = []
-        for i, bar_time in enumerate(times):
-            later_pending = len(times) - 1 - i
-            if (last_complete is not None and bar_time <= last_complete) or later_pending >= self.max_wait_bars:
+        for bar_time in sorted(self._pending):
+            if bar_time <= reached or bar_time <= valve:
                 out.extend(self._release(bar_time))
             else:
                 break
@@ -219,7 +250,6 @@ class SignalState:
         self._released[bar_time] = frozenset(bucket)
         while len(self._released) > RELEASED_MEMORY:
             self._released.popitem(last=False)
-        self._universe_settled = True
         self.stats["released"] += 1
 
         cross_section = [bucket[s] for s in sorted(bucket)]
@@ -251,6 +281,8 @@ class SignalState:
         ]
         # The orders were caused by the tick that completed the cross-section: the latest one.
         tick_ingest = max(v.ts_tick_ingest for v in cross_section)
+        if not self.emit_orders:
+            return [CrossSection(bar_time, tuple(signals), tick_ingest)]
         orders = self.portfolio.orders_for(
             targets=weights,
             prices={v.symbol: v.close for v in cross_section},

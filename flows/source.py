@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from schemas import RawTick
+from schemas import ControlCommand, RawTick
+from tapeflow.control import ControlChannel
 
 BATCH_MAX_TICKS = 2_000
 BATCH_MAX_SECONDS = 0.02  # a paced feed hands over what it has at least this often
@@ -40,6 +42,8 @@ class FeedLimits:
     # Set when the source ended because of a limit rather than the end of the tape: a resumable
     # run then keeps its open bars in state instead of flushing them half-built.
     cut_short: threading.Event = field(default_factory=threading.Event)
+    # Set when the feed source has ended for any reason; other sources (control) end with it.
+    feed_done: threading.Event = field(default_factory=threading.Event)
 
     def deadline(self) -> float | None:
         return None if self.duration_s is None else time.monotonic() + self.duration_s
@@ -66,6 +70,7 @@ class _FeedPartition(StatefulSourcePartition[RawTick, int]):
         now = time.monotonic()
         if self._exhausted(now):
             self._limits.cut_short.set()
+            self._limits.feed_done.set()
             raise StopIteration()
         deadline = now + BATCH_MAX_SECONDS
         max_ticks = self._limits.max_ticks
@@ -77,6 +82,7 @@ class _FeedPartition(StatefulSourcePartition[RawTick, int]):
             if len(batch) >= BATCH_MAX_TICKS or time.monotonic() >= deadline:
                 break
         if not batch:
+            self._limits.feed_done.set()
             raise StopIteration()
         self._next_seq = batch[-1].seq + 1
         if self._counter is not None:
@@ -100,3 +106,42 @@ class FeedSource(FixedPartitionedSource[RawTick, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FeedPartition:
         return _FeedPartition(self._feed, resume_state or 0, self._counter, self._limits)
+
+
+class _ControlPartition(StatefulSourcePartition[ControlCommand, int]):
+    POLL = timedelta(milliseconds=100)
+
+    def __init__(self, channel: ControlChannel, offset: int, limits: FeedLimits, feed_done: threading.Event):
+        self._channel = channel
+        self._offset = offset
+        self._feed_done = feed_done
+        self._next_awake = datetime.now(timezone.utc)
+
+    def next_batch(self) -> list[ControlCommand]:
+        if self._feed_done.is_set():
+            raise StopIteration()  # the run ends with its tape
+        commands, _, self._offset = self._channel.read_from(self._offset)
+        self._next_awake = datetime.now(timezone.utc) + self.POLL
+        return commands
+
+    def next_awake(self) -> datetime:
+        return self._next_awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+
+class ControlSource(FixedPartitionedSource[ControlCommand, int]):
+    """Operator commands from the control spool, from its end at start (or the resumed offset).
+    Ends when the feed ends, so a finite tape still finishes the dataflow."""
+
+    def __init__(self, channel: ControlChannel, limits: FeedLimits):
+        self._channel = channel
+        self._limits = limits
+
+    def list_parts(self) -> list[str]:
+        return ["control"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ControlPartition:
+        offset = self._channel.end_offset() if resume_state is None else resume_state
+        return _ControlPartition(self._channel, offset, self._limits, self._limits.feed_done)

@@ -39,16 +39,19 @@ def run(
     run_id: Optional[str] = typer.Option(None, help="Run id stored with every row; default run-<UTC time>."),
     recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume a stopped run."),
     no_raw: bool = typer.Option(False, "--no-raw", help="Do not land md.raw ticks in the warehouse."),
+    no_trading: bool = typer.Option(False, "--no-trading", help="Market data only: no signals, orders or P&L."),
     progress_interval: float = typer.Option(1.0, help="Seconds between progress lines."),
 ) -> None:
-    """Run the embedded pipeline: feed -> normalize -> bars -> features -> warehouse."""
+    """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
+    simulated venue -> P&L, every stream into the warehouse."""
     from feeds import make_feed
-    from flows.pipeline import MarketDataConfig, build_embedded_flow, run_flow
+    from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow
+    from tapeflow.control import ControlChannel
     from flows.source import FeedLimits
     from sinks.warehouse import Warehouse
     from sinks.writer import BatchingWriter
     from tapeflow.progress import RunProgress
-    from tapeflow.report import print_market_summary
+    from tapeflow.report import print_run_report
 
     overrides = {"warehouse": warehouse} if warehouse else {}
     if no_raw:
@@ -69,15 +72,23 @@ def run(
     # a replay has a universe of its own symbols; --symbols restricts the synthetic names instead
     universe = symbol_list if feed == "replay" else None
     config = MarketDataConfig.from_settings(settings, universe)
+    trading = None if no_trading else TradingConfig.from_settings(settings, feed_universe(tape))
+    control = ControlChannel(settings.control_path)
     progress = RunProgress(progress_interval)
-    typer.echo(f"tapeflow run {run_id}: feed={feed} warehouse={settings.warehouse} database={settings.database}", err=True)
+    typer.echo(
+        f"tapeflow run {run_id}: feed={feed} warehouse={settings.warehouse} database={settings.database} "
+        f"control={settings.control_path}",
+        err=True,
+    )
     progress.start()
     try:
-        flow = build_embedded_flow(config, tape, writer, progress, limits, resumable=recovery_dir is not None)
+        flow = build_embedded_flow(
+            config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading, control=control
+        )
         run_flow(flow, settings.epoch_interval_s, recovery_dir)
     finally:
         progress.stop()
-    print_market_summary(wh, run_id, progress)
+    print_run_report(wh, run_id, progress, trading=trading is not None)
 
 
 @app.command()
@@ -102,6 +113,70 @@ def query(
     from tapeflow.report import format_table
 
     typer.echo(format_table(columns, rows))
+
+
+@app.command()
+def report(
+    run_id: Optional[str] = typer.Option(None, help="The run to report; default: the latest run in the warehouse."),
+    warehouse: Optional[str] = typer.Option(None, help="Warehouse URL (env TAPEFLOW_WAREHOUSE)."),
+) -> None:
+    """Print a past run's summary (orders, fills, rejects, positions, P&L, Sharpe, latency) from the warehouse."""
+    from sinks.warehouse import Warehouse
+    from tapeflow.report import print_run_report
+
+    settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
+    wh = Warehouse.connect(settings.warehouse, database=settings.database)
+    wh.apply_ddl()
+    if run_id is None:
+        latest = wh.query("SELECT run_id FROM md_raw GROUP BY run_id ORDER BY max(ts_written) DESC LIMIT 1").rows
+        if not latest:
+            _fail(f"no runs in {settings.warehouse} (database {settings.database}); start one with `tapeflow run`")
+        run_id = latest[0][0]
+    known = wh.query("SELECT count() FROM md_trades WHERE run_id = {r:String}", {"r": run_id}).scalar()
+    if not known:
+        _fail(f"run {run_id!r} has no rows in {settings.warehouse} (database {settings.database})")
+    print_run_report(wh, run_id)
+
+
+control_app = typer.Typer(no_args_is_help=True, help="Send an operator command to a running embedded pipeline.")
+app.add_typer(control_app, name="control")
+
+
+def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global") -> None:
+    from tapeflow.control import ControlChannel, make_command
+
+    settings = Settings()
+    command = ControlChannel(settings.control_path).send(make_command(kind, target=target, name=name, value=value))
+    typer.echo(f"sent {command.kind.value} {command.name} {command.value:g} to {target} as {command.issued_by} "
+               f"via {settings.control_path}")
+
+
+@control_app.command("kill-switch")
+def kill_switch(
+    state: str = typer.Argument(..., help="on | off"),
+    account: str = typer.Option("global", help="An account, or global for every account."),
+) -> None:
+    """Kill switch: `on` denies every new order (cancels still pass); `off` lifts it."""
+    from schemas import ControlKind
+
+    if state not in ("on", "off"):
+        _fail(f"kill-switch takes on or off, not {state!r}")
+    _send_control(ControlKind.KILL_SWITCH, value=1.0 if state == "on" else 0.0, target=account)
+
+
+@control_app.command("limit")
+def set_limit(
+    name: str = typer.Argument(..., help="A risk limit, e.g. max_order_notional."),
+    value: float = typer.Argument(..., help="Its new value."),
+    account: str = typer.Option("global", help="An account, or global."),
+) -> None:
+    """Change one pre-trade risk limit of a running pipeline."""
+    from flows.risk_limits import RiskLimits
+    from schemas import ControlKind
+
+    if name not in RiskLimits.limit_names():
+        _fail(f"unknown limit {name!r}; limits: {', '.join(RiskLimits.limit_names())}")
+    _send_control(ControlKind.SET_LIMIT, name=name, value=value, target=account)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     store_raw: bool = Field(True, description="Also land md.raw ticks in the warehouse.")
     sink_max_rows: int = Field(50_000, ge=1)
     sink_max_age_s: float = Field(1.0, gt=0)
+    account: str = Field("paper", min_length=1, description="The account the desk trades.")
+    capital: float = Field(1_000_000.0, gt=0, description="Starting capital of the account.")
+    control_path: str = Field("data/control.jsonl", description="Spool of operator commands for a running pipeline.")
     epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
 
     @field_validator("warehouse")

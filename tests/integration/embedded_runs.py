@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.pipeline import MarketDataConfig, build_embedded_flow, run_flow
+from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow
 from flows.source import Feed, FeedLimits
 from sinks.warehouse import Warehouse
 from sinks.writer import BatchingWriter
+from tapeflow.control import ControlChannel
 from tapeflow.progress import RunProgress
 from tapeflow.settings import Settings
 
@@ -22,13 +23,22 @@ def run_embedded(
     max_ticks: int | None = None,
     recovery_dir: Path | None = None,
     symbols: tuple[str, ...] | None = None,
+    trading: bool | TradingConfig = False,
+    control: ControlChannel | None = None,
     **settings,
 ) -> RunProgress:
-    config = MarketDataConfig.from_settings(Settings(**settings), symbols)
+    """``trading``: False for the market-data half only, True for the default desk, or a config."""
+    resolved = Settings(**settings)
+    config = MarketDataConfig.from_settings(resolved, symbols)
+    if trading is True:
+        trading = TradingConfig.from_settings(resolved, feed_universe(feed))
     writer = BatchingWriter(wh, run_id)
     progress = RunProgress()
     limits = FeedLimits(max_ticks=max_ticks)
-    flow = build_embedded_flow(config, feed, writer, progress, limits, resumable=recovery_dir is not None)
+    flow = build_embedded_flow(
+        config, feed, writer, progress, limits, resumable=recovery_dir is not None,
+        trading=trading or None, control=control,
+    )
     run_flow(flow, epoch_interval_s=0.2, recovery_dir=recovery_dir)
     writer.flush()
     return progress

@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from schemas import DeadLetter, Order, OrderState, RiskReject, Side, Signal, content_hash
-from flows.signals import RELEASED_MEMORY, SignalState
+from flows.signals import CrossSection, RELEASED_MEMORY, SignalState
 from strategies.base import Strategy
 from strategies.baseline import BaselineConfig, BaselineStrategy
 from strategies.ids import client_order_id
@@ -89,13 +89,33 @@ def test_orders_are_sized_from_the_vector_close_and_stamped_with_the_latest_tick
     assert a.ts_tick_ingest == c.ts_tick_ingest == 9
 
 
-def test_later_bar_releases_an_incomplete_cross_section_with_the_symbols_it_has():
+def test_cross_section_when_every_symbol_reached_it_then_released_with_the_symbols_that_traded():
     state = make_state()
     assert feed(state, [vector("A", T0, imbalance=0.6), vector("C", T0, imbalance=-0.6)]) == []
-    out = state.on_features(vector("A", T1, imbalance=0.1))
+    out = state.on_features(vector("B", T1, imbalance=0.1))  # B had no bar at T0 and moved past it
     assert [s.symbol for s in signals(out)] == ["A", "C"]
     assert {s.bar_end for s in signals(out)} == {T0}
     assert state.pending_bar_times == [T1]
+
+
+def test_cross_section_when_vectors_arrive_in_any_interleaving_then_same_releases():
+    tape = [vector("A", T0), vector("B", T0), vector("C", T0), vector("A", T1), vector("B", T1), vector("C", T1),
+            vector("A", T2), vector("B", T2), vector("C", T2)]
+    per_symbol_order = sorted(tape, key=lambda v: (v.symbol, v.bar_end))  # one symbol after another
+    releases = []
+    for order in (tape, per_symbol_order):
+        state = make_state()
+        out = feed(state, order) + state.flush()
+        releases.append([(s.bar_end, s.symbol, s.target_weight) for s in signals(out)])
+    assert releases[0] == releases[1] and len(releases[0]) == 9
+
+
+def test_cross_section_when_emit_orders_off_then_one_cross_section_item_per_bar_time():
+    state = make_state(emit_orders=False)
+    (item,) = feed(state, bar(BULLISH, T0))
+    assert isinstance(item, CrossSection) and item.bar_end == T0
+    assert [s.symbol for s in item.signals] == ["A", "B", "C"]
+    assert item.ts_tick_ingest == max(s.ts_tick_ingest for s in item.signals)
 
 
 def test_max_wait_bars_holds_an_incomplete_cross_section_for_more_later_bars():
@@ -121,15 +141,16 @@ def test_a_complete_later_bar_releases_every_earlier_one_first():
 def test_without_a_universe_the_first_bar_waits_for_a_later_bar():
     state = make_state(symbols=None)
     assert feed(state, bar(BULLISH, T0)) == []
-    out = state.on_features(vector("A", T1))
+    out = feed(state, [vector("A", T1), vector("B", T1), vector("C", T1)])
     assert [s.symbol for s in signals(out)] == ["A", "B", "C"]
 
 
-def test_without_a_universe_later_bars_complete_when_every_seen_symbol_arrives():
+def test_without_a_universe_a_bar_completes_once_every_seen_symbol_moved_past_it():
     state = make_state(symbols=None)
     feed(state, bar(BULLISH, T0))
     feed(state, [vector("A", T1), vector("B", T1)])
-    out = state.on_features(vector("C", T1))
+    assert state.on_features(vector("C", T1)) == []  # T1 complete for A, B, C but maybe not for others
+    out = state.on_features(vector("A", T2))
     assert [s.bar_end for s in signals(out)] == [T1, T1, T1]
 
 
@@ -178,8 +199,8 @@ def test_a_stream_with_every_vector_twice_gives_the_same_records_as_once():
 
 
 def test_a_vector_for_a_released_bar_time_is_late_and_goes_to_the_dlq():
-    state = make_state()
-    feed(state, [vector("A", T0), vector("B", T0), vector("A", T1)])  # T0 released without C
+    state = make_state(max_wait_bars=1)
+    feed(state, [vector("A", T0), vector("B", T0), vector("A", T1)])  # C silent a bar: T0 goes without it
     (dead,) = state.on_features(vector("C", T0))
     assert isinstance(dead, DeadLetter)
     assert (dead.reason, dead.stage, dead.source_topic, dead.symbol) == ("late", "signals", "features", "C")
