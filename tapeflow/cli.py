@@ -31,7 +31,7 @@ def run(
     path: Optional[Path] = typer.Option(None, help="Replay file (Parquet or CSV) for --feed replay."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (synthetic: names; replay: universe)."),
     rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s (event time follows). Default: as fast as possible."),
-    speed: float = typer.Option(0.0, help="Replay pace: N x real time; 0 = as fast as possible."),
+    speed: float = typer.Option(0.0, help="Pace: N x real time (replay, or synthetic with --rate); 0 = as fast as possible."),
     duration: Optional[float] = typer.Option(None, help="Stop after this many wall-clock seconds."),
     max_ticks: Optional[int] = typer.Option(None, help="Stop after this many ticks."),
     warehouse: Optional[str] = typer.Option(None, help="chdb:///abs/path or http://host:8123 (env TAPEFLOW_WAREHOUSE)."),

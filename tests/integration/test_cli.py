@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +50,56 @@ def test_query_when_sql_is_wrong_then_error_and_exit_code_2(tmp_path):
     done = tapeflow("query", "SELECT nonsense FROM nowhere", "--warehouse", f"chdb://{tmp_path}/wh", cwd=tmp_path)
     assert done.returncode == 2
     assert "query failed" in done.stderr
+
+
+def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rejected_with_its_reason(tmp_path):
+    url = f"chdb://{tmp_path}/wh"
+    env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice"}
+    # 400 ticks/s of event time, replayed at 5x: the features' warm-up (35 one-second bars) takes ~7 s
+    running = subprocess.Popen(
+        [*TAPEFLOW, "run", "--rate", "400", "--speed", "5", "--duration", "16", "--warehouse", url, "--run-id", "kill"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        time.sleep(3.0)
+        sent = subprocess.run([*TAPEFLOW, "control", "kill-switch", "on"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        assert "as alice" in sent.stdout
+        stdout, stderr = running.communicate(timeout=120)
+    finally:
+        running.kill()
+    assert running.returncode == 0, stderr
+    assert "kill_switch" in stdout  # the summary's rejects by reason
+
+    def query(sql: str):
+        done = tapeflow("query", sql, "--warehouse", url, "--json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    (counts,) = query(
+        "SELECT (SELECT count() FROM orders_approved FINAL WHERE run_id = 'kill') AS approved, "
+        "(SELECT countIf(has(reasons, 'kill_switch')) FROM orders_rejected FINAL WHERE run_id = 'kill') AS killed"
+    )
+    assert counts["approved"] == 0 and counts["killed"] > 0
+    (command,) = query("SELECT kind, value, issued_by FROM control WHERE run_id = 'kill'")
+    assert command == {"kind": "kill_switch", "value": 1.0, "issued_by": "alice"}
+
+
+def test_report_when_run_id_given_then_prints_the_runs_trading_summary(tmp_path):
+    url = f"chdb://{tmp_path}/wh"
+    done = tapeflow("run", "--max-ticks", "80000", "--warehouse", url, "--run-id", "rep", "--progress-interval", "9", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = tapeflow("report", "--run-id", "rep", "--warehouse", url, cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    summary_line = next(line for line in done.stdout.splitlines() if line.startswith("P&L:"))
+    assert summary_line in report.stdout  # the same figures, read back from the warehouse
+    assert re.search(r"orders [\d,]+ \(approved [\d,]+, rejected [\d,]+\) \| fills [\d,]+", report.stdout)
+    latest = tapeflow("report", "--warehouse", url, cwd=tmp_path)
+    assert latest.returncode == 0 and summary_line in latest.stdout
+
+
+def test_control_limit_when_unknown_name_then_error_lists_the_limits(tmp_path):
+    done = tapeflow("control", "limit", "max_bananas", "3", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "max_order_notional" in done.stderr
