@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flows.trusted_records import trusted_constructor
+from schemas.trusted import trusted_constructor
 from schemas.base import now_ns
 from schemas.control import DeadLetter
 from schemas.market import INTERVAL_NANOS, Aggressor, Bar, BarInterval, Trade

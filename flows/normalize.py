@@ -54,7 +54,7 @@ from flows.tick_parsers import (
     ParsedTrade,
     read_event_ts,
 )
-from flows.trusted_records import trusted_constructor
+from schemas.trusted import trusted_constructor
 from schemas.base import NANOS_PER_SECOND
 from schemas.control import DeadLetter
 from schemas.market import Quote, RawTick, Trade

@@ -51,6 +51,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
+from schemas.trusted import trusted_builder
 from schemas import ExecutionReport, PnlSnapshot, PositionSnapshot, now_ns
 
 ACCOUNT_SCOPE = "*"
@@ -301,7 +302,7 @@ class Ledger:
     ) -> PositionSnapshot:
         strategy, symbol = key
         price = self._valuation_price(symbol, book)
-        return PositionSnapshot(
+        return _build_position(
             id=f"pos:{self.account}:{strategy}:{symbol}:{ts_event}:{self._seq}",
             ts_event=ts_event,
             ts_ingest=ingest,
@@ -323,7 +324,7 @@ class Ledger:
         peak = max(self._peaks.get(scope, self.initial_capital), equity)
         self._peaks[scope] = peak
         drawdown = (peak - equity) / peak if peak > 0 else 0.0
-        return PnlSnapshot(
+        return _build_pnl(
             id=f"pnl:{self.account}:{scope}:{ts_event}:{self._seq}",
             ts_event=ts_event,
             ts_ingest=ingest,
@@ -339,6 +340,11 @@ class Ledger:
             net_exposure=t.net_exposure + 0.0,
             ts_tick_ingest=tick,
         )
+
+
+# Snapshots come from the ledger's own arithmetic: no validation on the fill path.
+_build_position = trusted_builder(PositionSnapshot)
+_build_pnl = trusted_builder(PnlSnapshot)
 
 
 def _apply_fill(book: _Book, signed_qty: float, price: float, fee: float) -> None:

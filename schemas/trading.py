@@ -46,7 +46,10 @@ class OrderState(str, Enum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
+        return self._value_ in _TERMINAL_STATES  # a set lookup: Enum member access is slow
+
+
+_TERMINAL_STATES = frozenset({"filled", "canceled", "rejected"})
 
 
 class Signal(Record):

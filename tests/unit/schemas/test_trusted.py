@@ -1,4 +1,4 @@
-"""Specs for flows.trusted_records: the fast constructor builds exactly what model_construct builds."""
+"""Specs for schemas.trusted: the fast constructor builds exactly what model_construct builds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pickle
 
 from pydantic import BaseModel, Field
 
-from flows.trusted_records import trusted_constructor
+from schemas.trusted import trusted_constructor
 from schemas import Aggressor, Bar, DeadLetter, Quote, Trade
 
 TRADE_VALUES = {
