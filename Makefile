@@ -26,7 +26,7 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 bench: setup
-	$(BIN)/python benchmarks/market_data.py
+	$(BIN)/python benchmarks/pipeline.py
 
 clean:
 	rm -rf $(VENV) data build *.egg-info

@@ -48,7 +48,7 @@ class RunProgress:
         return (
             f"[{self.elapsed_s:7.1f}s] ticks {self.ticks:,} ({rate:,.0f}/s) | trades {r['md_trades']:,} "
             f"quotes {r['md_quotes']:,} | bars {r['md_bars']:,} | features {r['features']:,} "
-            f"| orders {r['orders_intent']:,} fills {r['fills']:,} | dlq {r['dlq']:,}"
+            f"| orders {r['orders_intent']:,} exec reports {r['exec_reports']:,} | dlq {r['dlq']:,}"
         )
 
     def start(self) -> "RunProgress":

@@ -1,0 +1,104 @@
+"""Throughput, memory and latency of the fused embedded pipeline on one Bytewax worker.
+
+    python benchmarks/pipeline.py [--ticks N | --duration S] [--no-raw] [--trading] [--rate R]
+
+- market-data half (default): synthetic feed at full speed through normalize, bars and features
+  into the embedded warehouse. Targets (issue 2): >= 100,000 ticks/s; peak RSS <= 1 GiB over
+  10 minutes (``--duration 600``).
+- ``--trading``: the whole pipeline, signals, desk (risk, simulated venue, ledger) included.
+  Target (issue 3): >= 50,000 ticks/s.
+- ``--rate R``: pace the feed at R ticks/s of wall clock (event time follows) and print the
+  tick-to-order and tick-to-fill processing latency from the warehouse. Target (issue 3): p99
+  tick-to-order <= 5 ms at 10,000 ticks/s. The first ~35 s are the features' warm-up.
+
+Prints ticks/s (wall clock over the whole run, final flush included) and the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from feeds import make_feed  # noqa: E402
+from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow  # noqa: E402
+from flows.source import FeedLimits  # noqa: E402
+from sinks.warehouse import Warehouse  # noqa: E402
+from sinks.writer import BatchingWriter  # noqa: E402
+from tapeflow.control import ControlChannel  # noqa: E402
+from tapeflow.progress import RunProgress  # noqa: E402
+from tapeflow.report import trading_summary  # noqa: E402
+from tapeflow.settings import Settings  # noqa: E402
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ticks", type=int, default=1_000_000)
+    parser.add_argument("--duration", type=float, default=None, help="wall seconds instead of a tick count")
+    parser.add_argument("--no-raw", action="store_true", help="do not land md.raw")
+    parser.add_argument("--trading", action="store_true", help="the whole pipeline, trading half included")
+    parser.add_argument("--rate", type=float, default=None, help="pace at N ticks/s and report latency")
+    parser.add_argument("--warehouse", default=None, help="default: a fresh chdb path in a temp dir")
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="tapeflow-bench-")
+    url = args.warehouse or f"chdb://{workdir}/warehouse"
+    settings = Settings(warehouse=url, store_raw=not args.no_raw)
+    wh = Warehouse.connect(settings.warehouse, database="bench")
+    wh.apply_ddl()
+    writer = BatchingWriter(wh, "bench", max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+    limits = FeedLimits(max_ticks=None if args.duration else args.ticks, duration_s=args.duration)
+    feed = make_feed("synthetic", seed=7, rate=args.rate)
+    trading = TradingConfig.from_settings(settings, feed_universe(feed)) if args.trading or args.rate else None
+    progress = RunProgress(interval_s=5.0)
+    peak_sampled = [0.0]
+    done = threading.Event()
+
+    def sample_rss() -> None:
+        while not done.wait(1.0):
+            peak_sampled[0] = max(peak_sampled[0], current_rss_mib())
+
+    threading.Thread(target=sample_rss, daemon=True).start()
+    flow = build_embedded_flow(MarketDataConfig.from_settings(settings), feed, writer, progress, limits,
+                               trading=trading, control=ControlChannel(Path(workdir) / "control.jsonl"))
+    progress.start()
+    started = time.perf_counter()
+    run_flow(flow, settings.epoch_interval_s)
+    elapsed = time.perf_counter() - started
+    progress.stop()
+    done.set()
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    bars = wh.query("SELECT count() FROM md_bars WHERE run_id = 'bench'").scalar()
+    vectors = wh.query("SELECT count() FROM features WHERE run_id = 'bench'").scalar()
+    print(f"pipeline         {'full (trading)' if trading else 'market data'}; md.raw landed: {not args.no_raw}")
+    print(f"ticks            {progress.ticks:,}")
+    print(f"elapsed          {elapsed:.2f} s")
+    target = "50,000" if trading else "100,000"
+    print(f"throughput       {progress.ticks / elapsed:,.0f} ticks/s (target >= {target})")
+    print(f"bars / features  {bars:,} / {vectors:,}")
+    print(f"peak RSS         {peak_mib:,.0f} MiB (target <= 1024)")
+    if trading:
+        summary = trading_summary(wh, "bench")
+        o, f = summary.tick_to_order_us, summary.tick_to_fill_us
+        print(f"orders / fills   {summary.orders:,} / {summary.fills:,}")
+        print(f"tick->order      p50 {o[0] / 1000:.2f} ms  p99 {o[1] / 1000:.2f} ms  max {o[2] / 1000:.2f} ms"
+              + ("  (target p99 <= 5 ms at 10,000 ticks/s)" if args.rate else "  (unpaced: includes queueing)"))
+        print(f"tick->fill       p50 {f[0] / 1000:.2f} ms  p99 {f[1] / 1000:.2f} ms  max {f[2] / 1000:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
