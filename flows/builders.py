@@ -148,7 +148,6 @@ def _desk_one(core: TradingDesk, item):
 def desk_stage(
     step_id: str,
     market: Stream,
-    bars: Stream,
     cross_sections: Stream,
     control: Stream,
     new_desk: Callable[[], TradingDesk],
@@ -157,18 +156,17 @@ def desk_stage(
 ) -> Stream:
     """Risk, venue and ledger of one account in one operator (fills update risk at once).
 
-    ``market``: trades and quotes keyed by symbol (the normalize stage's ``market``); ``bars``: the
-    bar stage's output; ``cross_sections``: the signals stage's output; ``control``: operator
-    commands. Returns ``(table, record)`` pairs for the warehouse."""
+    ``market``: trades and quotes keyed by symbol (the normalize stage's ``market``);
+    ``cross_sections``: the signals stage's output; ``control``: operator commands.
+    Returns ``(table, record)`` pairs for the warehouse."""
     market_items = op.flat_map_batch(f"{step_id}_market", market, lambda batch: [(account, v) for _, v in batch])
-    bar_items = op.flat_map_batch(f"{step_id}_bars", bars, lambda batch: [(account, b) for b in batch if type(b) is Bar])
     section_items = op.flat_map_batch(
         f"{step_id}_sections", cross_sections, lambda batch: [(account, c) for c in batch if type(c) is CrossSection]
     )
     control_items = op.flat_map_batch(
         f"{step_id}_control", control, lambda batch: [(account, c) for c in batch if c.target in ("global", account)]
     )
-    merged = op.merge(f"{step_id}_inputs", market_items, bar_items, section_items, control_items)
+    merged = op.merge(f"{step_id}_inputs", market_items, section_items, control_items)
     out = stateful_core(step_id, merged, new_desk, _desk_one, lambda core: core.flush() if flush_at_end() else ())
     return unkeyed(f"{step_id}_unkey", out)
 

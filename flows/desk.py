@@ -1,25 +1,34 @@
 """The trading desk: portfolio construction, pre-trade risk, the venue and the ledger of one
-account, in one functional core (DESIGN §2, fused topology).
+account, in one functional core (DESIGN §2).
 
-Bytewax allows no cycle, so in the fused dataflow the account's stages share one operator keyed by
-account: fills update risk and the ledger at once, and orders are sized against the ledger's real
-positions (the signals stage sends :class:`flows.signals.CrossSection` items, not orders).
+Bytewax allows no cycle, so the account's stages share one operator keyed by account: fills update
+risk and the ledger at once, and orders are sized against the ledger's real positions (the signals
+stage sends :class:`flows.signals.CrossSection` items, not orders). The same core runs in the fused
+embedded dataflow and in the split topology's ``trading`` flow over Kafka.
 
-Reproducibility. The desk sees two inputs whose interleaving depends on how the engine batched the
-tape: market events (trades, quotes, bars) straight from normalize and bars, and cross-sections
-from the signals stage, which trail the tape by the lateness window and the wait for every symbol.
-The desk therefore keeps its own event-time order: market events and cross-sections go into one
-heap keyed by ``(ts_event, priority, arrival)`` and are processed only below the *signal
-watermark*: the bar time of the newest cross-section. Once cross-section T has arrived, every
-market event before T has arrived too (it took a shorter path through the dataflow), and no
-cross-section at or before T will follow. So each step sees exactly the state of the tape at its
-event time, whatever the batching: the same input and config give the same orders, fills and P&L.
-The cost is latency: fills are computed when the watermark passes them, about one bar plus the
-lateness window after the tick that caused them (their ``ts_event`` is the true simulated time).
+Reproducibility. The desk's inputs (trades and quotes per symbol, cross-sections, in the split
+topology from different topics and partitions) interleave however the engine and the broker batched
+them. The desk therefore keeps its own event-time order: everything goes into one heap keyed by
+``(ts_event, priority, symbol, arrival)`` and is processed only below a horizon that no later
+arrival can undercut:
 
-At equal event times a cross-section goes first (orders at bar end T are sent before anything at
-T), then bars (a bar ending at T is a snapshot of the tape before T), then trades and quotes; ties
-within those break on the symbol, then on arrival (one symbol's events always arrive in tape order).
+- the *signal watermark* W: the bar time of the newest cross-section (no cross-section at or
+  before W will follow; cross-sections arrive in bar order);
+- the *market watermark*: for every symbol seen, its newest event time minus the lateness window
+  (normalize never lets an older event of that symbol through). A symbol more than
+  ``silent_after_ns`` behind the newest one is treated as silent and does not hold the others back.
+
+So each step sees exactly the state of the tape at its event time, whatever the batching or the
+topology: the same input and config give the same orders, fills and P&L. The cost is latency:
+fills are computed when the horizon passes them, about one bar plus the lateness window after the
+tick that caused them (their ``ts_event`` is the true simulated time).
+
+Bars are not an input: the desk derives its bar clock from the trades it sees (a symbol that traded
+in ``[T - interval, T)`` gets a position/P&L snapshot and a venue time step at ``T``), so it needs no
+third stream to stay in order with. At equal event times a cross-section goes first (orders at bar
+end T are sent before anything at T), then bar ends (a snapshot of the tape before T), then trades
+and quotes; ties within those break on the symbol, then on arrival (one symbol's events always
+arrive in tape order).
 
 Operator commands (kill switch, limits) are not market events: they apply when they arrive.
 """
@@ -27,6 +36,7 @@ Operator commands (kill switch, limits) are not market events: they apply when t
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,7 +45,7 @@ from flows.pnl import ACCOUNT_SCOPE, Ledger
 from flows.risk import RiskState
 from flows.risk_limits import RiskLimits
 from flows.signals import CrossSection
-from schemas import Bar, ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, RiskReject, Trade
+from schemas import INTERVAL_NANOS, ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, RiskReject, Trade
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from topics.catalog import table_name
 from venues.sim import SimVenue
@@ -51,7 +61,7 @@ T_POSITIONS = table_name("positions")
 T_PNL = table_name("pnl")
 T_CONTROL = table_name("control")
 
-_CROSS_SECTION, _BAR, _TICK = 0, 1, 2
+_CROSS_SECTION, _BAR_END, _TICK = 0, 1, 2
 
 
 def default_portfolio() -> PortfolioConfig:
@@ -65,6 +75,15 @@ def default_limits() -> RiskLimits:
     return RiskLimits(max_orders_per_minute=600)
 
 
+@dataclass(frozen=True)
+class _BarEnd:
+    """The end of a bar in which ``symbol`` traded: the desk's own bar clock."""
+
+    symbol: str
+    bar_end: int
+    ts_tick_ingest: int
+
+
 class DeskConfig(BaseModel):
     """One account's desk; every part has documented defaults in its own module."""
 
@@ -72,7 +91,9 @@ class DeskConfig(BaseModel):
 
     account: str = Field("paper", min_length=1)
     capital: float = Field(1_000_000.0, gt=0)
-    bar_interval: str = Field("1s", description="Bars that trigger position and P&L snapshots.")
+    bar_interval: str = Field("1s", description="Bar clock of position and P&L snapshots.")
+    lateness_ns: int = Field(500_000_000, ge=0, description="Normalize's lateness window: the market watermark's slack.")
+    silent_after_ns: int = Field(30_000_000_000, gt=0, description="A symbol this far behind the newest is silent.")
     portfolio: PortfolioConfig = Field(default_factory=default_portfolio)
     limits: RiskLimits = Field(default_factory=default_limits)
     venue: SimVenueConfig = Field(default_factory=SimVenueConfig)
@@ -89,23 +110,31 @@ class TradingDesk:
         self._queue: list[tuple[int, int, str, int, object]] = []
         self._arrivals = 0
         self._watermark = -1
+        self._interval_ns = INTERVAL_NANOS[self.config.bar_interval]
+        self._market_seen: dict[str, int] = {}  # symbol -> newest event time seen
+        self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
         self._filled_since_bar: set[str] = set()
         self.counts = {"cross_sections": 0, "orders": 0, "approved": 0, "rejected": 0, "fills": 0}
 
     # ------------------------------------------------------------------ inputs
 
-    def on_market(self, record: Trade | Quote | Bar) -> list[Tagged]:
-        """Queue a market event; processed once the signal watermark passes it."""
-        if type(record) is Bar and record.interval != self.config.bar_interval:
-            return []
-        priority = _BAR if type(record) is Bar else _TICK
-        self._push(record.ts_event, priority, record.symbol, record)
-        return []
+    def on_market(self, record: Trade | Quote) -> list[Tagged]:
+        """Queue a trade or quote; processed once both watermarks pass it."""
+        symbol, ts = record.symbol, record.ts_event
+        self._push(ts, _TICK, symbol, record)
+        if ts > self._market_seen.get(symbol, -1):
+            self._market_seen[symbol] = ts
+        if type(record) is Trade:
+            bar_end = (ts // self._interval_ns + 1) * self._interval_ns
+            if bar_end > self._bar_scheduled.get(symbol, -1):
+                self._bar_scheduled[symbol] = bar_end
+                self._push(bar_end, _BAR_END, symbol, _BarEnd(symbol, bar_end, record.ts_tick_ingest))
+        return self._release(self._horizon())
 
     def on_cross_section(self, section: CrossSection) -> list[Tagged]:
         self._push(section.bar_end, _CROSS_SECTION, "", section)
         self._watermark = max(self._watermark, section.bar_end)
-        return self._release(self._watermark)
+        return self._release(self._horizon())
 
     def on_control(self, command: ControlCommand) -> list[Tagged]:
         """An operator's command applies now; it and any alert it causes land in ``control``."""
@@ -119,13 +148,13 @@ class TradingDesk:
 
     def on_item(self, item: object) -> list[Tagged]:
         kind = type(item)
-        if kind is Trade or kind is Quote or kind is Bar:
+        if kind is Trade or kind is Quote:
             return self.on_market(item)
         if kind is CrossSection:
             return self.on_cross_section(item)
         if kind is ControlCommand:
             return self.on_control(item)
-        raise TypeError(f"the trading desk takes trades, quotes, bars, cross-sections and control, not {kind.__name__}")
+        raise TypeError(f"the trading desk takes trades, quotes, cross-sections and control, not {kind.__name__}")
 
     # ------------------------------------------------------------------ event-time processing
 
@@ -135,12 +164,24 @@ class TradingDesk:
         self._arrivals += 1
         heapq.heappush(self._queue, (ts, priority, symbol, self._arrivals, item))
 
-    def _release(self, watermark: int | None) -> list[Tagged]:
+    def _horizon(self) -> tuple[int, int]:
+        """Everything strictly below this ``(ts, priority)`` key is final."""
+        seen = self._market_seen
+        if not seen or self._watermark < 0:
+            return (-1, 0)
+        newest = max(seen.values())
+        market = min(ts for ts in seen.values() if ts >= newest - self.config.silent_after_ns)
+        market -= self.config.lateness_ns
+        if market < self._watermark:
+            return (market, 0)
+        return (self._watermark, _BAR_END)  # the cross-section at W itself may go
+
+    def _release(self, horizon: tuple[int, int] | None) -> list[Tagged]:
         out: list[Tagged] = []
         queue = self._queue
         while queue:
             ts, priority, _, _, item = queue[0]
-            if watermark is not None and not (ts < watermark or (ts == watermark and priority == _CROSS_SECTION)):
+            if horizon is not None and (ts, priority) >= horizon:
                 break
             heapq.heappop(queue)
             kind = type(item)
@@ -148,8 +189,8 @@ class TradingDesk:
                 self._on_trade(item, out)
             elif kind is Quote:
                 self._on_quote(item, out)
-            elif kind is Bar:
-                self._on_bar(item, out)
+            elif kind is _BarEnd:
+                self._on_bar_end(item, out)
             else:
                 self._on_section(item, out)
         return out
@@ -164,7 +205,7 @@ class TradingDesk:
             self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
         self._book(self.venue.on_quote(quote), out)
 
-    def _on_bar(self, bar: Bar, out: list[Tagged]) -> None:
+    def _on_bar_end(self, bar: "_BarEnd", out: list[Tagged]) -> None:
         self._book(self.venue.on_time(bar.bar_end, bar.ts_tick_ingest), out)
         symbol = bar.symbol
         if symbol in self._filled_since_bar or self.ledger.position(symbol) != 0.0:

@@ -74,7 +74,12 @@ class TradingConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, universe: tuple[str, ...] | None) -> "TradingConfig":
-        desk = DeskConfig(account=settings.account, capital=settings.capital, bar_interval=settings.feature_interval)
+        desk = DeskConfig(
+            account=settings.account,
+            capital=settings.capital,
+            bar_interval=settings.feature_interval,
+            lateness_ns=settings.lateness_ms * 1_000_000,
+        )
         return cls(desk=desk, universe=universe)
 
     def new_signal_state(self, interval: str) -> SignalState:
@@ -132,7 +137,7 @@ def build_embedded_flow(
         )
         commands = op.input("control", flow, ControlSource(control or ControlChannel("data/control.jsonl"), limits))
         desk_out = desk_stage(
-            "desk", normalized.market, bars, sections, commands, lambda: TradingDesk(trading.desk), account, flush_at_end
+            "desk", normalized.market, sections, commands, lambda: TradingDesk(trading.desk), account, flush_at_end
         )
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))

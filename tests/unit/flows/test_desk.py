@@ -40,7 +40,7 @@ def desk_inputs(chunk: int, ticks: int = 24_000) -> list:
                 bar_out.extend(bars.on_trade(record) if type(record) is Trade else bars.advance(record.symbol, record.ts_event))
         vectors = [v for b in sorted((b for b in bar_out if type(b) is Bar), key=lambda b: b.symbol) for v in features.on_bar(b)]
         sections = [s for v in vectors for s in signals.on_features(v) if type(s) is CrossSection]
-        arrivals += market + [b for b in bar_out if type(b) is Bar] + sections
+        arrivals += market + sections
     return arrivals + [s for s in signals.flush() if type(s) is CrossSection]
 
 
@@ -107,12 +107,36 @@ def test_desk_when_given_something_else_then_type_error_naming_it():
         TradingDesk().on_item(DeadLetter(id="d", ts_event=1, ts_ingest=1, source_topic="x", stage="s", reason="r", payload=""))
 
 
-def test_desk_when_bars_of_another_interval_then_ignored():
-    desk = TradingDesk(DeskConfig(bar_interval="1s"))
-    bar = Bar(id="b", ts_event=2, ts_ingest=1, symbol="X", interval="1m", bar_start=1, bar_end=2, open=1.0, high=1.0,
+def test_desk_when_given_a_bar_then_type_error_because_it_keeps_its_own_bar_clock():
+    bar = Bar(id="b", ts_event=2, ts_ingest=1, symbol="X", interval="1s", bar_start=1, bar_end=2, open=1.0, high=1.0,
               low=1.0, close=1.0, volume=1.0, vwap=1.0, trade_count=1, buy_volume=0, sell_volume=0, ts_tick_ingest=1)
-    desk.on_market(bar)
-    assert desk.flush() == [] and desk._queue == []
+    with pytest.raises(TypeError, match="Bar"):
+        TradingDesk().on_item(bar)
+
+
+def test_desk_when_cross_sections_overtake_the_market_data_then_identical_output(one_at_a_time):
+    """The split topology: signals and trades come from different topics, so a cross-section can
+    arrive before the trades that precede it in event time; the market watermark holds them back."""
+    arrivals = desk_inputs(chunk=1)
+    overtaken, held = [], []
+    for item in arrivals:
+        if type(item) is CrossSection:
+            overtaken.append(item)
+            overtaken.extend(held)
+            held = []
+        else:
+            held.append(item)
+    overtaken.extend(held)
+    out = run_desk(overtaken)
+    for table in {t for t, _ in one_at_a_time}:
+        assert content_hash(by_table(out, table)) == content_hash(by_table(one_at_a_time, table)), table
+
+
+def test_desk_when_a_symbol_traded_in_a_bar_and_holds_a_position_then_snapshot_at_the_bar_end(one_at_a_time):
+    from flows.desk import T_POSITIONS
+
+    at_bar_ends = [p for p in by_table(one_at_a_time, T_POSITIONS) if p.ts_event % 1_000_000_000 == 0]
+    assert at_bar_ends, "no position snapshot on the bar clock"
 
 
 def test_desk_when_pickled_mid_run_then_continues_identically():
