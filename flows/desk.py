@@ -45,7 +45,20 @@ from flows.pnl import ACCOUNT_SCOPE, Ledger
 from flows.risk import RiskState
 from flows.risk_limits import RiskLimits
 from flows.signals import CrossSection
-from schemas import INTERVAL_NANOS, ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, RiskReject, Trade
+from flows.normalize import RecentTradeIds
+from schemas import (
+    INTERVAL_NANOS,
+    ControlCommand,
+    DeadLetter,
+    ExecutionReport,
+    Order,
+    PnlSnapshot,
+    Quote,
+    Record,
+    RiskReject,
+    Trade,
+    now_ns,
+)
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from topics.catalog import table_name
 from venues.sim import SimVenue
@@ -60,6 +73,11 @@ T_REPORTS = table_name("exec.reports")
 T_POSITIONS = table_name("positions")
 T_PNL = table_name("pnl")
 T_CONTROL = table_name("control")
+T_DLQ = table_name("dlq")
+
+# Ids remembered per symbol to drop redelivered market events (a Kafka restart redelivers at most
+# an epoch's worth); older duplicates are also refused by the late check.
+RECENT_IDS_PER_SYMBOL = 20_000
 
 _CROSS_SECTION, _BAR_END, _TICK = 0, 1, 2
 
@@ -113,14 +131,30 @@ class TradingDesk:
         self._interval_ns = INTERVAL_NANOS[self.config.bar_interval]
         self._market_seen: dict[str, int] = {}  # symbol -> newest event time seen
         self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
+        self._recent_ids: dict[str, RecentTradeIds] = {}
+        self._released: tuple[int, int] = (-1, 0)  # the key up to which the queue was processed
         self._filled_since_bar: set[str] = set()
-        self.counts = {"cross_sections": 0, "orders": 0, "approved": 0, "rejected": 0, "fills": 0}
+        self.counts = {"cross_sections": 0, "orders": 0, "approved": 0, "rejected": 0, "fills": 0,
+                       "duplicates": 0, "late": 0}
 
     # ------------------------------------------------------------------ inputs
 
     def on_market(self, record: Trade | Quote) -> list[Tagged]:
-        """Queue a trade or quote; processed once both watermarks pass it."""
+        """Queue a trade or quote; processed once both watermarks pass it.
+
+        A redelivered event (same id: at-least-once delivery over Kafka) is ignored, so it can never
+        fill an order twice; one older than what the desk already processed goes to the dlq as
+        ``late`` rather than silently changing history."""
         symbol, ts = record.symbol, record.ts_event
+        seen = self._recent_ids.get(symbol)
+        if seen is None:
+            seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+        if not seen.add_if_new(record.id):
+            self.counts["duplicates"] += 1
+            return []
+        if (ts, _TICK) < self._released:
+            self.counts["late"] += 1
+            return [(T_DLQ, self._late(record))]
         self._push(ts, _TICK, symbol, record)
         if ts > self._market_seen.get(symbol, -1):
             self._market_seen[symbol] = ts
@@ -184,6 +218,7 @@ class TradingDesk:
             if horizon is not None and (ts, priority) >= horizon:
                 break
             heapq.heappop(queue)
+            self._released = (ts, priority)
             kind = type(item)
             if kind is Trade:
                 self._on_trade(item, out)
@@ -194,6 +229,19 @@ class TradingDesk:
             else:
                 self._on_section(item, out)
         return out
+
+    def _late(self, record: Trade | Quote) -> DeadLetter:
+        return DeadLetter(
+            id=f"dlq:desk:{record.id}",
+            ts_event=record.ts_event,
+            ts_ingest=now_ns(),
+            source_topic="md.trades" if type(record) is Trade else "md.quotes",
+            stage="desk",
+            reason="late",
+            detail=f"event time {record.ts_event} is before what the desk already processed ({self._released[0]})",
+            symbol=record.symbol,
+            payload=record.to_json().decode(),
+        )
 
     def _on_trade(self, trade: Trade, out: list[Tagged]) -> None:
         self.risk.on_trade(trade.symbol, trade.price, trade.ts_event)

@@ -276,6 +276,8 @@ class SignalState:
                 score=float(scores.get(v.symbol, 0.0)),
                 target_weight=weights[v.symbol],
                 ts_tick_ingest=v.ts_tick_ingest,
+                section_size=len(cross_section),
+                section_seq=self.stats["released"],
             )
             for v in cross_section
         ]
@@ -335,3 +337,41 @@ class SignalState:
             symbol=fv.symbol,
             payload=fv.to_json().decode(),
         )
+
+
+class CrossSectionAssembler:
+    """Rebuilds :class:`CrossSection` items from Signals that crossed Kafka partitions.
+
+    The signals topic is keyed by symbol, so one bar's signals arrive on several partitions in any
+    order, possibly more than once (at-least-once delivery). A cross-section is complete when it
+    holds ``section_size`` distinct signals; cross-sections go out strictly in ``section_seq``
+    order, so a complete later bar waits for an earlier one still in flight.
+    """
+
+    def __init__(self) -> None:
+        self._next_seq = 1
+        self._pending: dict[int, dict[str, Signal]] = {}  # section_seq -> symbol -> signal
+        self.stats = {"signals": 0, "duplicates": 0, "released": 0}
+
+    def on_signal(self, signal: Signal) -> list[CrossSection]:
+        self.stats["signals"] += 1
+        seq = signal.section_seq
+        if seq < self._next_seq:
+            self.stats["duplicates"] += 1  # redelivered after its cross-section went out
+            return []
+        bucket = self._pending.setdefault(seq, {})
+        if signal.symbol in bucket:
+            self.stats["duplicates"] += 1
+            return []
+        bucket[signal.symbol] = signal
+        out: list[CrossSection] = []
+        while (ready := self._pending.get(self._next_seq)) is not None:
+            first = next(iter(ready.values()))
+            if len(ready) < first.section_size:
+                break
+            del self._pending[self._next_seq]
+            signals = tuple(ready[s] for s in sorted(ready))
+            out.append(CrossSection(first.bar_end, signals, max(s.ts_tick_ingest for s in signals)))
+            self._next_seq += 1
+            self.stats["released"] += 1
+        return out

@@ -62,6 +62,12 @@ class Signal(Record):
     score: float
     target_weight: float = Field(ge=-1.0, le=1.0)
     ts_tick_ingest: int = Field(ge=0)
+    section_size: int = Field(
+        default=1, ge=1, description="Signals in this bar's cross-section: a consumer across partitions "
+        "knows the cross-section is complete once it holds this many.")
+    section_seq: int = Field(
+        default=0, ge=0, description="1 for the strategy's first released cross-section, 2 for the next...: "
+        "a consumer across partitions releases cross-sections in this order.")
 
 
 class Order(Record):

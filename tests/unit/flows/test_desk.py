@@ -152,3 +152,18 @@ def test_desk_when_pickled_mid_run_then_continues_identically():
     restored = pickle.loads(pickle.dumps(desk))
     out += run_desk(arrivals[half:], restored)
     assert content_hash([r for _, r in out]) == content_hash([r for _, r in whole])
+
+
+def test_desk_when_a_market_event_is_redelivered_then_ignored_and_when_older_than_processed_then_dead_lettered():
+    from flows.desk import T_DLQ
+
+    arrivals = desk_inputs(chunk=500, ticks=12_000)
+    desk = TradingDesk()
+    trades = [item for item in arrivals if type(item) is Trade]
+    out = run_desk(arrivals, desk)
+    redelivered = desk.on_market(trades[-1])
+    assert redelivered == [] and desk.counts["duplicates"] == 1
+    old = trades[0].model_copy(update={"id": trades[0].id + ":other"})
+    (late,) = desk.on_market(old)
+    assert late[0] == T_DLQ and late[1].reason == "late" and late[1].source_topic == "md.trades"
+    assert by_table(out, T_REPORTS)
