@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup run test test-unit bench clean
+.PHONY: setup chromium run test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "tapeflow needs Python 3.11 or 3.12 (Bytewax 0.21.1 wheels); found " + sys.version.split()[0]'
@@ -15,12 +15,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: synthetic tape paced at 2,000 ticks/s through the embedded pipeline until Ctrl-C.
+# Browser tests drive Debian's Chromium (never a browser a tool downloads); Kafka tests need Java.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+# The main job: synthetic tape paced at 2,000 ticks/s through the embedded pipeline, with its
+# dashboard on http://127.0.0.1:5006, until Ctrl-C.
 run: setup
 	$(BIN)/tapeflow run --feed synthetic --rate 2000
 
-test: setup
-	$(BIN)/python -m pytest -q
+test: setup chromium
+	TAPEFLOW_REQUIRE_KAFKA=1 $(BIN)/python -m pytest -q
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from feeds import make_feed  # noqa: E402
-from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow  # noqa: E402
+from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_market_streams, feed_universe, run_flow  # noqa: E402
 from flows.source import FeedLimits  # noqa: E402
 from sinks.warehouse import Warehouse  # noqa: E402
 from sinks.writer import BatchingWriter  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
     writer = BatchingWriter(wh, "bench", max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
     limits = FeedLimits(max_ticks=None if args.duration else args.ticks, duration_s=args.duration)
     feed = make_feed("synthetic", seed=7, rate=args.rate)
-    trading = TradingConfig.from_settings(settings, feed_universe(feed)) if args.trading or args.rate else None
+    trading = TradingConfig.from_settings(settings, feed_universe(feed), feed_market_streams(feed)) if args.trading or args.rate else None
     progress = RunProgress(interval_s=5.0)
     peak_sampled = [0.0]
     done = threading.Event()

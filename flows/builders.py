@@ -24,7 +24,7 @@ from flows.normalize import NormalizeConfig, NormalizeState
 from flows.desk import TradingDesk
 from flows.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from schemas import Bar, DeadLetter, FeatureVector, Quote, RawTick, Trade
+from schemas import Bar, ControlCommand, ControlKind, DeadLetter, FeatureVector, Quote, RawTick, Trade
 from topics.catalog import table_name
 
 TABLE_OF_RECORD: dict[type, str] = {
@@ -105,8 +105,17 @@ def tagged_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
     return op.flat_map_batch(step_id, up, lambda batch: [(partition, (tables[type(r)], r)) for r in batch])
 
 
-def _signals_one(core: SignalState, vector):
-    return core.on_features(vector)
+def _signals_one(core: SignalState, item):
+    slot = getattr(core.strategy, "slot", None)  # a hot-swappable model (LightGBM)
+    if type(item) is ControlCommand:
+        if slot is not None:
+            slot.on_control(item)
+            return slot.take_records()
+        return ()
+    out = core.on_features(item)
+    if slot is not None and slot.records:
+        out.extend(slot.take_records())  # a staged model took over at this cross-section
+    return out
 
 
 def signal_stage(
@@ -115,9 +124,17 @@ def signal_stage(
     new_state: Callable[[], SignalState],
     account: str,
     flush_at_end: Callable[[], bool] = lambda: True,
+    control: Stream | None = None,
 ) -> Stream:
-    """Feature vectors -> the signals stage core, keyed by account so a bar's symbols meet.
-    Returns CrossSections (or Signals and Orders, as the core is configured) and DeadLetters."""
+    """Feature vectors (and operator commands: model activation) -> the signals stage core, keyed by
+    account so a bar's symbols meet. Returns CrossSections (or Signals and Orders, as the core is
+    configured), DeadLetters, and ControlCommands recording model activations and swaps."""
+    if control is not None:
+        relevant = op.filter(
+            f"{step_id}_model_commands", control,
+            lambda c: c.kind == ControlKind.ACTIVATE_MODEL and c.target in ("global", account),
+        )
+        features = op.merge(f"{step_id}_inputs", features, relevant)
     keyed = keyed_by(f"{step_id}_key_account", features, lambda _: account)
     out = stateful_core(step_id, keyed, new_state, _signals_one, lambda core: core.flush() if flush_at_end() else ())
     return unkeyed(f"{step_id}_unkey", out)
@@ -125,7 +142,7 @@ def signal_stage(
 
 def signals_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
     """The signals stage's output for the sink: each CrossSection's signals, and dead letters."""
-    signals_table, dlq_table = table_name("signals"), table_name("dlq")
+    signals_table, dlq_table, control_table = table_name("signals"), table_name("dlq"), table_name("control")
 
     def tag(batch):
         out = []
@@ -134,6 +151,8 @@ def signals_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
                 out.extend((partition, (signals_table, s)) for s in item.signals)
             elif type(item) is DeadLetter:
                 out.append((partition, (dlq_table, item)))
+            elif type(item) is ControlCommand:
+                out.append((partition, (control_table, item)))
             else:
                 out.append((partition, (TABLE_OF_RECORD[type(item)], item)))
         return out

@@ -111,7 +111,15 @@ class DeskConfig(BaseModel):
     capital: float = Field(1_000_000.0, gt=0)
     bar_interval: str = Field("1s", description="Bar clock of position and P&L snapshots.")
     lateness_ns: int = Field(500_000_000, ge=0, description="Normalize's lateness window: the market watermark's slack.")
-    silent_after_ns: int = Field(30_000_000_000, gt=0, description="A symbol this far behind the newest is silent.")
+    silent_after_ns: int = Field(
+        30_000_000_000, gt=0, description="A symbol this far behind the newest is silent and holds nothing back. "
+        "Raise it when replaying complete Kafka topics, where partitions are drained at different paces.")
+    universe: tuple[str, ...] | None = Field(
+        None, description="Symbols the market watermark waits for before any is processed (the split "
+        "topology drains partitions one after another); None: the symbols seen so far.")
+    market_streams: tuple[str, ...] = Field(
+        ("trade", "quote"), description="What the feed delivers per symbol: the market watermark waits for each "
+        "(a trades-only replay has no quotes to wait for).")
     portfolio: PortfolioConfig = Field(default_factory=default_portfolio)
     limits: RiskLimits = Field(default_factory=default_limits)
     venue: SimVenueConfig = Field(default_factory=SimVenueConfig)
@@ -129,7 +137,9 @@ class TradingDesk:
         self._arrivals = 0
         self._watermark = -1
         self._interval_ns = INTERVAL_NANOS[self.config.bar_interval]
-        self._market_seen: dict[str, int] = {}  # symbol -> newest event time seen
+        # (symbol, "trade" | "quote") -> newest event time seen: trades and quotes come from
+        # different topics in the split topology, each in order per symbol but not with each other
+        self._market_seen: dict[tuple[str, str], int] = {}
         self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
         self._recent_ids: dict[str, RecentTradeIds] = {}
         self._released: tuple[int, int] = (-1, 0)  # the key up to which the queue was processed
@@ -156,8 +166,9 @@ class TradingDesk:
             self.counts["late"] += 1
             return [(T_DLQ, self._late(record))]
         self._push(ts, _TICK, symbol, record)
-        if ts > self._market_seen.get(symbol, -1):
-            self._market_seen[symbol] = ts
+        stream = (symbol, "trade" if type(record) is Trade else "quote")
+        if ts > self._market_seen.get(stream, -1):
+            self._market_seen[stream] = ts
         if type(record) is Trade:
             bar_end = (ts // self._interval_ns + 1) * self._interval_ns
             if bar_end > self._bar_scheduled.get(symbol, -1):
@@ -203,6 +214,11 @@ class TradingDesk:
         seen = self._market_seen
         if not seen or self._watermark < 0:
             return (-1, 0)
+        universe = self.config.universe
+        if universe is not None:
+            kinds = self.config.market_streams
+            if len(seen) < len(universe) * len(kinds) and not all((s, k) in seen for s in universe for k in kinds):
+                return (-1, 0)
         newest = max(seen.values())
         market = min(ts for ts in seen.values() if ts >= newest - self.config.silent_after_ns)
         market -= self.config.lateness_ns

@@ -20,7 +20,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 
 from flows.builders import (
     bar_stage,
@@ -71,20 +71,47 @@ class TradingConfig:
     strategy: BaselineConfig = field(default_factory=BaselineConfig)
     universe: tuple[str, ...] | None = None
     max_wait_bars: int = 30
+    # "lightgbm": serve the registry's active version of ``model_name`` (hot-swappable by control)
+    strategy_kind: str = "baseline"
+    model_registry: str = "data/models"
+    model_name: str = "lightgbm"
+
+    def new_strategy(self):
+        if self.strategy_kind == "baseline":
+            return BaselineStrategy(self.strategy)
+        if self.strategy_kind != "lightgbm":
+            raise ValueError(f"unknown strategy {self.strategy_kind!r}; strategies: baseline, lightgbm")
+        from strategies.lightgbm_strategy import LightGBMStrategy
+        from strategies.model_swap import ModelSlot
+        from strategies.registry import ModelRegistry
+
+        registry = ModelRegistry(self.model_registry)
+        version = registry.active(self.model_name)
+        if version is None:
+            raise ValueError(
+                f"no active version of model {self.model_name!r} in {self.model_registry}: train one with "
+                f"`tapeflow train` and `tapeflow models activate {self.model_name} <version>`"
+            )
+        model = registry.load(self.model_name, version).serving_model()
+        return LightGBMStrategy(ModelSlot(model, registry, model_name=self.model_name, target=self.desk.account))
 
     @classmethod
-    def from_settings(cls, settings: Settings, universe: tuple[str, ...] | None) -> "TradingConfig":
+    def from_settings(
+        cls, settings: Settings, universe: tuple[str, ...] | None, market_streams: tuple[str, ...] = ("trade", "quote")
+    ) -> "TradingConfig":
         desk = DeskConfig(
             account=settings.account,
             capital=settings.capital,
             bar_interval=settings.feature_interval,
             lateness_ns=settings.lateness_ms * 1_000_000,
+            universe=universe,
+            market_streams=market_streams,
         )
         return cls(desk=desk, universe=universe)
 
     def new_signal_state(self, interval: str) -> SignalState:
         return SignalState(
-            BaselineStrategy(self.strategy),
+            self.new_strategy(),
             PortfolioConstructor(self.desk.portfolio),  # unused: the desk sizes orders
             account=self.desk.account,
             symbols=self.universe,
@@ -103,6 +130,13 @@ def feed_universe(feed: Feed) -> tuple[str, ...] | None:
     if callable(frame):
         return tuple(sorted(frame()["symbol"].unique().to_list()))
     return None
+
+
+def feed_market_streams(feed: Feed) -> tuple[str, ...]:
+    """What a feed delivers per symbol: a replay file holds trades or quotes, synthetic both."""
+    mapping = getattr(feed, "mapping", None)
+    kind = getattr(mapping, "kind", None)
+    return (kind,) if kind in ("trade", "quote") else ("trade", "quote")
 
 
 def build_embedded_flow(
@@ -132,10 +166,11 @@ def build_embedded_flow(
     to_sink = [tagged_for_warehouse("sink_tag", op.merge("sink_merge", *landed), sink_key)]
     if trading is not None:
         account = trading.desk.account
-        sections = signal_stage(
-            "signals", features, lambda: trading.new_signal_state(config.feature_interval), account, flush_at_end
-        )
         commands = op.input("control", flow, ControlSource(control or ControlChannel("data/control.jsonl"), limits))
+        sections = signal_stage(
+            "signals", features, lambda: trading.new_signal_state(config.feature_interval), account, flush_at_end,
+            control=commands,
+        )
         desk_out = desk_stage(
             "desk", normalized.market, sections, commands, lambda: TradingDesk(trading.desk), account, flush_at_end
         )
@@ -161,14 +196,16 @@ def recovery_config(recovery_dir: Path | None) -> RecoveryConfig | None:
 GC_THRESHOLDS = (200_000, 50, 1_000)
 
 
-def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None = None) -> None:
+def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None = None, workers: int = 1) -> None:
+    """Run ``flow`` in this process: one worker on this thread, or ``workers`` worker threads."""
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
+    epoch = timedelta(seconds=epoch_interval_s)
     try:
-        run_main(
-            flow,
-            epoch_interval=timedelta(seconds=epoch_interval_s),
-            recovery_config=recovery_config(recovery_dir),
-        )
+        if workers == 1:
+            run_main(flow, epoch_interval=epoch, recovery_config=recovery_config(recovery_dir))
+        else:
+            cluster_main(flow, [], 0, epoch_interval=epoch, recovery_config=recovery_config(recovery_dir),
+                         worker_count_per_proc=workers)
     finally:
         gc.set_threshold(*previous)

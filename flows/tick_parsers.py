@@ -5,7 +5,8 @@ A parser turns a vendor payload dict into a :class:`ParsedTrade` or :class:`Pars
 known. Value checks (positive finite prices, crossed quotes, bands, time) are format-independent
 and live in :class:`flows.normalize.NormalizeState`, so a new feed gets them for free.
 
-To add a feed (e.g. Alpaca's ``alpaca.v2``), write ``parse_alpaca_v2(payload) -> ParsedTrade |
+Registered: ``tapeflow.v1`` (synthetic and replay feeds) and ``alpaca.v2`` (Alpaca's market-data
+stream, ``feeds.alpaca``). To add a feed, write ``parse_<format>(payload) -> ParsedTrade |
 ParsedQuote`` that converts the vendor's field names, timestamps (to int ns UTC) and trade ids (to
 str), and register it in :data:`PAYLOAD_PARSERS`.
 
@@ -15,6 +16,8 @@ coercion in the hot path, and an int would serialize as ``100`` instead of ``100
 
 from __future__ import annotations
 
+import calendar
+import re
 from typing import Any, Callable, NamedTuple
 
 from schemas.market import Aggressor
@@ -152,6 +155,97 @@ def read_event_ts(parser: PayloadParser, payload: Any) -> int | None:
         return None
 
 
+# ---------------------------------------------------------------------------- alpaca.v2
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+)
+_TAKER_SIDES = {"B": Aggressor.BUY, "S": Aggressor.SELL}
+
+
+def rfc3339_to_ns(text: str) -> int:
+    """``2024-01-02T14:30:00.123456789Z`` (or with a ``+hh:mm`` offset) as int ns since the epoch.
+
+    Parsed by hand: ``datetime`` keeps only microseconds and Alpaca stamps nanoseconds. Raises
+    ValueError on anything else.
+    """
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not an RFC 3339 timestamp")
+    year, month, day, hour, minute, second, frac, _z, sign, off_h, off_m = match.groups()
+    if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31 and int(hour) < 24 and int(minute) < 60 and int(second) < 61):
+        raise ValueError(f"{text!r} has a field out of range")
+    seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
+    if sign is not None:
+        offset = int(off_h) * 3600 + int(off_m) * 60
+        seconds -= offset if sign == "+" else -offset
+    return seconds * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+def _alpaca_ts(payload: dict) -> int:
+    value = payload.get("t", _MISSING)
+    if type(value) is str:
+        try:
+            ts = rfc3339_to_ns(value)
+        except ValueError as exc:
+            raise MalformedPayload(f"field 't': {exc}") from None
+        if 0 <= ts <= MAX_TS_NS:
+            return ts
+    if value is _MISSING:
+        raise MalformedPayload("missing field 't'")
+    raise MalformedPayload(f"field 't'={value!r} is not an RFC 3339 timestamp string at/after 1970")
+
+
+def parse_alpaca_v2(payload: Any) -> ParsedTrade | ParsedQuote:
+    """Parse an Alpaca market-data stream message (stocks ``/v2/{iex,sip}``, crypto ``/v1beta3``).
+
+    Trades ``{"T": "t", "S", "i", "x", "p", "s", "c": [...], "t", "z"}`` (crypto: ``"tks": "B"|"S"``,
+    the taker side, which is the aggressor); quotes ``{"T": "q", "S", "bx", "bp", "bs", "ax", "ap",
+    "as", "c", "t", "z"}``. ``t`` is RFC 3339 with up to nanoseconds (the feed writes msgpack
+    timestamps in that form). Stock trades carry no aggressor: UNKNOWN. Conditions ``c``, when
+    present, must be a list of strings; they stay in ``md.raw`` and are not interpreted here.
+    """
+    if not isinstance(payload, dict):
+        raise MalformedPayload(f"payload is {type(payload).__name__}, expected an object")
+    kind = payload.get("T")
+    if kind == "t":
+        ts = _alpaca_ts(payload)
+        price = payload.get("p")
+        if type(price) is not float:
+            price = _number(payload, "p", ts)
+        size = payload.get("s")
+        if type(size) is not float:
+            size = _number(payload, "s", ts)
+        trade_id = payload.get("i", _MISSING)
+        if type(trade_id) is int and not isinstance(trade_id, bool):
+            trade_id = str(trade_id)
+        elif type(trade_id) is not str or not trade_id:
+            if trade_id is _MISSING:
+                raise MalformedPayload("missing field 'i' (trade id)", ts)
+            raise MalformedPayload(f"field 'i'={trade_id!r} is not an int or non-empty str", ts)
+        taker = payload.get("tks")
+        if taker is None:
+            aggressor = Aggressor.UNKNOWN
+        else:
+            aggressor = _TAKER_SIDES.get(taker) if type(taker) is str else None
+            if aggressor is None:
+                raise MalformedPayload(f"field 'tks'={taker!r} is not 'B' or 'S'", ts)
+        conditions = payload.get("c")
+        if conditions is not None and (type(conditions) is not list or not all(type(c) is str for c in conditions)):
+            raise MalformedPayload(f"field 'c'={conditions!r} is not a list of strings", ts)
+        return ParsedTrade(ts, price, size, aggressor, trade_id)
+    if kind == "q":
+        ts = _alpaca_ts(payload)
+        return ParsedQuote(
+            ts, _number(payload, "bp", ts), _number(payload, "ap", ts),
+            _number(payload, "bs", ts), _number(payload, "as", ts),
+        )
+    if "T" not in payload:
+        raise MalformedPayload("missing field 'T'")
+    raise MalformedPayload(f"field 'T'={kind!r} is not 't' (trade) or 'q' (quote)")
+
+
 PAYLOAD_PARSERS: dict[str, PayloadParser] = {
     "tapeflow.v1": parse_tapeflow_v1,
+    "alpaca.v2": parse_alpaca_v2,
 }

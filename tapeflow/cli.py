@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -40,12 +41,17 @@ def run(
     recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume a stopped run."),
     no_raw: bool = typer.Option(False, "--no-raw", help="Do not land md.raw ticks in the warehouse."),
     no_trading: bool = typer.Option(False, "--no-trading", help="Market data only: no signals, orders or P&L."),
+    strategy: str = typer.Option("baseline", help="baseline | lightgbm (the registry's active model)."),
+    model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
+    registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
     progress_interval: float = typer.Option(1.0, help="Seconds between progress lines."),
+    no_dashboard: bool = typer.Option(False, "--no-dashboard", help="Do not serve the dashboard."),
+    dashboard_port: int = typer.Option(5006, help="Dashboard port on 127.0.0.1 (0: any free port)."),
 ) -> None:
     """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
     simulated venue -> P&L, every stream into the warehouse."""
     from feeds import make_feed
-    from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow
+    from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_market_streams, feed_universe, run_flow
     from tapeflow.control import ControlChannel
     from flows.source import FeedLimits
     from sinks.warehouse import Warehouse
@@ -72,8 +78,21 @@ def run(
     # a replay has a universe of its own symbols; --symbols restricts the synthetic names instead
     universe = symbol_list if feed == "replay" else None
     config = MarketDataConfig.from_settings(settings, universe)
-    trading = None if no_trading else TradingConfig.from_settings(settings, feed_universe(tape))
+    trading = None
+    if not no_trading:
+        trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape))
+        trading = dataclasses.replace(trading, strategy_kind=strategy, model_registry=str(registry), model_name=model)
+        try:
+            trading.new_strategy()  # fail now, with the reason, rather than inside the dataflow
+        except Exception as exc:  # registry and model errors say what to do
+            _fail(str(exc))
     control = ControlChannel(settings.control_path)
+    dashboard = None
+    if not no_dashboard:
+        from tapeflow.cli_dashboard import serve_alongside_run
+
+        dashboard = serve_alongside_run(wh, settings, control, port=dashboard_port, run_id=run_id)
+        typer.echo(f"dashboard at {dashboard.url}", err=True)
     progress = RunProgress(progress_interval)
     typer.echo(
         f"tapeflow run {run_id}: feed={feed} warehouse={settings.warehouse} database={settings.database} "
@@ -82,13 +101,18 @@ def run(
     )
     progress.start()
     try:
-        flow = build_embedded_flow(
-            config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading, control=control
-        )
-        run_flow(flow, settings.epoch_interval_s, recovery_dir)
+        try:
+            flow = build_embedded_flow(
+                config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading,
+                control=control,
+            )
+            run_flow(flow, settings.epoch_interval_s, recovery_dir)
+        finally:
+            progress.stop()
+        print_run_report(wh, run_id, progress, trading=trading is not None)
     finally:
-        progress.stop()
-    print_run_report(wh, run_id, progress, trading=trading is not None)
+        if dashboard is not None:
+            dashboard.stop()
 
 
 @app.command()
@@ -137,6 +161,14 @@ def report(
         _fail(f"run {run_id!r} has no rows in {settings.warehouse} (database {settings.database})")
     print_run_report(wh, run_id)
 
+
+from tapeflow.cli_dashboard import dashboard as _dashboard_command  # noqa: E402
+from tapeflow.cli_flows import flow as _flow_command  # noqa: E402
+from tapeflow.cli_models import register as _register_model_commands  # noqa: E402
+
+app.command("flow")(_flow_command)
+app.command("dashboard")(_dashboard_command)
+_register_model_commands(app)
 
 control_app = typer.Typer(no_args_is_help=True, help="Send an operator command to a running embedded pipeline.")
 app.add_typer(control_app, name="control")

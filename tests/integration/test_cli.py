@@ -23,7 +23,7 @@ def tapeflow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_run_when_synthetic_with_max_ticks_then_progress_summary_and_queryable_rows(tmp_path):
     url = f"chdb://{tmp_path}/wh"
-    done = tapeflow("run", "--max-ticks", "60000", "--warehouse", url, "--run-id", "cli", "--progress-interval", "0.2", cwd=tmp_path)
+    done = tapeflow("run", "--no-dashboard", "--max-ticks", "60000", "--warehouse", url, "--run-id", "cli", "--progress-interval", "0.2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert re.search(r"ticks [\d,]+ \([\d,]+/s\) \| trades [\d,]+", done.stderr), done.stderr  # the progress line
     assert "run cli: 60,000 ticks" in done.stdout
@@ -35,13 +35,13 @@ def test_run_when_synthetic_with_max_ticks_then_progress_summary_and_queryable_r
 
 
 def test_run_when_default_warehouse_then_created_under_data_of_the_working_directory(tmp_path):
-    done = tapeflow("run", "--max-ticks", "2000", "--run-id", "local", cwd=tmp_path)
+    done = tapeflow("run", "--no-dashboard", "--max-ticks", "2000", "--run-id", "local", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "data" / "warehouse").is_dir()
 
 
 def test_run_when_replay_file_missing_then_clear_error_naming_it(tmp_path):
-    done = tapeflow("run", "--feed", "replay", "--path", str(tmp_path / "nope.parquet"), cwd=tmp_path)
+    done = tapeflow("run", "--no-dashboard", "--feed", "replay", "--path", str(tmp_path / "nope.parquet"), cwd=tmp_path)
     assert done.returncode == 2
     assert "nope.parquet" in done.stderr
 
@@ -57,7 +57,7 @@ def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rej
     env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice"}
     # 400 ticks/s of event time, replayed at 5x: the features' warm-up (35 one-second bars) takes ~7 s
     running = subprocess.Popen(
-        [*TAPEFLOW, "run", "--rate", "400", "--speed", "5", "--duration", "16", "--warehouse", url, "--run-id", "kill"],
+        [*TAPEFLOW, "run", "--no-dashboard", "--rate", "400", "--speed", "5", "--duration", "16", "--warehouse", url, "--run-id", "kill"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -88,7 +88,7 @@ def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rej
 
 def test_report_when_run_id_given_then_prints_the_runs_trading_summary(tmp_path):
     url = f"chdb://{tmp_path}/wh"
-    done = tapeflow("run", "--max-ticks", "80000", "--warehouse", url, "--run-id", "rep", "--progress-interval", "9", cwd=tmp_path)
+    done = tapeflow("run", "--no-dashboard", "--max-ticks", "80000", "--warehouse", url, "--run-id", "rep", "--progress-interval", "9", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = tapeflow("report", "--run-id", "rep", "--warehouse", url, cwd=tmp_path)
     assert report.returncode == 0, report.stderr

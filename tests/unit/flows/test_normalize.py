@@ -118,8 +118,8 @@ def test_quote_when_sizes_are_zero_then_accepted_for_feeds_without_depth():
 
 
 def test_raw_tick_when_payload_format_has_no_parser_then_dead_lettered_as_unknown_format():
-    dead = rejected(NormalizeState(), raw_tick(trade_payload(), fmt="alpaca.v2"), "unknown_format")
-    assert "alpaca.v2" in dead.detail
+    dead = rejected(NormalizeState(), raw_tick(trade_payload(), fmt="vendor.x"), "unknown_format")
+    assert "vendor.x" in dead.detail
 
 
 def test_raw_tick_when_parser_registered_for_format_then_normalized(monkeypatch):

@@ -1,0 +1,74 @@
+"""``tapeflow flow STAGE``: one stage of the split topology as its own process over Kafka."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tapeflow.settings import Settings
+
+
+def flow(
+    stage: str = typer.Argument(..., help="normalize | bars | features | signals | trading | sink"),
+    brokers: str = typer.Option(..., help="Kafka bootstrap servers, host:port[,host:port]."),
+    prefix: str = typer.Option("", help="Prefix of every topic name (several pipelines on one broker)."),
+    workers: int = typer.Option(1, min=1, help="Bytewax workers in this process."),
+    recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume from its snapshot."),
+    until_end: bool = typer.Option(False, "--until-end", help="Stop at the end of the input topics (replays)."),
+    symbols: Optional[str] = typer.Option(None, help="Universe (comma-separated) the signals and desk wait for."),
+    market_streams: str = typer.Option("trade,quote", help="What the feed delivers per symbol: trade, quote or both."),
+    warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
+    run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
+) -> None:
+    """Run one stage of the split pipeline, reading and writing Kafka topics."""
+    from flows.desk import DeskConfig
+    from flows.kafka_io import KafkaEndpoint
+    from flows.normalize import NormalizeConfig
+    from flows.pipeline import TradingConfig, run_flow
+    from flows.split import STAGES, SplitConfig, build_stage_flow
+
+    if stage not in STAGES:
+        typer.secho(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
+    universe = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
+    lateness_ns = settings.lateness_ms * 1_000_000
+    desk = DeskConfig(
+        account=settings.account, capital=settings.capital, bar_interval=settings.feature_interval,
+        lateness_ns=lateness_ns, universe=universe,
+        market_streams=tuple(k.strip() for k in market_streams.split(",") if k.strip()),
+        # complete topics are drained partition by partition: no symbol is ever "silent" then
+        silent_after_ns=(10**18 if until_end else 30_000_000_000),
+    )
+    cfg = SplitConfig(
+        endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
+        normalize=NormalizeConfig(lateness_ns=lateness_ns, price_band_pct=settings.price_band_pct,
+                                  max_future_ns=int(settings.max_future_s * 1e9)),
+        bar_intervals=tuple(settings.bar_intervals),
+        lateness_ns=lateness_ns,
+        feature_interval=settings.feature_interval,
+        # likewise no symbol's features are "late" to a cross-section when replaying complete topics
+        trading=TradingConfig(desk=desk, universe=universe, max_wait_bars=10**9 if until_end else 30),
+    )
+    writer = None
+    if stage == "sink":
+        from sinks.warehouse import Warehouse
+        from sinks.writer import BatchingWriter
+
+        wh = Warehouse.connect(settings.warehouse, database=settings.database)
+        wh.apply_ddl()
+        writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+    # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
+               f"recovery={recovery_dir} until_end={until_end}", err=True)
+    try:
+        run_flow(build_stage_flow(stage, cfg, writer), settings.epoch_interval_s, recovery_dir, workers=workers)
+    except KeyboardInterrupt:
+        typer.echo(f"tapeflow flow {stage}: stopped", err=True)
+    finally:
+        if writer is not None:
+            writer.flush()
