@@ -31,7 +31,7 @@ from typing import Any, Iterator, Protocol
 
 from schemas import RawTick
 
-FEED_KINDS = ("synthetic", "replay")
+FEED_KINDS = ("synthetic", "replay", "alpaca")
 
 
 class Feed(Protocol):
@@ -46,6 +46,8 @@ def make_feed(kind: str, **options: Any) -> Feed:
     - ``"synthetic"``: ``speed`` (default 0), ``pacer_factory``, ``rate`` (ticks/s on the wall clock:
       sets ``ticks_per_second`` and paces at 1x, so event time follows the wall clock), and either
       ``config=SyntheticConfig`` or its fields (``seed=1, symbols=(...), max_ticks=10_000, ...``).
+    - ``"alpaca"``: live trades and quotes from Alpaca (``symbols``, ``alpaca_feed`` iex|sip,
+      ``crypto``); needs ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY``.
     - ``"replay"``: the arguments of :class:`feeds.replay.ReplayFeed` (``path``, ``mapping`` as a
       ColumnMapping or preset name, ``speed``, ``symbol``). ``seed`` does not apply and is ignored;
       ``symbols`` is ignored too (a replay's universe is filtered downstream, not in the feed, so
@@ -77,6 +79,16 @@ def make_feed(kind: str, **options: Any) -> Feed:
         options.pop("seed", None)
         options.pop("symbols", None)
         return ReplayFeed(**options)
+    if kind == "alpaca":
+        from feeds.alpaca import AlpacaFeed
+        from tapeflow.alpaca_settings import require_keys
+
+        symbols = options.get("symbols")
+        if not symbols:
+            raise ValueError("an Alpaca feed needs --symbols (e.g. AAPL,MSFT, or BTC/USD with --crypto)")
+        settings = require_keys()  # names any missing key before a socket is opened
+        return AlpacaFeed(symbols, feed=options.get("alpaca_feed") or settings.data_feed,
+                          crypto=bool(options.get("crypto", False)), settings=settings)
     raise ValueError(f"unknown feed kind {kind!r}; kinds: {FEED_KINDS}")
 
 

@@ -24,7 +24,7 @@ from flows.normalize import NormalizeConfig, NormalizeState
 from flows.desk import TradingDesk
 from flows.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from schemas import Bar, ControlCommand, ControlKind, DeadLetter, FeatureVector, Quote, RawTick, Trade
+from schemas import Bar, ControlCommand, ControlKind, DeadLetter, ExecutionReport, FeatureVector, Quote, RawTick, Trade
 from topics.catalog import table_name
 
 TABLE_OF_RECORD: dict[type, str] = {
@@ -176,14 +176,16 @@ def desk_stage(
     """Risk, venue and ledger of one account in one operator (fills update risk at once).
 
     ``market``: trades and quotes keyed by symbol (the normalize stage's ``market``);
-    ``cross_sections``: the signals stage's output; ``control``: operator commands.
+    ``cross_sections``: the signals stage's output; ``control``: operator commands (and, with a live
+    venue, its execution reports).
     Returns ``(table, record)`` pairs for the warehouse."""
     market_items = op.flat_map_batch(f"{step_id}_market", market, lambda batch: [(account, v) for _, v in batch])
     section_items = op.flat_map_batch(
         f"{step_id}_sections", cross_sections, lambda batch: [(account, c) for c in batch if type(c) is CrossSection]
     )
     control_items = op.flat_map_batch(
-        f"{step_id}_control", control, lambda batch: [(account, c) for c in batch if c.target in ("global", account)]
+        f"{step_id}_control", control,
+        lambda batch: [(account, c) for c in batch if type(c) is ExecutionReport or c.target in ("global", account)],
     )
     merged = op.merge(f"{step_id}_inputs", market_items, section_items, control_items)
     out = stateful_core(step_id, merged, new_desk, _desk_one, lambda core: core.flush() if flush_at_end() else ())

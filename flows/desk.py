@@ -126,12 +126,15 @@ class DeskConfig(BaseModel):
 
 
 class TradingDesk:
-    def __init__(self, config: DeskConfig | None = None):
+    """``venue``: the simulated exchange by default; a live venue (Alpaca) is passed in, and its
+    execution reports, which arrive on their own, come back through :meth:`on_item`."""
+
+    def __init__(self, config: DeskConfig | None = None, venue=None):
         self.config = config or DeskConfig()
         account = self.config.account
         self.portfolio = PortfolioConstructor(self.config.portfolio)
         self.risk = RiskState(account, self.config.limits)
-        self.venue = SimVenue(self.config.venue)
+        self.venue = venue if venue is not None else SimVenue(self.config.venue)
         self.ledger = Ledger(account, self.config.capital)
         self._queue: list[tuple[int, int, str, int, object]] = []
         self._arrivals = 0
@@ -199,6 +202,11 @@ class TradingDesk:
             return self.on_cross_section(item)
         if kind is ControlCommand:
             return self.on_control(item)
+        if kind is ExecutionReport:
+            # From a live venue: the fill happened in the real world already, book it now.
+            out: list[Tagged] = []
+            self._book([item], out)
+            return out
         raise TypeError(f"the trading desk takes trades, quotes, cross-sections and control, not {kind.__name__}")
 
     # ------------------------------------------------------------------ event-time processing

@@ -36,7 +36,7 @@ from flows.desk import DeskConfig, TradingDesk
 from flows.normalize import NormalizeConfig
 from flows.signals import SignalState
 from flows.sink import WarehouseSink
-from flows.source import ControlSource, Feed, FeedLimits, FeedSource
+from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
 from strategies.baseline import BaselineConfig, BaselineStrategy
 from strategies.portfolio import PortfolioConstructor
 from tapeflow.control import ControlChannel
@@ -148,10 +148,12 @@ def build_embedded_flow(
     resumable: bool = False,
     trading: TradingConfig | None = None,
     control: ControlChannel | None = None,
+    venue: Any | None = None,
 ) -> Dataflow:
     """``resumable``: the run has a recovery directory, so a stop (limit, Ctrl-C) must leave open
     bars and queued events in state for the resume rather than flush them.
-    ``trading``: None runs the market-data half only."""
+    ``trading``: None runs the market-data half only. ``venue``: a live venue (Alpaca) instead of
+    the simulated exchange; its execution reports join the desk's inputs."""
     limits = limits or FeedLimits()
     flush_at_end = (lambda: not limits.cut_short.is_set()) if resumable else (lambda: True)
     flow = Dataflow("tapeflow_embedded")
@@ -171,8 +173,13 @@ def build_embedded_flow(
             "signals", features, lambda: trading.new_signal_state(config.feature_interval), account, flush_at_end,
             control=commands,
         )
+        desk_commands = commands
+        if venue is not None:
+            reports = op.input("venue_reports", flow, VenueReportSource(venue, limits))
+            desk_commands = op.merge("desk_commands", commands, reports)
         desk_out = desk_stage(
-            "desk", normalized.market, sections, commands, lambda: TradingDesk(trading.desk), account, flush_at_end
+            "desk", normalized.market, sections, desk_commands, lambda: TradingDesk(trading.desk, venue), account,
+            flush_at_end,
         )
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))

@@ -15,7 +15,7 @@ from typing import Iterator, Protocol
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from schemas import ControlCommand, RawTick
+from schemas import ControlCommand, ExecutionReport, RawTick
 from tapeflow.control import ControlChannel
 
 BATCH_MAX_TICKS = 2_000
@@ -145,3 +145,40 @@ class ControlSource(FixedPartitionedSource[ControlCommand, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ControlPartition:
         offset = self._channel.end_offset() if resume_state is None else resume_state
         return _ControlPartition(self._channel, offset, self._limits, self._limits.feed_done)
+
+
+class _VenueReportPartition(StatefulSourcePartition[ExecutionReport, None]):
+    POLL = timedelta(milliseconds=50)
+
+    def __init__(self, venue, feed_done: threading.Event):
+        self._venue = venue
+        self._feed_done = feed_done
+        self._next_awake = datetime.now(timezone.utc)
+
+    def next_batch(self) -> list[ExecutionReport]:
+        reports = self._venue.drain_reports()
+        if not reports and self._feed_done.is_set():
+            raise StopIteration()
+        self._next_awake = datetime.now(timezone.utc) + self.POLL
+        return reports
+
+    def next_awake(self) -> datetime:
+        return self._next_awake
+
+    def snapshot(self) -> None:
+        return None
+
+
+class VenueReportSource(FixedPartitionedSource[ExecutionReport, None]):
+    """Execution reports a live venue (Alpaca) receives on its own stream, polled into the desk.
+    Ends with the feed, after handing over what the venue still holds."""
+
+    def __init__(self, venue, limits: FeedLimits):
+        self._venue = venue
+        self._limits = limits
+
+    def list_parts(self) -> list[str]:
+        return ["venue"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _VenueReportPartition:
+        return _VenueReportPartition(self._venue, self._limits.feed_done)

@@ -28,7 +28,11 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
-    feed: str = typer.Option("synthetic", help="synthetic | replay"),
+    feed: str = typer.Option("synthetic", help="synthetic | replay | alpaca"),
+    venue: str = typer.Option("sim", help="sim (the simulated exchange) | alpaca (paper trading)."),
+    alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
+    crypto: bool = typer.Option(False, "--crypto", help="Alpaca crypto data (symbols like BTC/USD)."),
+    live: bool = typer.Option(False, "--live", help="Alpaca live (real-money) trading instead of paper."),
     path: Optional[Path] = typer.Option(None, help="Replay file (Parquet or CSV) for --feed replay."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (synthetic: names; replay: universe)."),
     rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s (event time follows). Default: as fast as possible."),
@@ -49,11 +53,18 @@ def run(
     dashboard_port: int = typer.Option(5006, help="Dashboard port on 127.0.0.1 (0: any free port)."),
 ) -> None:
     """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
-    simulated venue -> P&L, every stream into the warehouse."""
+    simulated venue (or Alpaca) -> P&L, every stream into the warehouse."""
     from feeds import make_feed
-    from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_market_streams, feed_universe, run_flow
-    from tapeflow.control import ControlChannel
+    from flows.pipeline import (
+        MarketDataConfig,
+        TradingConfig,
+        build_embedded_flow,
+        feed_market_streams,
+        feed_universe,
+        run_flow,
+    )
     from flows.source import FeedLimits
+    from tapeflow.control import ControlChannel
     from sinks.warehouse import Warehouse
     from sinks.writer import BatchingWriter
     from tapeflow.progress import RunProgress
@@ -64,8 +75,23 @@ def run(
         overrides["store_raw"] = False
     settings = Settings(**overrides)
     symbol_list = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
+    if venue not in ("sim", "alpaca"):
+        _fail(f"unknown venue {venue!r}; venues: sim, alpaca")
+    if venue == "alpaca" or feed == "alpaca":
+        from tapeflow.alpaca_settings import MissingAlpacaKeys, require_keys
+
+        try:
+            require_keys()
+        except MissingAlpacaKeys as exc:
+            _fail(str(exc))
+    if venue == "alpaca" and recovery_dir is not None:
+        _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "
+              "reconciles with it instead")
     try:
-        tape = make_feed(feed, path=path, symbols=symbol_list, rate=rate, speed=speed, seed=seed)
+        feed_options = dict(path=path, symbols=symbol_list, rate=rate, speed=speed, seed=seed)
+        if feed == "alpaca":
+            feed_options = dict(symbols=symbol_list, alpaca_feed=alpaca_feed, crypto=crypto)
+        tape = make_feed(feed, **feed_options)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     run_id = run_id or _default_run_id()
@@ -76,7 +102,7 @@ def run(
     signal.signal(signal.SIGINT, lambda *_: limits.stop.set())
     signal.signal(signal.SIGTERM, lambda *_: limits.stop.set())
     # a replay has a universe of its own symbols; --symbols restricts the synthetic names instead
-    universe = symbol_list if feed == "replay" else None
+    universe = symbol_list if feed in ("replay", "alpaca") else None
     config = MarketDataConfig.from_settings(settings, universe)
     trading = None
     if not no_trading:
@@ -87,6 +113,7 @@ def run(
         except Exception as exc:  # registry and model errors say what to do
             _fail(str(exc))
     control = ControlChannel(settings.control_path)
+    live_venue = _start_alpaca_venue(settings, live) if venue == "alpaca" and trading is not None else None
     dashboard = None
     if not no_dashboard:
         from tapeflow.cli_dashboard import serve_alongside_run
@@ -104,7 +131,7 @@ def run(
         try:
             flow = build_embedded_flow(
                 config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading,
-                control=control,
+                control=control, venue=live_venue,
             )
             run_flow(flow, settings.epoch_interval_s, recovery_dir)
         finally:
@@ -113,6 +140,19 @@ def run(
     finally:
         if dashboard is not None:
             dashboard.stop()
+        if live_venue is not None:
+            live_venue.stop()
+
+
+def _start_alpaca_venue(settings: Settings, live: bool):
+    """Alpaca paper trading (live only with --live), reconciled with the (empty) ledger at start."""
+    from tapeflow.alpaca_settings import require_keys
+    from venues.alpaca import AlpacaVenue
+
+    venue = AlpacaVenue(require_keys(), paper=not live, live=live, account=settings.account).start()
+    report = venue.reconcile({}, [], adopt=False)
+    typer.echo(f"alpaca reconciliation: {report.summary()}", err=True)
+    return venue
 
 
 @app.command()

@@ -103,3 +103,11 @@ def test_control_limit_when_unknown_name_then_error_lists_the_limits(tmp_path):
     done = tapeflow("control", "limit", "max_bananas", "3", cwd=tmp_path)
     assert done.returncode == 2
     assert "max_order_notional" in done.stderr
+
+
+def test_run_when_alpaca_without_keys_then_refuses_naming_the_missing_variables(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APCA_")}
+    done = subprocess.run([*TAPEFLOW, "run", "--feed", "alpaca", "--venue", "alpaca", "--symbols", "AAPL",
+                           "--no-dashboard"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "APCA_API_KEY_ID" in done.stderr and "APCA_API_SECRET_KEY" in done.stderr

@@ -26,8 +26,8 @@ def test_make_feed_when_unknown_field_then_rejected():
 
 
 def test_make_feed_when_unknown_kind_then_error_lists_kinds():
-    with pytest.raises(ValueError, match="unknown feed kind 'alpaca'.*synthetic"):
-        make_feed("alpaca")
+    with pytest.raises(ValueError, match="unknown feed kind 'tardis'.*synthetic"):
+        make_feed("tardis")
     with pytest.raises(ValueError, match="needs path"):
         make_feed("replay")
 
@@ -52,3 +52,16 @@ def test_make_feed_when_synthetic_given_a_path_then_rejected():
 def test_make_feed_when_replay_given_rate_then_rejected(tmp_path):
     with pytest.raises(ValueError, match="use speed|pace a replay with speed"):
         make_feed("replay", path=tmp_path / "x.csv", rate=10.0)
+
+
+def test_make_feed_when_alpaca_without_symbols_then_error_asks_for_them():
+    with pytest.raises(ValueError, match="--symbols"):
+        make_feed("alpaca")
+
+
+def test_make_feed_when_alpaca_without_keys_then_error_names_the_variables(monkeypatch, tmp_path):
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env here
+    with pytest.raises(ValueError, match="APCA_API_KEY_ID"):
+        make_feed("alpaca", symbols=("AAPL",))
