@@ -210,6 +210,27 @@ app.command("flow")(_flow_command)
 app.command("dashboard")(_dashboard_command)
 _register_model_commands(app)
 
+@app.command()
+def lag(
+    brokers: str = typer.Option(..., help="Kafka bootstrap servers."),
+    recovery_root: Path = typer.Option(Path("data/recovery"), help="Folder holding one recovery dir per stage."),
+) -> None:
+    """Each split-topology stage's lag: its recovery offsets against the topics' end offsets."""
+    from tapeflow.lag import stage_lag
+    from tapeflow.report import format_table
+
+    dirs = {d.name: d for d in sorted(recovery_root.glob("*")) if any(d.glob("part-*.sqlite3"))}
+    if not dirs:
+        _fail(f"no stage recovery directories under {recovery_root}; run stages with --recovery-dir {recovery_root}/STAGE")
+    rows = stage_lag(brokers, dirs)
+    typer.echo(format_table(["stage", "topic", "partition", "offset", "end", "lag"],
+                            [(r.stage, r.topic, r.partition, r.offset, r.end, r.lag) for r in rows]))
+    totals: dict[str, int] = {}
+    for r in rows:
+        totals[r.stage] = totals.get(r.stage, 0) + r.lag
+    typer.echo("total lag: " + ", ".join(f"{stage} {n:,}" for stage, n in totals.items()))
+
+
 control_app = typer.Typer(no_args_is_help=True, help="Send an operator command to a running embedded pipeline.")
 app.add_typer(control_app, name="control")
 

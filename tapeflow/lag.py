@@ -1,0 +1,72 @@
+"""Consumer lag of split-topology stages: the offsets in each stage's Bytewax recovery snapshot
+against the end offsets of the topics it reads.
+
+Stages track their Kafka offsets in their recovery store, not in a consumer group, so the recovery
+directory is where a stage's position is. Reading it is read-only: the stage may be running.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    stage: str
+    topic: str
+    partition: int
+    offset: int  # the next offset the stage will read
+    end: int  # the topic partition's end offset
+
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.offset, 0)
+
+
+def recovery_offsets(recovery_dir: Path) -> dict[tuple[str, int], int]:
+    """``(topic, partition) -> next offset`` from the latest committed snapshot of every Kafka
+    source partition in a Bytewax recovery directory."""
+    offsets: dict[tuple[str, int], int] = {}
+    for db in sorted(Path(recovery_dir).glob("part-*.sqlite3")):
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            committed = conn.execute("SELECT min(commit_epoch) FROM commits").fetchone()[0]
+            if committed is None:
+                continue
+            rows = conn.execute(
+                "SELECT state_key, ser_change FROM snaps s WHERE step_id LIKE '%kafka_input' AND snap_epoch = "
+                "(SELECT max(snap_epoch) FROM snaps t WHERE t.step_id = s.step_id AND t.state_key = s.state_key "
+                "AND t.snap_epoch <= ?)",
+                (committed,),
+            ).fetchall()
+        for state_key, change in rows:
+            partition, topic = state_key.split("-", 1)
+            offset = pickle.loads(change) if change is not None else None
+            if isinstance(offset, int) and offset >= 0:
+                offsets[(topic, int(partition))] = offset
+    return offsets
+
+
+def end_offsets(bootstrap: str, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-lag", "enable.auto.commit": False})
+    try:
+        return {
+            (topic, partition): consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1]
+            for topic, partition in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path]) -> list[PartitionLag]:
+    rows: list[PartitionLag] = []
+    for stage, directory in sorted(recovery_dirs.items()):
+        offsets = recovery_offsets(directory)
+        ends = end_offsets(bootstrap, sorted(offsets))
+        rows.extend(PartitionLag(stage, topic, part, offset, ends[(topic, part)])
+                    for (topic, part), offset in sorted(offsets.items()))
+    return rows
