@@ -20,6 +20,9 @@ def flow(
     until_end: bool = typer.Option(False, "--until-end", help="Stop at the end of the input topics (replays)."),
     symbols: Optional[str] = typer.Option(None, help="Universe (comma-separated) the signals and desk wait for."),
     market_streams: str = typer.Option("trade,quote", help="What the feed delivers per symbol: trade, quote or both."),
+    silent_after_s: float = typer.Option(
+        30.0, help="Event-time seconds a symbol may trail the others before the signals and desk stop waiting "
+        "for it. Raise it for replays faster than real time (partitions are consumed at different paces)."),
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
 ) -> None:
@@ -41,7 +44,7 @@ def flow(
         lateness_ns=lateness_ns, universe=universe,
         market_streams=tuple(k.strip() for k in market_streams.split(",") if k.strip()),
         # complete topics are drained partition by partition: no symbol is ever "silent" then
-        silent_after_ns=(10**18 if until_end else 30_000_000_000),
+        silent_after_ns=(10**18 if until_end else int(silent_after_s * 1e9)),
     )
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
@@ -51,7 +54,8 @@ def flow(
         lateness_ns=lateness_ns,
         feature_interval=settings.feature_interval,
         # likewise no symbol's features are "late" to a cross-section when replaying complete topics
-        trading=TradingConfig(desk=desk, universe=universe, max_wait_bars=10**9 if until_end else 30),
+        trading=TradingConfig(desk=desk, universe=universe,
+                              max_wait_bars=10**9 if until_end else max(1, int(silent_after_s))),
     )
     writer = None
     if stage == "sink":

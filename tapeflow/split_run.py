@@ -1,0 +1,141 @@
+"""``tapeflow run --brokers``: the whole split pipeline against one broker.
+
+Creates the catalog's topics, starts every stage as its own ``tapeflow flow STAGE`` process (with a
+recovery directory each, so a rerun resumes), publishes the feed to ``md.raw`` from this process,
+prints a progress line (ticks published, lag per stage), and, once the feed is done and every
+stage has caught up, stops the stages and prints the same summary as the embedded run from the
+warehouse the sink wrote.
+
+Stages read their topics live (tail), so a bar or cross-section still open when the run stops stays
+open in the stage's recovery snapshot rather than being flushed half-built.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+STAGE_ORDER = ("normalize", "bars", "features", "signals", "trading", "sink")
+CAUGHT_UP_FOR_S = 2.0
+
+
+@dataclass
+class SplitRun:
+    brokers: str
+    prefix: str
+    recovery_root: Path
+    run_id: str
+    warehouse: str
+    universe: tuple[str, ...] | None
+    market_streams: tuple[str, ...]
+    log_dir: Path
+    silent_after_s: float = 30.0
+
+    def stage_command(self, stage: str) -> list[str]:
+        command = [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", self.brokers,
+                   "--prefix", self.prefix, "--recovery-dir", str(self.recovery_root / stage),
+                   "--market-streams", ",".join(self.market_streams), "--silent-after-s", str(self.silent_after_s)]
+        if self.universe:
+            command += ["--symbols", ",".join(self.universe)]
+        if stage == "sink":
+            command += ["--warehouse", self.warehouse, "--run-id", self.run_id]
+        return command
+
+    def start_stages(self) -> dict[str, subprocess.Popen]:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        processes = {}
+        for stage in STAGE_ORDER:
+            log = open(self.log_dir / f"{stage}.log", "ab")
+            processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        return processes
+
+    def lag(self) -> dict[str, int]:
+        from tapeflow.lag import stage_lag
+
+        dirs = {d.name: d for d in self.recovery_root.glob("*") if any(d.glob("part-*.sqlite3"))}
+        totals = {stage: 0 for stage in dirs}
+        for row in stage_lag(self.brokers, dirs):
+            totals[row.stage] += row.lag
+        return totals
+
+
+def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Event, progress_interval: float) -> None:
+    from topics.admin import create_topics
+    from topics.producer import TopicPublisher, publish_ticks
+
+    create_topics(split.brokers, prefix=split.prefix)
+    processes = split.start_stages()
+    typer.echo(f"stages started: {', '.join(f'{s} (pid {p.pid})' for s, p in processes.items())}; "
+               f"logs in {split.log_dir}", err=True)
+    publisher = TopicPublisher(split.brokers, prefix=split.prefix)
+    feed_done = threading.Event()
+
+    def report() -> None:
+        last, last_time = 0, time.monotonic()
+        while not (feed_done.is_set() and stop.is_set()):
+            time.sleep(progress_interval)
+            now, sent = time.monotonic(), publisher.stats.sent
+            try:
+                lag = " ".join(f"{stage} {n:,}" for stage, n in sorted(split.lag().items()))
+            except Exception as exc:  # the broker may be briefly away; say so and go on
+                lag = f"unavailable ({exc})"
+            typer.echo(f"ticks published {sent:,} ({(sent - last) / (now - last_time):,.0f}/s) | lag {lag}", err=True)
+            last, last_time = sent, now
+            dead = [s for s, p in processes.items() if p.poll() is not None]
+            if dead and not feed_done.is_set():
+                typer.echo(f"stage process ended: {', '.join(dead)} (see {split.log_dir})", err=True)
+                stop.set()
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    try:
+        stats = publish_ticks(feed.ticks(), publisher, max_ticks=max_ticks, stop=stop)
+        typer.echo(f"feed done: {stats.summary()}", err=True)
+        feed_done.set()
+        _wait_caught_up(split, processes, stop)
+    finally:
+        feed_done.set()
+        stop.set()
+        _stop_stages(processes)
+
+
+def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> None:
+    """Until every stage's lag has stayed at zero for a moment (upstream stages feed downstream)."""
+    since = None
+    while True:
+        if any(p.poll() is not None for p in processes.values()):
+            return
+        try:
+            lag = split.lag()
+        except Exception:
+            lag = {"?": 1}
+        if lag and len(lag) == len(processes) and not any(lag.values()):
+            since = since or time.monotonic()
+            if time.monotonic() - since >= CAUGHT_UP_FOR_S:
+                return
+        else:
+            since = None
+        if stop.is_set() and since is None:
+            return
+        time.sleep(0.5)
+
+
+def _stop_stages(processes: dict[str, subprocess.Popen]) -> None:
+    for stage in STAGE_ORDER:  # upstream first; the sink last, after what the others wrote
+        process = processes[stage]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
