@@ -141,7 +141,7 @@ def test_dashboard_over_a_live_run_then_desk_updates_and_kill_switch_denies_late
         page.screenshot(path=str(ARTIFACTS / "risk.png"), full_page=True)
         browser.close()
 
-    live_run.wait_for_line("RUN DONE", timeout_s=DURATION_S + 30)
+    live_run.wait_for_line(f"run {RUN_ID}: ", timeout_s=DURATION_S + 60)  # the summary: the run is over
     assert live_run.proc.wait(timeout=30) == 0, "".join(live_run.output)
     assert not errors, "browser console errors:\n" + "\n".join(errors)
 
