@@ -239,6 +239,9 @@ from tapeflow.cli_dashboard import dashboard as _dashboard_command  # noqa: E402
 from tapeflow.cli_flows import flow as _flow_command  # noqa: E402
 from tapeflow.cli_models import register as _register_model_commands  # noqa: E402
 
+from tapeflow.cli_kafka import kafka_app  # noqa: E402
+
+app.add_typer(kafka_app)  # broker, topics, feed
 app.command("flow")(_flow_command)
 app.command("dashboard")(_dashboard_command)
 _register_model_commands(app)

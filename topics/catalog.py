@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 from schemas import (
     Bar,
@@ -31,13 +32,21 @@ DAY_MS = 24 * 60 * 60 * 1000
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
-    key: str  # the record field the message key comes from
+    key: str  # the record field that orders the topic: its messages keep their order per value
     model: type[Record]
     partitions: int
     description: str
     retention_ms: int = 7 * DAY_MS
     compacted: bool = False
     extra_configs: dict[str, str] = field(default_factory=dict)
+    # More fields appended to the message key, ":"-joined after ``key``. On a compacted topic the
+    # message key is what compaction keeps one value of, so it must name one piece of state.
+    key_suffix: tuple[str, ...] = ()
+
+    def message_key(self, record: Record) -> bytes:
+        if not self.key_suffix:  # every topic but control, once per record: keep it cheap
+            return str(getattr(record, self.key)).encode()
+        return ":".join(_key_text(getattr(record, f)) for f in (self.key, *self.key_suffix)).encode()
 
     @property
     def table(self) -> str:
@@ -49,6 +58,10 @@ class TopicSpec:
             configs["retention.ms"] = str(self.retention_ms)
         configs.update(self.extra_configs)
         return configs
+
+
+def _key_text(value: object) -> str:
+    return str(value.value) if isinstance(value, Enum) else str(value)
 
 
 def table_name(topic: str) -> str:
@@ -72,7 +85,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("exec.reports", "account", ExecutionReport, ACCOUNT_PARTITIONS, "Order state transitions; fills inside."),
     TopicSpec("positions", "account", PositionSnapshot, ACCOUNT_PARTITIONS, "Position snapshots per (account, strategy, symbol)."),
     TopicSpec("pnl", "account", PnlSnapshot, ACCOUNT_PARTITIONS, "P&L snapshots per account and strategy."),
-    TopicSpec("control", "target", ControlCommand, 1, "Kill switch, limits, model activation; compacted.", compacted=True),
+    # Keyed f"{target}:{kind}:{name}" (e.g. "paper:kill_switch:", "global:set_limit:max_order_notional"):
+    # compaction keeps the latest command per piece of state, so an account's later alert can never
+    # replace its kill switch, nor one limit another. One partition keeps every target in order.
+    TopicSpec("control", "target", ControlCommand, 1, "Kill switch, limits, model activation; compacted.",
+              compacted=True, key_suffix=("kind", "name")),
     TopicSpec("dlq", "source_topic", DeadLetter, 1, "Records a stage refused, with the reason.", retention_ms=30 * DAY_MS),
 )
 

@@ -36,7 +36,7 @@ def encode(topic: str, record: Record) -> KafkaMessage:
     topic_spec = spec(topic)
     if not isinstance(record, topic_spec.model):
         raise TypeError(f"topic {topic} carries {topic_spec.model.__name__}, not {type(record).__name__}")
-    key = str(getattr(record, topic_spec.key)).encode()
+    key = topic_spec.message_key(record)
     headers = (
         (HEADER_SCHEMA, type(record).__name__.encode()),
         (HEADER_VERSION, str(record.schema_version).encode()),

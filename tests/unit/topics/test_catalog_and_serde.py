@@ -2,7 +2,7 @@
 
 import pytest
 
-from schemas import Trade
+from schemas import ControlCommand, ControlKind, Trade
 from tests.unit.schemas.test_records import every_record
 from topics.catalog import TOPICS, spec, table_name
 from topics.serde import HEADER_TS_INGEST, HEADER_VERSION, DecodeError, decode, encode
@@ -44,7 +44,18 @@ def test_encode_decode_when_record_then_round_trips_with_key_and_headers(record)
     headers = dict(message.headers)
     assert headers[HEADER_VERSION] == b"1"
     assert int(headers[HEADER_TS_INGEST]) == record.ts_ingest
-    assert message.key == str(getattr(record, spec(topic).key)).encode()
+    assert message.key == spec(topic).message_key(record)
+    assert message.key.startswith(str(getattr(record, spec(topic).key)).encode())
+
+
+def test_encode_when_control_then_keyed_by_target_kind_and_name_so_compaction_keeps_each_state():
+    command = next(r for r in every_record() if isinstance(r, ControlCommand))
+    kill = command.model_copy(update={"target": "acct-1", "kind": ControlKind.KILL_SWITCH, "name": ""})
+    alert = command.model_copy(update={"target": "acct-1", "kind": ControlKind.ALERT, "name": "drawdown"})
+    limit = command.model_copy(update={"target": "global", "kind": ControlKind.SET_LIMIT, "name": "max_order_notional"})
+    assert encode("control", kill).key == b"acct-1:kill_switch:"
+    assert encode("control", alert).key == b"acct-1:alert:drawdown"
+    assert encode("control", limit).key == b"global:set_limit:max_order_notional"
 
 
 def test_encode_when_record_type_does_not_match_topic_then_type_error():

@@ -1,0 +1,164 @@
+"""The split topology over a real Kafka broker: each stage its own dataflow between topics."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from feeds import make_feed
+from tapeflow.control import ControlChannel
+from tapeflow.lag import stage_lag
+from tests.integration.embedded_runs import run_embedded, table_content
+from tests.integration.kafka.split_runs import UPSTREAM, publish_tape, run_stages, sink_to, split_config
+
+pytestmark = pytest.mark.integration
+
+MARKET = ("md_trades", "md_quotes", "md_bars", "features", "signals")
+MONEY = ("orders_intent", "orders_approved", "orders_rejected", "exec_reports", "positions", "pnl")
+
+
+def tape(ticks: int = 30_000):
+    return make_feed("synthetic", seed=5, ticks_per_second=400, max_ticks=ticks)
+
+
+@pytest.fixture(scope="module")
+def fused(module_warehouse, tmp_path_factory):
+    """The embedded fused run every split run must match, per tape length."""
+    runs = {}
+
+    def run(ticks: int) -> str:
+        if ticks not in runs:
+            control = ControlChannel(tmp_path_factory.mktemp("control") / "c.jsonl")
+            feed = tape(ticks)
+            from flows.pipeline import TradingConfig, feed_universe
+
+            from flows.desk import DeskConfig
+
+            universe = feed_universe(feed)
+            trading = TradingConfig(desk=DeskConfig(universe=universe), universe=universe)
+            run_embedded(module_warehouse, feed, f"fused-{ticks}", trading=trading, control=control)
+            runs[ticks] = f"fused-{ticks}"
+        return runs[ticks]
+
+    return run
+
+
+def assert_same_tables(wh, run_a: str, run_b: str, tables) -> None:
+    for table in tables:
+        a, b = table_content(wh, table, run_a), table_content(wh, table, run_b)
+        assert a == b, f"{table}: {len(a)} rows in {run_a}, {len(b)} in {run_b}"
+        if table != "orders_rejected":
+            assert a, f"{table} is empty: the comparison would prove nothing"
+
+
+def test_split_pipeline_when_replayed_over_kafka_then_same_records_as_the_embedded_run(
+        kafka_topics, module_warehouse, fused):
+    cfg = split_config(kafka_topics.bootstrap, kafka_topics.prefix, tape())
+    assert publish_tape(kafka_topics.bootstrap, kafka_topics.prefix, tape()) == 30_000
+    run_stages(cfg, UPSTREAM + ("trading",))
+    sink_to(module_warehouse, cfg, "split")
+    assert_same_tables(module_warehouse, fused(30_000), "split", MARKET + MONEY)
+
+
+def test_split_stages_when_run_with_2_workers_over_4_partitions_then_same_results_as_1_worker(
+        kafka_topics, module_warehouse, fused):
+    cfg = split_config(kafka_topics.bootstrap, kafka_topics.prefix, tape())
+    publish_tape(kafka_topics.bootstrap, kafka_topics.prefix, tape())
+    run_stages(cfg, UPSTREAM + ("trading",), workers=2)
+    sink_to(module_warehouse, cfg, "split-2w")
+    assert_same_tables(module_warehouse, fused(30_000), "split-2w", MARKET + MONEY)
+
+
+def test_md_raw_when_malformed_bytes_published_then_dead_lettered_with_reasons_and_the_rest_flows(
+        kafka_topics, module_warehouse):
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    cfg = split_config(bootstrap, prefix, tape(2_000))
+    publish_tape(bootstrap, prefix, tape(2_000))
+    failures = []
+    # compressed, so the broker takes it; tapeflow judges the decompressed value
+    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": "lz4", "message.max.bytes": 4_000_000})
+    report = lambda err, msg: failures.append(err) if err else None  # noqa: E731
+    producer.produce(prefix + "md.raw", b"\x00\xffnot json at all", b"SYN0", on_delivery=report)
+    producer.produce(prefix + "md.raw", b'{"schema_version": 1, "id": "x", "symbol": 7}', b"SYN1", on_delivery=report)
+    producer.produce(prefix + "md.raw", b'{"pad": "' + b"x" * 2_000_000 + b'"}', b"SYN2", on_delivery=report)
+    assert producer.flush(30) == 0 and not failures, failures
+    run_stages(cfg, ("normalize",))
+    sink_to(module_warehouse, cfg, "malformed")
+    reasons = dict(module_warehouse.query(
+        "SELECT reason, count() FROM dlq WHERE run_id = 'malformed' AND stage = 'normalize' GROUP BY reason").rows)
+    assert reasons == {"not_json": 1, "wrong_schema": 1, "oversized": 1}
+    trades_quotes = module_warehouse.query(
+        "SELECT (SELECT count() FROM md_trades WHERE run_id = 'malformed') + "
+        "(SELECT count() FROM md_quotes WHERE run_id = 'malformed')").scalar()
+    assert trades_quotes == 2_000
+
+
+def _end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-probe"})
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        total = 0
+        for partition in metadata.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            total += high
+        return total
+    finally:
+        consumer.close()
+
+
+def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
+        kafka_topics, module_warehouse, fused, tmp_path):
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    ticks = 80_000
+    cfg = split_config(bootstrap, prefix, tape(ticks))
+    publish_tape(bootstrap, prefix, tape(ticks))
+    run_stages(cfg, UPSTREAM)
+    command = [sys.executable, "-m", "tapeflow.cli", "flow", "trading", "--brokers", bootstrap, "--prefix", prefix,
+               "--recovery-dir", str(tmp_path / "recovery"), "--until-end",
+               "--symbols", ",".join(f"SYN{i}" for i in range(8))]
+    env = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _end_offsets(bootstrap, prefix + "exec.reports") < 20:
+        assert first.poll() is None, f"the trading process ended before it was killed: {first.stderr.read()}"
+        assert time.monotonic() < deadline, "the trading process produced no execution reports within 120 s"
+        time.sleep(0.2)
+    first.kill()  # SIGKILL: no flush, no goodbye
+    first.wait(30)
+    killed_at = _end_offsets(bootstrap, prefix + "exec.reports")
+    behind = sum(r.lag for r in stage_lag(bootstrap, {"trading": tmp_path / "recovery"}))
+    assert behind > 0, "the killed stage's recovery offsets should trail its input topics"
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert sum(r.lag for r in stage_lag(bootstrap, {"trading": tmp_path / "recovery"})) == 0
+    assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
+    sink_to(module_warehouse, cfg, "crashed")
+    assert_same_tables(module_warehouse, fused(ticks), "crashed", MONEY)
+    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
+        rows, unique = module_warehouse.query(
+            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
+            "WHERE run_id = 'crashed'").rows[0]
+        assert rows == unique > 0, table
+
+
+def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_summary_reads_the_warehouse(
+        kafka_topics, tmp_path):
+    env = {**os.environ, "TAPEFLOW_WAREHOUSE": f"chdb://{tmp_path}/wh", "TAPEFLOW_EPOCH_INTERVAL_S": "0.5"}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapeflow.cli", "run", "--brokers", kafka_topics.bootstrap,
+         "--prefix", kafka_topics.prefix, "--rate", "200", "--speed", "50", "--max-ticks", "60000",
+         "--run-id", "split-cli", "--progress-interval", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stages started: normalize" in done.stderr and "| lag " in done.stderr
+    assert "feed done: sent 60,000 delivered 60,000 failed 0" in done.stderr
+    assert re.search(r"md_raw\s+60000", done.stdout), done.stdout
+    orders = int(re.search(r"orders ([\d,]+) \(approved", done.stdout).group(1).replace(",", ""))
+    assert orders > 0
+    assert "dead letters" not in done.stdout  # nothing late, nothing malformed
