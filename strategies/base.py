@@ -76,3 +76,32 @@ def scale_to_gross(weights: Mapping[str, float], gross_cap: float = 1.0) -> dict
         return dict(weights)
     factor = gross_cap / gross
     return {symbol: w * factor for symbol, w in weights.items()}
+
+
+def threshold_weights(scores: Mapping[str, float], threshold: float, gross: float) -> dict[str, float]:
+    """Equal weight ``gross / n`` on every name whose |score| reaches ``threshold``, signed by the
+    score; every other name of the cross-section flat."""
+    per_name = gross / len(scores) if scores else 0.0
+    weights = {s: 0.0 for s in sorted(scores)}
+    for s, score in scores.items():
+        if abs(score) >= threshold and score != 0.0:
+            weights[s] = per_name if score > 0 else -per_name
+    return scale_to_gross(weights, gross)
+
+
+def long_short_weights(scores: Mapping[str, float], top_n: int, gross: float) -> dict[str, float]:
+    """Long the ``top_n`` best positive scores, short the ``top_n`` worst negative ones, equal
+    weight ``gross / (2 top_n)``; fewer names per side in a thin cross-section. Ties break on the
+    symbol so the selection is the same on every replay."""
+    per_name = gross / (2 * top_n)
+    n_side = min(top_n, len(scores) // 2)
+    weights = {s: 0.0 for s in sorted(scores)}
+    best_first = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    worst_first = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))
+    for s, score in best_first[:n_side]:
+        if score > 0:
+            weights[s] = per_name
+    for s, score in worst_first[:n_side]:
+        if score < 0:
+            weights[s] = -per_name
+    return scale_to_gross(weights, gross)

@@ -38,7 +38,7 @@ from typing import Literal, Mapping
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas import FeatureVector
-from strategies.base import Strategy, scale_to_gross
+from strategies.base import Strategy, long_short_weights, threshold_weights
 
 BASELINE_LOGIC_VERSION = "1"
 
@@ -106,10 +106,6 @@ def _feature(vector: FeatureVector, key: str) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _sign(x: float) -> float:
-    return 1.0 if x > 0 else -1.0 if x < 0 else 0.0
-
-
 class BaselineStrategy(Strategy):
     """Order-flow (plus optional momentum) cross-sectional strategy; see the module docstring."""
 
@@ -145,28 +141,8 @@ class BaselineStrategy(Strategy):
         n = len(scores)
         if n == 0:
             return {}
-        weights = {s: 0.0 for s in sorted(scores)}
         if self.is_time_series(n):
-            per_name = cfg.gross / n
-            for s, score in scores.items():
-                if abs(score) >= cfg.ts_threshold and score != 0.0:
-                    weights[s] = _sign(score) * per_name
-        elif cfg.mode == "threshold":
-            per_name = cfg.gross / n
-            for s, score in scores.items():
-                if abs(score) >= cfg.z_threshold and score != 0.0:
-                    weights[s] = _sign(score) * per_name
-        else:
-            per_name = cfg.gross / (2 * cfg.top_n)
-            n_side = min(cfg.top_n, n // 2)
-            # Ties break on symbol so the selection is the same on every replay.
-            best_first = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-            worst_first = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))
-            for s, score in best_first[:n_side]:
-                if score > 0:
-                    weights[s] = per_name
-            for s, score in worst_first[:n_side]:
-                if score < 0:
-                    weights[s] = -per_name
-        # Already within gross by construction; the scale guards float rounding only.
-        return scale_to_gross(weights, cfg.gross)
+            return threshold_weights(scores, cfg.ts_threshold, cfg.gross)
+        if cfg.mode == "threshold":
+            return threshold_weights(scores, cfg.z_threshold, cfg.gross)
+        return long_short_weights(scores, cfg.top_n, cfg.gross)

@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.features import FEATURE_SET_V1, FEATURE_SET_VERSION
 from schemas import FeatureVector
-from strategies.base import Strategy, scale_to_gross
+from strategies.base import Strategy, long_short_weights, threshold_weights
 from strategies.baseline import zscores
 
 LIGHTGBM_LOGIC_VERSION = "1"
@@ -123,10 +123,6 @@ def feature_rows(cross_section: list[FeatureVector], feature_names: tuple[str, .
     return matrix
 
 
-def _sign(x: float) -> float:
-    return 1.0 if x > 0 else -1.0 if x < 0 else 0.0
-
-
 class LightGBMStrategy(Strategy):
     """Serving strategy over a hot-swappable LightGBM model (see the module docstring)."""
 
@@ -174,22 +170,7 @@ class LightGBMStrategy(Strategy):
         n = len(scores)
         if n == 0:
             return {}
-        weights = {s: 0.0 for s in sorted(scores)}
         if self.is_time_series(n) or cfg.mode == "threshold":
             threshold = cfg.ts_threshold if self.is_time_series(n) else cfg.z_threshold
-            per_name = cfg.gross / n
-            for s, score in scores.items():
-                if abs(score) >= threshold and score != 0.0:
-                    weights[s] = _sign(score) * per_name
-        else:
-            per_name = cfg.gross / (2 * cfg.top_n)
-            n_side = min(cfg.top_n, n // 2)
-            best_first = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-            worst_first = sorted(scores.items(), key=lambda kv: (kv[1], kv[0]))
-            for s, score in best_first[:n_side]:
-                if score > 0:
-                    weights[s] = per_name
-            for s, score in worst_first[:n_side]:
-                if score < 0:
-                    weights[s] = -per_name
-        return scale_to_gross(weights, cfg.gross)
+            return threshold_weights(scores, threshold, cfg.gross)
+        return long_short_weights(scores, cfg.top_n, cfg.gross)
