@@ -162,3 +162,4 @@ def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_s
     orders = int(re.search(r"orders ([\d,]+) \(approved", done.stdout).group(1).replace(",", ""))
     assert orders > 0
     assert "dead letters" not in done.stdout  # nothing late, nothing malformed
+

@@ -1,0 +1,113 @@
+"""The split pipeline over a real Kafka broker: end-to-end throughput, tick-to-order latency when
+paced, and the raw ceiling of the same broker (a confluent-kafka consume -> produce passthrough of
+the same messages with no processing), so throughput reads as a ratio to it.
+
+    python benchmarks/kafka_pipeline.py [--brokers HOST:PORT] [--ticks N] [--rate 5000 --duration 60]
+
+Without --brokers it starts a local broker (tapeflow.broker) in a temp folder. Targets (issue 4):
+throughput >= 0.3 x the passthrough ceiling; tick-to-order p99 <= 50 ms at 5,000 ticks/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, Producer  # noqa: E402
+
+from feeds import make_feed  # noqa: E402
+from topics.admin import create_topics  # noqa: E402
+from topics.producer import TopicPublisher, publish_ticks  # noqa: E402
+
+
+def passthrough_ceiling(bootstrap: str, prefix: str, count: int) -> float:
+    """Messages/s of a bare consume -> produce copy of md.raw into md.trades (no decoding)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ceiling-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "compression.type": "lz4",
+                         "enable.idempotence": True})
+    consumer.subscribe([prefix + "md.raw"])
+    copied, started = 0, None
+    while copied < count:
+        for msg in consumer.consume(5_000, timeout=1.0):
+            if msg.error():
+                continue
+            started = started or time.perf_counter()
+            while True:
+                try:
+                    producer.produce(prefix + "md.trades", msg.value(), msg.key(), headers=msg.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            copied += 1
+        producer.poll(0)
+    producer.flush()
+    consumer.close()
+    return copied / (time.perf_counter() - started)
+
+
+def run_split(bootstrap: str, workdir: Path, args: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "tapeflow.cli", "run", "--brokers", bootstrap, *args],
+                          cwd=workdir, capture_output=True, text=True,
+                          env={"TAPEFLOW_WAREHOUSE": f"chdb://{workdir}/wh", "PATH": "/usr/bin:/bin",
+                               "HOME": str(Path.home())})
+    if done.returncode != 0:
+        raise SystemExit(f"tapeflow run --brokers failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--brokers", default=None)
+    parser.add_argument("--ticks", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5_000)
+    parser.add_argument("--duration", type=float, default=60)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="tapeflow-kafka-bench-"))
+    broker = None
+    bootstrap = args.brokers
+    if bootstrap is None:
+        from tapeflow.broker import LocalBroker
+
+        broker = LocalBroker(workdir / "kafka")
+        bootstrap = broker.start().bootstrap
+    try:
+        ceiling_prefix = f"c{uuid.uuid4().hex[:6]}."
+        create_topics(bootstrap, prefix=ceiling_prefix)
+        publish_ticks(make_feed("synthetic", seed=7).ticks(), TopicPublisher(bootstrap, prefix=ceiling_prefix),
+                      max_ticks=args.ticks)
+        ceiling = passthrough_ceiling(bootstrap, ceiling_prefix, args.ticks)
+        print(f"passthrough ceiling   {ceiling:,.0f} msgs/s (consume -> produce, no processing)")
+
+        elapsed, _ = run_split(bootstrap, workdir, ["--prefix", f"t{uuid.uuid4().hex[:6]}.", "--max-ticks",
+                                                    str(args.ticks), "--no-raw", "--run-id", "throughput"])
+        throughput = args.ticks / elapsed
+        print(f"split pipeline        {throughput:,.0f} ticks/s end to end ({args.ticks:,} ticks in {elapsed:.1f} s, "
+              f"stage start-up and catch-up included)")
+        print(f"ratio to ceiling      {throughput / ceiling:.2f} (target >= 0.3)")
+
+        _, summary = run_split(bootstrap, workdir, ["--prefix", f"l{uuid.uuid4().hex[:6]}.", "--rate",
+                                                    str(args.rate), "--duration", str(args.duration), "--run-id",
+                                                    "latency"])
+        latency = re.search(r"latency tick->order p50 ([\d,]+) us\s+p99 ([\d,]+) us", summary)
+        if latency:
+            p50, p99 = (int(x.replace(",", "")) / 1000 for x in latency.groups())
+            print(f"tick->order at {args.rate:,.0f}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms (target p99 <= 50 ms)")
+        else:
+            print("tick->order: no orders in the paced run (raise --duration past the 35 s feature warm-up)")
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
