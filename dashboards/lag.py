@@ -1,31 +1,35 @@
-"""Consumer lag of the split topology's consumer groups, read from the Kafka brokers."""
+"""Consumer lag of the split topology's stages, for the System page.
+
+Bytewax stages keep their Kafka offsets in their recovery stores, not in consumer groups, so the
+lag is read the way ``tapeflow lag`` reads it (:mod:`tapeflow.lag`): each stage's recovery offsets
+against the topics' end offsets. ``tapeflow run --brokers`` keeps one recovery directory per stage
+under ``data/recovery/<prefix or default>/<stage>``.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+RECOVERY_ROOT = Path("data/recovery")
 
-def consumer_lag(brokers: str, timeout_s: float = 2.0) -> list[dict[str, Any]]:
-    """One row per (group, topic): committed offsets behind the high watermark, summed over partitions."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": brokers})
-    groups = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout_s)
-    rows: list[dict[str, Any]] = []
-    probe = Consumer({"bootstrap.servers": brokers, "group.id": "tapeflow-dashboard-lag-probe",
-                      "enable.auto.commit": False})
-    try:
-        for listing in groups.valid:
-            futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(listing.group_id)])
-            committed = futures[listing.group_id].result(timeout_s).topic_partitions or []
-            lag: dict[str, int] = {}
-            for tp in committed:
-                if tp.offset < 0:
-                    continue
-                _, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout_s)
-                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - tp.offset)
-            rows.extend({"group": listing.group_id, "topic": topic, "lag": n} for topic, n in sorted(lag.items()))
-    finally:
-        probe.close()
-    return rows
+def stage_dirs(root: Path = RECOVERY_ROOT) -> dict[str, Path]:
+    """``stage -> recovery dir`` for every directory under ``root`` holding a Bytewax store."""
+    dirs: dict[str, Path] = {}
+    for store in sorted(root.glob("**/part-*.sqlite3")):
+        directory = store.parent
+        name = directory.name if directory.parent == root else f"{directory.parent.name}/{directory.name}"
+        dirs[name] = directory
+    return dirs
+
+
+def consumer_lag(brokers: str, timeout_s: float = 2.0, root: Path = RECOVERY_ROOT) -> list[dict[str, Any]]:
+    """One row per (stage, topic): messages not yet read, summed over partitions."""
+    from tapeflow.lag import stage_lag
+
+    totals: dict[tuple[str, str], int] = {}
+    for row in stage_lag(brokers, stage_dirs(root)):
+        key = (row.stage, row.topic)
+        totals[key] = totals.get(key, 0) + row.lag
+    return [{"group": stage, "topic": topic, "lag": n} for (stage, topic), n in sorted(totals.items())]

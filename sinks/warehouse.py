@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import clickhouse_connect
 import polars as pl
@@ -69,6 +70,17 @@ class WarehouseTarget:
     dsn: str | None = None
 
 
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``: for messages and logs (a server URL carries
+    the ClickHouse credentials)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+
+
 def parse_url(url: str) -> WarehouseTarget:
     if url.startswith("chdb://"):
         location = url[len("chdb://"):]
@@ -81,7 +93,17 @@ def parse_url(url: str) -> WarehouseTarget:
         return WarehouseTarget("chdb", chdb_path=str(Path(location).expanduser().resolve()))
     if url.startswith(("http://", "https://")):
         return WarehouseTarget("server", dsn=url)
-    raise WarehouseURLError(f"unsupported warehouse URL {url!r}: use {ACCEPTED_URLS}")
+    raise WarehouseURLError(f"unsupported warehouse URL {redact_url(url)!r}: use {ACCEPTED_URLS}")
+
+
+def redact_message(exc: Exception, url: str) -> str:
+    """The client's error text, with the URL's password taken out (clickhouse-connect may echo it)."""
+    password = urlsplit(url).password
+    text = str(exc)
+    if password:
+        for spelling in {password, unquote(password)}:
+            text = text.replace(spelling, "***")
+    return text
 
 
 class Warehouse:
@@ -110,7 +132,7 @@ class Warehouse:
                 " (chDB allows one data path per process: is another path open in this process?)"
                 if target.backend == "chdb" else ""
             )
-            raise WarehouseConnectError(f"cannot open warehouse {url!r}{hint}: {exc}") from exc
+            raise WarehouseConnectError(f"cannot open warehouse {redact_url(url)!r}{hint}: {redact_message(exc, url)}") from exc
         warehouse = cls(client, url, database, target.backend)
         if warehouse._database_exists():
             client.database = database

@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from sinks.warehouse import redact_url
 from tapeflow.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trade from a live market tape.")
@@ -128,7 +129,7 @@ def run(
         typer.echo(f"dashboard at {dashboard.url}", err=True)
     progress = RunProgress(progress_interval)
     typer.echo(
-        f"tapeflow run {run_id}: feed={feed} warehouse={settings.warehouse} database={settings.database} "
+        f"tapeflow run {run_id}: feed={feed} warehouse={redact_url(settings.warehouse)} database={settings.database} "
         f"control={settings.control_path}",
         err=True,
     )
@@ -227,11 +228,11 @@ def report(
     if run_id is None:
         latest = wh.query("SELECT run_id FROM md_raw GROUP BY run_id ORDER BY max(ts_written) DESC LIMIT 1").rows
         if not latest:
-            _fail(f"no runs in {settings.warehouse} (database {settings.database}); start one with `tapeflow run`")
+            _fail(f"no runs in {redact_url(settings.warehouse)} (database {settings.database}); start one with `tapeflow run`")
         run_id = latest[0][0]
     known = wh.query("SELECT count() FROM md_trades WHERE run_id = {r:String}", {"r": run_id}).scalar()
     if not known:
-        _fail(f"run {run_id!r} has no rows in {settings.warehouse} (database {settings.database})")
+        _fail(f"run {run_id!r} has no rows in {redact_url(settings.warehouse)} (database {settings.database})")
     print_run_report(wh, run_id)
 
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 import typer
 
 from tapeflow.dashboard_server import DEFAULT_HOST, DEFAULT_PORT, DashboardAccessError, DashboardHandle, start_dashboard
+from sinks.warehouse import redact_url
 from tapeflow.settings import Settings
 
 PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
@@ -76,7 +77,7 @@ def dashboard(
     wh.apply_ddl()
     ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id)
     handle = start_dashboard(ctx, host=host, port=port, password=password, own_reader=False)
-    typer.echo(f"dashboard at {handle.url} (warehouse {settings.warehouse}, database {settings.database}); Ctrl-C stops")
+    typer.echo(f"dashboard at {handle.url} (warehouse {redact_url(settings.warehouse)}, database {settings.database}); Ctrl-C stops")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

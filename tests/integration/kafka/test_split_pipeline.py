@@ -137,6 +137,11 @@ def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_an
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     assert sum(r.lag for r in stage_lag(bootstrap, {"trading": tmp_path / "recovery"})) == 0
+    from dashboards.lag import consumer_lag  # the dashboard's System page reads the same stores
+
+    rows = consumer_lag(bootstrap, root=tmp_path)
+    assert {r["topic"] for r in rows} >= {prefix + "signals", prefix + "md.trades"}
+    assert all(r["lag"] == 0 and r["group"] == "recovery" for r in rows)
     assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
     sink_to(module_warehouse, cfg, "crashed")
     assert_same_tables(module_warehouse, fused(ticks), "crashed", MONEY)
