@@ -45,6 +45,7 @@ from flows.pnl import ACCOUNT_SCOPE, Ledger
 from flows.risk import RiskState
 from flows.risk_limits import RiskLimits
 from flows.signals import CrossSection
+from flows.features import WARMUP_BARS
 from flows.normalize import RecentTradeIds
 from schemas import (
     INTERVAL_NANOS,
@@ -143,6 +144,7 @@ class TradingDesk:
         # (symbol, "trade" | "quote") -> newest event time seen: trades and quotes come from
         # different topics in the split topology, each in order per symbol but not with each other
         self._market_seen: dict[tuple[str, str], int] = {}
+        self._market_first: dict[tuple[str, str], int] = {}  # each stream's first (earliest) event time
         self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
         self._recent_ids: dict[str, RecentTradeIds] = {}
         self._released: tuple[int, int] = (-1, 0)  # the key up to which the queue was processed
@@ -172,6 +174,8 @@ class TradingDesk:
         stream = (symbol, "trade" if type(record) is Trade else "quote")
         if ts > self._market_seen.get(stream, -1):
             self._market_seen[stream] = ts
+        if stream not in self._market_first:
+            self._market_first[stream] = ts
         if type(record) is Trade:
             bar_end = (ts // self._interval_ns + 1) * self._interval_ns
             if bar_end > self._bar_scheduled.get(symbol, -1):
@@ -220,7 +224,7 @@ class TradingDesk:
     def _horizon(self) -> tuple[int, int]:
         """Everything strictly below this ``(ts, priority)`` key is final."""
         seen = self._market_seen
-        if not seen or self._watermark < 0:
+        if not seen:
             return (-1, 0)
         universe = self.config.universe
         if universe is not None:
@@ -230,6 +234,14 @@ class TradingDesk:
         newest = max(seen.values())
         market = min(ts for ts in seen.values() if ts >= newest - self.config.silent_after_ns)
         market -= self.config.lateness_ns
+        if self._watermark < 0:
+            if universe is None:
+                return (-1, 0)  # who else will trade is unknown: hold the tape until the first cross-section
+            # No cross-section yet, and none can come before the features' warm-up has passed: the
+            # tape up to then is processed now instead of being held (at 10k ticks/s the warm-up
+            # alone would otherwise hold some 350,000 events).
+            earliest_section = min(self._market_first.values()) + (WARMUP_BARS - 1) * self._interval_ns
+            return (min(market, earliest_section), 0)
         if market < self._watermark:
             return (market, 0)
         return (self._watermark, _BAR_END)  # the cross-section at W itself may go

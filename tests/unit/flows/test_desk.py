@@ -167,3 +167,21 @@ def test_desk_when_a_market_event_is_redelivered_then_ignored_and_when_older_tha
     (late,) = desk.on_market(old)
     assert late[0] == T_DLQ and late[1].reason == "late" and late[1].source_topic == "md.trades"
     assert by_table(out, T_REPORTS)
+
+
+def test_desk_with_a_universe_when_batched_differently_then_identical_and_the_warmup_is_not_held():
+    arrivals = {chunk: desk_inputs(chunk=chunk) for chunk in (1, 2_000)}
+    outputs = {}
+    for chunk, items in arrivals.items():
+        desk = TradingDesk(DeskConfig(universe=SYMBOLS))
+        first_section = next(i for i, item in enumerate(items) if type(item) is CrossSection)
+        out = []
+        for item in items[:first_section]:
+            out.extend(desk.on_item(item))
+        # before any cross-section the desk has processed the tape up to the features' warm-up
+        assert len(desk._queue) < first_section / 4, (chunk, len(desk._queue), first_section)
+        out += run_desk(items[first_section:], desk)
+        assert desk.counts["late"] == 0
+        outputs[chunk] = out
+    for table in {t for t, _ in outputs[1]}:
+        assert content_hash(by_table(outputs[2_000], table)) == content_hash(by_table(outputs[1], table)), table
