@@ -14,7 +14,7 @@ import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from schemas import RawTick, Trade, Aggressor
+from schemas import RawTick, Trade
 from flows.normalize import NormalizeState
 from flows.bars import BarBuilder
 

@@ -109,7 +109,7 @@ class RiskPage:
 
     def _ask_kill(self, _event=None) -> None:
         turn_on = not self._kill_on
-        question = (f"Engage the kill switch? Every new order of every account is denied until it is released."
+        question = ("Engage the kill switch? Every new order of every account is denied until it is released."
                     if turn_on else "Release the kill switch? New orders will be checked by risk again.")
         self._ask("kill_switch", turn_on, question)
 

@@ -24,7 +24,18 @@ from flows.normalize import NormalizeConfig, NormalizeState
 from flows.desk import TradingDesk
 from flows.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from schemas import Bar, ControlCommand, ControlKind, DeadLetter, ExecutionReport, FeatureVector, Quote, RawTick, Trade
+from schemas import (
+    Bar,
+    ControlCommand,
+    ControlKind,
+    DeadLetter,
+    ExecutionReport,
+    FeatureVector,
+    Quote,
+    RawTick,
+    Signal,
+    Trade,
+)
 from topics.catalog import table_name
 
 TABLE_OF_RECORD: dict[type, str] = {
@@ -33,6 +44,8 @@ TABLE_OF_RECORD: dict[type, str] = {
     Quote: table_name("md.quotes"),
     Bar: table_name("md.bars"),
     FeatureVector: table_name("features"),
+    Signal: table_name("signals"),
+    ControlCommand: table_name("control"),
     DeadLetter: table_name("dlq"),
 }
 
@@ -99,9 +112,12 @@ def feature_stage(step_id: str, bars: Stream, interval: str) -> Stream:
     return unkeyed(f"{step_id}_unkey", out)
 
 
-def tagged_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
-    """``(partition, (table, record))`` for the warehouse sink, the table chosen by record type."""
+def tagged_for_warehouse(step_id: str, up: Stream, partition: str | None = None) -> Stream:
+    """``(table, record)`` pairs, the table (= topic) chosen by record type; with ``partition``,
+    ``(partition, (table, record))`` for the warehouse sink."""
     tables = TABLE_OF_RECORD
+    if partition is None:
+        return op.flat_map_batch(step_id, up, lambda batch: [(tables[type(r)], r) for r in batch])
     return op.flat_map_batch(step_id, up, lambda batch: [(partition, (tables[type(r)], r)) for r in batch])
 
 
@@ -140,22 +156,19 @@ def signal_stage(
     return unkeyed(f"{step_id}_unkey", out)
 
 
-def signals_for_warehouse(step_id: str, up: Stream, partition: str) -> Stream:
-    """The signals stage's output for the sink: each CrossSection's signals, and dead letters."""
-    signals_table, dlq_table, control_table = table_name("signals"), table_name("dlq"), table_name("control")
+def signals_for_warehouse(step_id: str, up: Stream, partition: str | None = None) -> Stream:
+    """The signals stage's output as ``(table, record)``: each CrossSection's signals, dead letters,
+    model-swap records; with ``partition``, keyed for the warehouse sink."""
+    tables = TABLE_OF_RECORD
 
     def tag(batch):
         out = []
         for item in batch:
             if type(item) is CrossSection:
-                out.extend((partition, (signals_table, s)) for s in item.signals)
-            elif type(item) is DeadLetter:
-                out.append((partition, (dlq_table, item)))
-            elif type(item) is ControlCommand:
-                out.append((partition, (control_table, item)))
+                out.extend((tables[Signal], s) for s in item.signals)
             else:
-                out.append((partition, (TABLE_OF_RECORD[type(item)], item)))
-        return out
+                out.append((tables[type(item)], item))
+        return out if partition is None else [(partition, pair) for pair in out]
 
     return op.flat_map_batch(step_id, up, tag)
 
@@ -188,7 +201,8 @@ def desk_stage(
         lambda batch: [(account, c) for c in batch if type(c) is ExecutionReport or c.target in ("global", account)],
     )
     merged = op.merge(f"{step_id}_inputs", market_items, section_items, control_items)
-    out = stateful_core(step_id, merged, new_desk, _desk_one, lambda core: core.flush() if flush_at_end() else ())
+    out = stateful_core(step_id, merged, new_desk, _desk_one, lambda core: core.flush() if flush_at_end() else (),
+                        on_batch=lambda core, items: core.on_batch(items))
     return unkeyed(f"{step_id}_unkey", out)
 
 

@@ -155,9 +155,28 @@ class TradingDesk:
     # ------------------------------------------------------------------ inputs
 
     def on_market(self, record: Trade | Quote) -> list[Tagged]:
-        """Queue a trade or quote; processed once both watermarks pass it.
+        """Queue a trade or quote; processed once both watermarks pass it."""
+        out = self._queue_market(record)
+        out.extend(self._release(self._horizon()))
+        return out
 
-        A redelivered event (same id: at-least-once delivery over Kafka) is ignored, so it can never
+    def on_batch(self, items: list) -> list[Tagged]:
+        """A batch of inputs in arrival order, released once at its end: the horizon is computed per
+        batch instead of per tick (the result is the same, the queue is processed in key order)."""
+        out: list[Tagged] = []
+        for item in items:
+            kind = type(item)
+            if kind is Trade or kind is Quote:
+                out.extend(self._queue_market(item))
+            elif kind is CrossSection:
+                self._queue_section(item)
+            else:
+                out.extend(self.on_item(item))
+        out.extend(self._release(self._horizon()))
+        return out
+
+    def _queue_market(self, record: Trade | Quote) -> list[Tagged]:
+        """A redelivered event (same id: at-least-once delivery over Kafka) is ignored, so it can never
         fill an order twice; one older than what the desk already processed goes to the dlq as
         ``late`` rather than silently changing history."""
         symbol, ts = record.symbol, record.ts_event
@@ -181,12 +200,15 @@ class TradingDesk:
             if bar_end > self._bar_scheduled.get(symbol, -1):
                 self._bar_scheduled[symbol] = bar_end
                 self._push(bar_end, _BAR_END, symbol, _BarEnd(symbol, bar_end, record.ts_tick_ingest))
-        return self._release(self._horizon())
+        return []
 
     def on_cross_section(self, section: CrossSection) -> list[Tagged]:
+        self._queue_section(section)
+        return self._release(self._horizon())
+
+    def _queue_section(self, section: CrossSection) -> None:
         self._push(section.bar_end, _CROSS_SECTION, "", section)
         self._watermark = max(self._watermark, section.bar_end)
-        return self._release(self._horizon())
 
     def on_control(self, command: ControlCommand) -> list[Tagged]:
         """An operator's command applies now; it and any alert it causes land in ``control``."""

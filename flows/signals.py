@@ -111,7 +111,6 @@ class SignalState:
         self._pending: dict[int, dict[str, FeatureVector]] = {}
         self._released: OrderedDict[int, frozenset[str]] = OrderedDict()
         self._last_released: int | None = None
-        self._seen_symbols: set[str] = set()
         self._positions: dict[str, float] = {}
         self._working: dict[str, WorkingOrder] = {}
         self._fill_keys: deque[tuple[str, str]] = deque()
@@ -140,7 +139,6 @@ class SignalState:
             self.stats["duplicates"] += 1
             return []
         bucket[fv.symbol] = fv
-        self._seen_symbols.add(fv.symbol)
         if bar_time > self._progress.get(fv.symbol, -1):
             self._progress[fv.symbol] = bar_time
         return self._release_ready()

@@ -26,15 +26,22 @@ from typing import Any, Callable
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from flows.builders import TABLE_OF_RECORD, bar_stage, feature_stage, normalize_stage, signal_stage
+from flows.builders import (
+    bar_stage,
+    feature_stage,
+    normalize_stage,
+    signal_stage,
+    signals_for_warehouse,
+    tagged_for_warehouse,
+)
 from flows.desk import TradingDesk
 from flows.kafka_io import KafkaEndpoint, consume, produce
 from flows.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig
-from flows.signals import CrossSection, CrossSectionAssembler
+from flows.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from schemas import ControlCommand, DeadLetter, Quote, Signal, Trade
+from schemas import ControlCommand, DeadLetter, Signal, Trade
 from topics.catalog import TOPICS, table_name
 
 STAGES = ("normalize", "bars", "features", "signals", "trading", "sink")
@@ -50,18 +57,13 @@ class SplitConfig:
     trading: TradingConfig = field(default_factory=TradingConfig)
 
 
-def _tag_by_type(step_id: str, up):
-    tables = TABLE_OF_RECORD
-    return op.flat_map_batch(step_id, up, lambda batch: [(tables[type(r)], r) for r in batch])
-
-
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_normalize")
     raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize")
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
-    produce("out", _tag_by_type("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint)
     return flow
 
 
@@ -71,7 +73,7 @@ def bars_flow(cfg: SplitConfig) -> Dataflow:
     good = keyed_by("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade), lambda t: t.symbol)
     bars = bar_stage("bars", good, cfg.bar_intervals, cfg.lateness_ns)
     dead = op.filter("undecodable", trades, lambda r: type(r) is DeadLetter)
-    produce("out", _tag_by_type("tag", op.merge("all", bars, dead)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", bars, dead)), cfg.endpoint)
     return flow
 
 
@@ -80,7 +82,7 @@ def features_flow(cfg: SplitConfig) -> Dataflow:
     bars = consume("in", flow, cfg.endpoint, ["md.bars"], "features")
     vectors = feature_stage("features", bars, cfg.feature_interval)  # ignores non-bars
     dead = op.filter("undecodable", bars, lambda r: type(r) is DeadLetter)
-    produce("out", _tag_by_type("tag", op.merge("all", vectors, dead)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", vectors, dead)), cfg.endpoint)
     return flow
 
 
@@ -90,18 +92,8 @@ def signals_flow(cfg: SplitConfig) -> Dataflow:
     good = op.filter("vectors", vectors, lambda r: type(r) is not DeadLetter)
     trading = cfg.trading
     out = signal_stage("signals", good, lambda: trading.new_signal_state(cfg.feature_interval), trading.desk.account)
-
-    def flatten(batch: list) -> list:
-        tagged = []
-        for item in batch:
-            if type(item) is CrossSection:
-                tagged.extend(("signals", s) for s in item.signals)
-            else:
-                tagged.append((TABLE_OF_RECORD[type(item)], item))
-        return tagged
-
     dead = op.filter("undecodable", vectors, lambda r: type(r) is DeadLetter)
-    produce("out", op.flat_map_batch("flatten", op.merge("all", out, dead), flatten), cfg.endpoint)
+    produce("out", signals_for_warehouse("tag", op.merge("all", out, dead)), cfg.endpoint)
     return flow
 
 
@@ -112,22 +104,20 @@ class _TradingInputs:
         self.assembler = CrossSectionAssembler()
         self.desk = desk
 
-    def on_item(self, item: Any) -> list:
-        kind = type(item)
-        if kind is Signal:
-            out = []
-            for section in self.assembler.on_signal(item):
-                out.extend(self.desk.on_cross_section(section))
-            return out
-        if kind is Trade or kind is Quote or kind is ControlCommand:
-            return self.desk.on_item(item)
-        if kind is DeadLetter:
-            return [("dlq", item)]
-        return []  # control records the desk itself wrote (alerts) come back: nothing to do
-
-
-def _trading_one(core: _TradingInputs, item):
-    return core.on_item(item)
+    def on_batch(self, items: list) -> list:
+        """Signals become cross-sections (in order); the desk takes the batch and releases once."""
+        desk_items: list = []
+        out: list = []
+        for item in items:
+            kind = type(item)
+            if kind is Signal:
+                desk_items.extend(self.assembler.on_signal(item))
+            elif kind is DeadLetter:
+                out.append(("dlq", item))
+            else:  # trades, quotes, operator commands
+                desk_items.append(item)
+        out.extend(self.desk.on_batch(desk_items))
+        return out
 
 
 def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True) -> Dataflow:
@@ -140,8 +130,10 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     )
     keyed = keyed_by("key_account", relevant, lambda _: account)
     desk = cfg.trading.desk
-    out = stateful_core("desk", keyed, lambda: _TradingInputs(TradingDesk(desk)), _trading_one,
-                        lambda core: core.desk.flush() if flush_at_end() else ())
+    out = stateful_core(
+        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk)), lambda core, item: core.on_batch([item]),
+        lambda core: core.desk.flush() if flush_at_end() else (), on_batch=lambda core, items: core.on_batch(items),
+    )
     pairs = unkeyed("unkey", out)
     # The desk echoes operator commands into its output for the warehouse; on Kafka they are
     # already on the control topic, so only the desk's own records (alerts, breaker) go back.

@@ -18,15 +18,19 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 OnItem = Callable[[Any, Any], Iterable[Any]]
 OnEof = Callable[[Any], Iterable[Any]]
+OnBatch = Callable[[Any, list], Iterable[Any]]
 
 
 class CoreLogic(StatefulBatchLogic):
-    def __init__(self, core: Any, on_item: OnItem, on_eof: OnEof | None):
+    def __init__(self, core: Any, on_item: OnItem, on_eof: OnEof | None, on_batch: OnBatch | None = None):
         self.core = core
         self._on_item = on_item
         self._on_eof = on_eof
+        self._on_core_batch = on_batch
 
     def on_batch(self, values: list) -> tuple[list, bool]:
+        if self._on_core_batch is not None:  # a core that handles a whole batch at once
+            return list(self._on_core_batch(self.core, values)), StatefulBatchLogic.RETAIN
         out: list = []
         extend = out.extend
         core, on_item = self.core, self._on_item
@@ -49,12 +53,14 @@ def stateful_core(
     new_core: Callable[[], Any],
     on_item: OnItem,
     on_eof: OnEof | None = None,
+    on_batch: OnBatch | None = None,
 ) -> KeyedStream:
-    """Run ``on_item(core, value)`` per keyed item with one core per key, resumable from snapshots."""
+    """Run ``on_item(core, value)`` per keyed item (or ``on_batch(core, values)`` per batch) with one
+    core per key, resumable from snapshots."""
 
     def build(resume: bytes | None) -> CoreLogic:
         core = pickle.loads(resume) if resume is not None else new_core()
-        return CoreLogic(core, on_item, on_eof)
+        return CoreLogic(core, on_item, on_eof, on_batch)
 
     return op.stateful_batch(step_id, up, build)
 

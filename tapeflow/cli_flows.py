@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 from typing import Optional
@@ -27,10 +28,8 @@ def flow(
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
-    from flows.desk import DeskConfig
     from flows.kafka_io import KafkaEndpoint
-    from flows.normalize import NormalizeConfig
-    from flows.pipeline import TradingConfig, run_flow
+    from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
     from flows.split import STAGES, SplitConfig, build_stage_flow
 
     if stage not in STAGES:
@@ -38,24 +37,24 @@ def flow(
         raise typer.Exit(2)
     settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
     universe = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
-    lateness_ns = settings.lateness_ms * 1_000_000
-    desk = DeskConfig(
-        account=settings.account, capital=settings.capital, bar_interval=settings.feature_interval,
-        lateness_ns=lateness_ns, universe=universe,
-        market_streams=tuple(k.strip() for k in market_streams.split(",") if k.strip()),
-        # complete topics are drained partition by partition: no symbol is ever "silent" then
-        silent_after_ns=(10**18 if until_end else int(silent_after_s * 1e9)),
+    market = MarketDataConfig.from_settings(settings)
+    trading = TradingConfig.from_settings(
+        settings, universe, tuple(k.strip() for k in market_streams.split(",") if k.strip())
+    )
+    # Complete topics are drained partition by partition: no symbol is ever "silent" then, and no
+    # symbol's features are "late" to a cross-section.
+    trading = dataclasses.replace(
+        trading,
+        desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
+        max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
-        normalize=NormalizeConfig(lateness_ns=lateness_ns, price_band_pct=settings.price_band_pct,
-                                  max_future_ns=int(settings.max_future_s * 1e9)),
-        bar_intervals=tuple(settings.bar_intervals),
-        lateness_ns=lateness_ns,
-        feature_interval=settings.feature_interval,
-        # likewise no symbol's features are "late" to a cross-section when replaying complete topics
-        trading=TradingConfig(desk=desk, universe=universe,
-                              max_wait_bars=10**9 if until_end else max(1, int(silent_after_s))),
+        normalize=market.normalize,
+        bar_intervals=market.bar_intervals,
+        lateness_ns=market.lateness_ns,
+        feature_interval=market.feature_interval,
+        trading=trading,
     )
     writer = None
     if stage == "sink":

@@ -32,9 +32,6 @@ MARKET_TABLES = ("md_raw", "md_trades", "md_quotes", "md_bars", "features", "dlq
 TRADING_TABLES = ("signals", "orders_intent", "orders_approved", "orders_rejected", "exec_reports", "positions", "pnl")
 REPLACING = {"md_bars", "features", "signals", *TRADING_TABLES}
 
-RUN = {"run_id": "String"}
-
-
 def _rows(wh, sql: str, run_id: str) -> list[tuple]:
     return list(wh.query(sql, {"run_id": run_id}).rows)
 

@@ -142,7 +142,8 @@ def test_non_fill_reports_are_not_in_fills(warehouse: Warehouse):
     assert warehouse.query("SELECT fill_id FROM fills").rows == [("f-2",)]
 
 
-def test_retried_block_with_the_same_token_is_written_once_in_table_and_view(warehouse: Warehouse):
+def assert_retried_block_written_once(warehouse: Warehouse) -> None:
+    """Shared with the server-path tests (test_warehouse_server.py)."""
     trades = [trade(i) for i in range(5)]
     warehouse.insert_records("md_trades", trades, "run-1", dedup_token="run-1/md_trades/block-1")
     warehouse.insert_records("md_trades", trades, "run-1", dedup_token="run-1/md_trades/block-1")
@@ -151,7 +152,12 @@ def test_retried_block_with_the_same_token_is_written_once_in_table_and_view(war
     assert warehouse.query("SELECT trade_count, volume FROM ohlcv_1m").rows == [(5, 500.0)]
 
 
-def test_ohlcv_1m_view_equals_a_direct_aggregation_of_trades(warehouse: Warehouse):
+def test_retried_block_with_the_same_token_is_written_once_in_table_and_view(warehouse: Warehouse):
+    assert_retried_block_written_once(warehouse)
+
+
+def assert_ohlcv_1m_view_equals_a_direct_aggregation(warehouse: Warehouse) -> None:
+    """Shared with the server-path tests (test_warehouse_server.py)."""
     trades = []
     for i in range(600):  # 3 symbols over ~5 minutes, inserted out of order across 3 blocks
         symbol = ("AAPL", "MSFT", "NVDA")[i % 3]
@@ -178,6 +184,10 @@ def test_ohlcv_1m_view_equals_a_direct_aggregation_of_trades(warehouse: Warehous
             assert view[column].to_list() == pytest.approx(direct[column].to_list(), rel=1e-12), column
         else:
             assert view[column].cast(direct.schema[column]).to_list() == direct[column].to_list(), column
+
+
+def test_ohlcv_1m_view_equals_a_direct_aggregation_of_trades(warehouse: Warehouse):
+    assert_ohlcv_1m_view_equals_a_direct_aggregation(warehouse)
 
 
 def test_pnl_1m_keeps_the_last_snapshot_of_each_minute_per_strategy(warehouse: Warehouse):

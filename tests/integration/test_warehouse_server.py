@@ -11,11 +11,14 @@ import socket
 import polars as pl
 import pytest
 
-from schemas import Aggressor
 from sinks import migrations
 from sinks.warehouse import Warehouse, WarehouseConnectError
-from tests.clickhouse_fixtures import clickhouse_url, server_warehouse  # noqa: F401  (fixtures)
-from tests.integration.test_warehouse import EXPECTED_ENGINES, record_from_row
+from tests.integration.test_warehouse import (
+    EXPECTED_ENGINES,
+    assert_ohlcv_1m_view_equals_a_direct_aggregation,
+    assert_retried_block_written_once,
+    record_from_row,
+)
 from tests.unit.sinks.records import T0, fill, one_of_each, trade
 from topics.catalog import TOPICS
 
@@ -79,37 +82,8 @@ def test_same_fill_twice_counts_once_under_final_on_the_server(server_warehouse:
 
 
 def test_retried_block_with_the_same_token_is_written_once_on_the_server(server_warehouse: Warehouse):
-    trades = [trade(i) for i in range(5)]
-    server_warehouse.insert_records("md_trades", trades, "run-1", dedup_token="run-1/md_trades/block-1")
-    server_warehouse.insert_records("md_trades", trades, "run-1", dedup_token="run-1/md_trades/block-1")
-
-    assert server_warehouse.query("SELECT count() FROM md_trades").scalar() == 5
-    assert server_warehouse.query("SELECT trade_count, volume FROM ohlcv_1m").rows == [(5, 500.0)]
+    assert_retried_block_written_once(server_warehouse)
 
 
 def test_ohlcv_1m_view_equals_a_direct_aggregation_on_the_server(server_warehouse: Warehouse):
-    trades = []
-    for i in range(600):
-        symbol = ("AAPL", "MSFT", "NVDA")[i % 3]
-        side = Aggressor.BUY if i % 4 else Aggressor.SELL
-        trades.append(trade(i, symbol=symbol, price=100.0 + ((i * 37) % 101) / 10, size=1.0 + i % 9,
-                            ts_event=T0 + i * 500_000_000 + i, aggressor=side))
-    shuffled = trades[::-1]
-    for start in range(0, 600, 200):
-        server_warehouse.insert_records("md_trades", shuffled[start:start + 200], "run-ohlcv")
-
-    view = server_warehouse.query_df("SELECT * FROM ohlcv_1m ORDER BY symbol, minute")
-    direct = server_warehouse.query_df("""
-        SELECT run_id, symbol, toDateTime64(toStartOfMinute(ts_event), 9, 'UTC') AS minute,
-               argMin(price, ts_event) AS open, max(price) AS high, min(price) AS low,
-               argMax(price, ts_event) AS close, sum(size) AS volume, sum(price * size) / sum(size) AS vwap,
-               sumIf(size, aggressor = 'buy') AS buy_volume, sumIf(size, aggressor = 'sell') AS sell_volume,
-               count() AS trade_count
-        FROM md_trades GROUP BY run_id, symbol, minute ORDER BY symbol, minute""")
-
-    assert view.height == direct.height >= 15
-    for column in direct.columns:
-        if direct.schema[column] == pl.Float64:
-            assert view[column].to_list() == pytest.approx(direct[column].to_list(), rel=1e-12), column
-        else:
-            assert view[column].cast(direct.schema[column]).to_list() == direct[column].to_list(), column
+    assert_ohlcv_1m_view_equals_a_direct_aggregation(server_warehouse)
