@@ -43,7 +43,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 tapeflow \
  && useradd --system --uid 10001 --gid tapeflow --home-dir /app --shell /usr/sbin/nologin tapeflow \
  && mkdir -p /app /data/models /data/recovery/normalize /data/recovery/bars /data/recovery/features \
-             /data/recovery/signals /data/recovery/trading /data/recovery/sink \
+             /data/recovery/signals /data/recovery/trading /data/recovery/risk /data/recovery/execution \
+             /data/recovery/pnl /data/recovery/sink \
  && ln -s /data /app/data \
  && chown -R tapeflow:tapeflow /app /data
 COPY --from=builder /opt/venv /opt/venv

@@ -80,7 +80,9 @@ T_DLQ = table_name("dlq")
 # an epoch's worth); older duplicates are also refused by the late check.
 RECENT_IDS_PER_SYMBOL = 20_000
 
-_CROSS_SECTION, _BAR_END, _TICK = 0, 1, 2
+# At equal event times: cross-sections (and, in the split execution stage, the orders they caused),
+# then bar ends, then market events, then (split risk and pnl stages) the venue's reports.
+_CROSS_SECTION, _BAR_END, _TICK, _REPORT = 0, 1, 2, 3
 
 
 def default_portfolio() -> PortfolioConfig:
@@ -243,27 +245,38 @@ class TradingDesk:
         self._arrivals += 1
         heapq.heappush(self._queue, (ts, priority, symbol, self._arrivals, item))
 
-    def _horizon(self) -> tuple[int, int]:
-        """Everything strictly below this ``(ts, priority)`` key is final."""
+    def _market_horizon(self) -> int | None:
+        """The market watermark: no trade or quote older than this can still arrive (None: not
+        every stream of the universe has been seen yet)."""
         seen = self._market_seen
         if not seen:
-            return (-1, 0)
+            return None
         universe = self.config.universe
         if universe is not None:
             kinds = self.config.market_streams
             if len(seen) < len(universe) * len(kinds) and not all((s, k) in seen for s in universe for k in kinds):
-                return (-1, 0)
+                return None
         newest = max(seen.values())
         market = min(ts for ts in seen.values() if ts >= newest - self.config.silent_after_ns)
-        market -= self.config.lateness_ns
+        return market - self.config.lateness_ns
+
+    def _earliest_section(self) -> int:
+        """No cross-section can come before the features' warm-up has passed."""
+        return min(self._market_first.values()) + (WARMUP_BARS - 1) * self._interval_ns
+
+    def _horizon(self) -> tuple[int, int]:
+        """Everything strictly below this ``(ts, priority)`` key is final."""
+        market = self._market_horizon()
+        if market is None:
+            return (-1, 0)
+        universe = self.config.universe
         if self._watermark < 0:
             if universe is None:
                 return (-1, 0)  # who else will trade is unknown: hold the tape until the first cross-section
             # No cross-section yet, and none can come before the features' warm-up has passed: the
             # tape up to then is processed now instead of being held (at 10k ticks/s the warm-up
             # alone would otherwise hold some 350,000 events).
-            earliest_section = min(self._market_first.values()) + (WARMUP_BARS - 1) * self._interval_ns
-            return (min(market, earliest_section), 0)
+            return (min(market, self._earliest_section()), 0)
         if market < self._watermark:
             return (market, 0)
         return (self._watermark, _BAR_END)  # the cross-section at W itself may go
@@ -285,8 +298,13 @@ class TradingDesk:
             elif kind is _BarEnd:
                 self._on_bar_end(item, out)
             else:
-                self._on_section(item, out)
+                self._on_queued(item, out)
         return out
+
+    def _on_queued(self, item: object, out: list[Tagged]) -> None:
+        """A queued item that is not market data: here a cross-section; the split stages
+        (:mod:`flows.trading_stages`) also queue orders and execution reports."""
+        self._on_section(item, out)
 
     def _late(self, record: Trade | Quote) -> DeadLetter:
         return DeadLetter(

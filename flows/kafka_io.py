@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING
 
 from schemas import DeadLetter, now_ns
 from topics.catalog import TOPICS, table_name
-from topics.serde import DecodeError, decode, encode
+from topics.serde import DecodeError, decode, encode, schema_header
 
 PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead letter
 
@@ -53,7 +53,7 @@ def _decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool):
         for msg in batch:
             topic = endpoint.bare(msg.topic)
             try:
-                record = decode(topic, msg.value)
+                record = decode(topic, msg.value, schema_header(msg.headers))
             except DecodeError as err:
                 record, topic = _dead_letter(topic, stage, err.reason, err.detail, msg), "dlq"
             out.append((topic, record) if with_topic else record)

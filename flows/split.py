@@ -13,6 +13,14 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
                                                            positions, pnl, control, dlq
     sink       every topic                              -> the warehouse
 
+or, instead of ``trading``, the same desk as three processes (flows.trading_stages), lock-stepped
+by watermarks in their output topics:
+
+    risk       md.trades, md.quotes, signals, control,  -> orders.intent, orders.approved,
+               exec.reports                                orders.rejected, control, dlq
+    execution  md.trades, md.quotes, orders.approved    -> exec.reports, dlq
+    pnl        md.trades, md.quotes, exec.reports       -> positions, pnl, dlq
+
 Bars read trades only: quotes advancing a bar's watermark from another topic could overtake
 trades still in flight and make them late. Normalize has already enforced the lateness window over
 trades and quotes together, so the bars are the same either way.
@@ -41,10 +49,12 @@ from flows.pipeline import TradingConfig
 from flows.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from schemas import ControlCommand, DeadLetter, Signal, Trade
+from flows.trading_stages import ExecutionStage, PnlStage, RiskStage
+from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
 from topics.catalog import TOPICS, table_name
 
-STAGES = ("normalize", "bars", "features", "signals", "trading", "sink")
+STAGES = ("normalize", "bars", "features", "signals", "trading", "risk", "execution", "pnl", "sink")
+SEPARATE_TRADING = ("risk", "execution", "pnl")  # the fused trading flow, as three processes
 
 
 @dataclass(frozen=True)
@@ -141,13 +151,50 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     return flow
 
 
+def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_stage: Callable[[], object],
+                        drop: Callable[[object], bool] = lambda r: False) -> Dataflow:
+    """One of the separate risk, execution and pnl stages (flows.trading_stages): keyed by
+    account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
+    flow = Dataflow(f"tapeflow_{name}")
+    account = cfg.trading.desk.account
+    inputs = consume("in", flow, cfg.endpoint, topics, name)
+    relevant = op.filter("relevant", inputs, lambda r: getattr(r, "account", account) == account and not drop(r))
+    keyed = keyed_by("key_account", relevant, lambda _: account)
+    out = stateful_core(
+        name, keyed, lambda: _TradingInputs(make_stage()), lambda core, item: core.on_batch([item]),
+        lambda core: (), on_batch=lambda core, items: core.on_batch(items),
+    )
+    pairs = unkeyed("unkey", out)
+    produce("out", op.filter("not_echo", pairs, lambda p: p[0] != "control" or p[1].issued_by == "risk"), cfg.endpoint)
+    return flow
+
+
+def risk_flow(cfg: SplitConfig) -> Dataflow:
+    account = cfg.trading.desk.account
+    foreign_command = lambda r: type(r) is ControlCommand and (  # noqa: E731
+        r.target not in ("global", account) or r.issued_by == "risk")
+    return _account_stage_flow("risk", cfg, ["md.trades", "md.quotes", "signals", "control", "exec.reports"],
+                               lambda: RiskStage(cfg.trading.desk), drop=foreign_command)
+
+
+def execution_flow(cfg: SplitConfig) -> Dataflow:
+    return _account_stage_flow("execution", cfg, ["md.trades", "md.quotes", "orders.approved"],
+                               lambda: ExecutionStage(cfg.trading.desk))
+
+
+def pnl_flow(cfg: SplitConfig) -> Dataflow:
+    return _account_stage_flow("pnl", cfg, ["md.trades", "md.quotes", "exec.reports"],
+                               lambda: PnlStage(cfg.trading.desk))
+
+
 def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dataflow:
     """Every topic into its warehouse table; the table comes from the topic a message was read from
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
     pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True)
     tagged = op.flat_map_batch(
-        "tag", pairs, lambda batch: [(WarehouseSink.PARTITION, (table_name(topic), r)) for topic, r in batch]
+        "tag", pairs, lambda batch: [(WarehouseSink.PARTITION, (table_name(topic), r)) for topic, r in batch
+                                     if type(r) is not StageWatermark]  # punctuation is not data
     )
     op.output("warehouse", tagged, WarehouseSink(writer, progress))
     return flow
@@ -161,4 +208,5 @@ def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress:
             raise ValueError("the sink stage needs a warehouse writer")
         return sink_flow(cfg, writer, progress)
     return {"normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
-            "signals": signals_flow, "trading": trading_flow}[stage](cfg)
+            "signals": signals_flow, "trading": trading_flow, "risk": risk_flow,
+            "execution": execution_flow, "pnl": pnl_flow}[stage](cfg)

@@ -37,3 +37,19 @@ class DeadLetter(Record):
     detail: str = ""
     symbol: str = ""
     payload: str = Field(description="The raw input as text (JSON, or repr of undecodable bytes).")
+
+
+class StageWatermark(Record):
+    """A stage's promise about its own output stream (punctuation, as in Flink or Dataflow).
+
+    ``stage`` will emit no record with ``ts_event`` below this one's ``ts_event`` any more. It
+    rides in-band on the stage's output topic, keyed by account like the records it vouches for,
+    so within a partition everything before it really is older. The separate risk, execution and
+    pnl stages of the split topology need it to process in event time without waiting for the end
+    of the tape: execution learns that no order older than T will come, risk that every fill
+    older than T has been reported. Consumers take the maximum (a restarted stage repeats older
+    ones). Watermarks are control-plane: the warehouse does not land them.
+    """
+
+    stage: str = Field(min_length=1)
+    account: str = Field(min_length=1)

@@ -55,6 +55,9 @@ def run(
     brokers: Optional[str] = typer.Option(None, help="Run the split topology against this Kafka (host:port): "
                                            "every stage its own process."),
     prefix: str = typer.Option("", help="With --brokers: prefix of every topic name."),
+    separate_trading: bool = typer.Option(
+        False, "--separate-trading", help="With --brokers: risk, execution and pnl as three processes instead "
+        "of the fused trading process (same results, one Kafka round trip per bar between risk and execution)."),
 ) -> None:
     """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
     simulated venue (or Alpaca) -> P&L, every stream into the warehouse."""
@@ -100,7 +103,7 @@ def run(
         _fail(str(exc))
     run_id = run_id or _default_run_id()
     if brokers:
-        _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval)
+        _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading)
         return
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
@@ -152,7 +155,7 @@ def run(
 
 
 def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str, max_ticks, duration,
-               progress_interval: float) -> None:
+               progress_interval: float, separate_trading: bool = False) -> None:
     """The split topology: stage processes over Kafka; the summary comes from the sink's warehouse."""
     import threading
 
@@ -172,7 +175,8 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     speed = getattr(tape, "speed", 1.0)
     silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
     split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
-                     feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s)
+                     feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
+                     separate_trading)
     run_split(tape, split, max_ticks, stop, progress_interval)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, run_id)

@@ -13,7 +13,9 @@ from tapeflow.settings import Settings
 
 
 def flow(
-    stage: str = typer.Argument(..., help="normalize | bars | features | signals | trading | sink"),
+    stage: str = typer.Argument(
+        ..., help="normalize | bars | features | signals | trading | risk | execution | pnl | sink "
+        "(trading = risk + execution + pnl in one process)"),
     brokers: str = typer.Option(..., help="Kafka bootstrap servers, host:port[,host:port]."),
     prefix: str = typer.Option("", help="Prefix of every topic name (several pipelines on one broker)."),
     workers: int = typer.Option(1, min=1, help="Bytewax workers in this process."),
@@ -30,10 +32,15 @@ def flow(
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
     from flows.kafka_io import KafkaEndpoint
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
-    from flows.split import STAGES, SplitConfig, build_stage_flow
+    from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow
 
     if stage not in STAGES:
         typer.secho(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if until_end and stage in SEPARATE_TRADING:
+        typer.secho(f"error: the {stage} stage reads the output of the other trading stages live, so it has no "
+                    "end of input: run it without --until-end and stop it once `tapeflow lag` shows it caught up "
+                    "(or run the fused `trading` stage with --until-end)", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
     universe = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
@@ -72,6 +79,19 @@ def flow(
         run_flow(build_stage_flow(stage, cfg, writer), settings.epoch_interval_s, recovery_dir, workers=workers)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
+    except Exception as exc:
+        if not _interrupted(exc):
+            raise
+        # Bytewax wraps an interrupt that lands inside a step in its own error: still a stop.
+        typer.echo(f"tapeflow flow {stage}: stopped", err=True)
     finally:
         if writer is not None:
             writer.flush()
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -12,6 +12,8 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+OFFSET_BEGINNING = -2  # librdkafka's logical offset, what a Kafka source resumes from before its first message
+
 
 @dataclass(frozen=True)
 class PartitionLag:
@@ -44,6 +46,8 @@ def recovery_offsets(recovery_dir: Path) -> dict[tuple[str, int], int]:
         for state_key, change in rows:
             partition, topic = state_key.split("-", 1)
             offset = pickle.loads(change) if change is not None else None
+            if offset == OFFSET_BEGINNING:  # nothing read yet from a partition read from its start
+                offset = 0
             if isinstance(offset, int) and offset >= 0:
                 offsets[(topic, int(partition))] = offset
     return offsets

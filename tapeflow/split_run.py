@@ -24,6 +24,7 @@ from pathlib import Path
 import typer
 
 STAGE_ORDER = ("normalize", "bars", "features", "signals", "trading", "sink")
+SEPARATE_ORDER = ("normalize", "bars", "features", "signals", "risk", "execution", "pnl", "sink")
 CAUGHT_UP_FOR_S = 2.0
 
 
@@ -38,6 +39,11 @@ class SplitRun:
     market_streams: tuple[str, ...]
     log_dir: Path
     silent_after_s: float = 30.0
+    separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return SEPARATE_ORDER if self.separate_trading else STAGE_ORDER
 
     def stage_command(self, stage: str) -> list[str]:
         command = [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", self.brokers,
@@ -52,7 +58,7 @@ class SplitRun:
     def start_stages(self) -> dict[str, subprocess.Popen]:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         processes = {}
-        for stage in STAGE_ORDER:
+        for stage in self.stages:
             log = open(self.log_dir / f"{stage}.log", "ab")
             processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=True)
@@ -105,7 +111,7 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
     finally:
         feed_done.set()
         stop.set()
-        _stop_stages(processes)
+        _stop_stages(split.stages, processes)
 
 
 def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> None:
@@ -129,8 +135,8 @@ def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], sto
         time.sleep(0.5)
 
 
-def _stop_stages(processes: dict[str, subprocess.Popen]) -> None:
-    for stage in STAGE_ORDER:  # upstream first; the sink last, after what the others wrote
+def _stop_stages(stages: tuple[str, ...], processes: dict[str, subprocess.Popen]) -> None:
+    for stage in stages:  # upstream first; the sink last, after what the others wrote
         process = processes[stage]
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import orjson
 from pydantic import ValidationError
 
-from schemas import Record
+from schemas import Record, StageWatermark
 from topics.catalog import spec
 
 HEADER_SCHEMA = "tapeflow-schema"
@@ -32,9 +32,14 @@ class KafkaMessage:
     headers: tuple[tuple[str, bytes], ...]
 
 
+WATERMARK_SCHEMA = StageWatermark.__name__.encode()
+
+
 def encode(topic: str, record: Record) -> KafkaMessage:
     topic_spec = spec(topic)
-    if not isinstance(record, topic_spec.model):
+    if type(record) is StageWatermark and topic_spec.key == "account":
+        pass  # punctuation rides in-band on the account topic it vouches for
+    elif not isinstance(record, topic_spec.model):
         raise TypeError(f"topic {topic} carries {topic_spec.model.__name__}, not {type(record).__name__}")
     key = topic_spec.message_key(record)
     headers = (
@@ -45,12 +50,25 @@ def encode(topic: str, record: Record) -> KafkaMessage:
     return KafkaMessage(topic, key, record.to_json(), headers)
 
 
+def schema_header(headers) -> bytes | None:
+    """The record type a message's headers name, if any."""
+    for name, value in headers or ():
+        if name == HEADER_SCHEMA:
+            return value
+    return None
+
+
 MAX_VALUE_BYTES = 1_000_000
 
 
-def decode(topic: str, value: bytes | None) -> Record:
-    """Parse a message value into its topic's record, or raise :class:`DecodeError` with a reason."""
+def decode(topic: str, value: bytes | None, schema: bytes | None = None) -> Record:
+    """Parse a message value into its topic's record, or raise :class:`DecodeError` with a reason.
+
+    ``schema``: the message's schema header; only a :class:`StageWatermark` on an account topic
+    differs from the topic's own record type."""
     model = spec(topic).model
+    if schema == WATERMARK_SCHEMA and spec(topic).key == "account":
+        model = StageWatermark
     if value is None:
         raise DecodeError("empty", "message has no value")
     if len(value) > MAX_VALUE_BYTES:

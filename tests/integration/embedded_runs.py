@@ -44,9 +44,12 @@ def run_embedded(
     return progress
 
 
-def table_content(wh: Warehouse, table: str, run_id: str) -> list[tuple]:
-    """Every row of a run without wall-clock columns, deduplicated, in id order."""
+def table_content(wh: Warehouse, table: str, run_id: str, before_ns: int | None = None) -> list[tuple]:
+    """Every row of a run without wall-clock columns, deduplicated, in id order (with ``before_ns``,
+    the rows whose event time is before it)."""
     columns = [c for c in wh.query(f"SELECT * FROM {table} LIMIT 0").column_names if c not in WALL_CLOCK_COLUMNS]
     final = "FINAL" if "Replacing" in wh.tables()[table] else ""
     listed = ", ".join(columns)
-    return list(wh.query(f"SELECT {listed} FROM {table} {final} WHERE run_id = {{r:String}} ORDER BY id", {"r": run_id}).rows)
+    before = "" if before_ns is None else f" AND toUnixTimestamp64Nano(ts_event) < {int(before_ns)}"
+    return list(wh.query(f"SELECT {listed} FROM {table} {final} WHERE run_id = {{r:String}}{before} ORDER BY id",
+                         {"r": run_id}).rows)

@@ -17,7 +17,7 @@ import pytest
 import typer
 import yaml
 
-from flows.split import STAGES
+from flows.split import SEPARATE_TRADING, STAGES
 from tapeflow.alpaca_settings import AlpacaSettings
 from tapeflow.cli import app
 from tapeflow.settings import Settings
@@ -337,6 +337,12 @@ def test_each_stage_runs_in_its_own_restarting_service_with_a_recovery_volume(co
         needs = depends_on(service)
         assert needs["kafka"] == "service_healthy" and needs["topics"] == "service_completed_successfully", stage
     assert depends_on(services(compose)["sink"])["clickhouse"] == "service_healthy"
+
+
+def test_separate_trading_stages_start_only_with_their_profile_so_orders_are_never_sent_twice(compose: dict):
+    for stage in SEPARATE_TRADING:
+        assert services(compose)[stage].get("profiles") == ["separate-trading"], stage
+    assert "profiles" not in services(compose)["trading"]  # the default stack runs the fused desk
 
 
 def test_sink_and_dashboard_write_to_the_clickhouse_server_with_the_env_credentials(compose: dict):

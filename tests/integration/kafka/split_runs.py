@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from confluent_kafka import Producer
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from flows.desk import DeskConfig
 from flows.kafka_io import KafkaEndpoint
@@ -47,3 +55,69 @@ def sink_to(wh, cfg: SplitConfig, run_id: str) -> None:
     writer = BatchingWriter(wh, run_id)
     run_flow(build_stage_flow("sink", cfg, writer), 0.5)
     writer.flush()
+
+
+SEPARATE_TRADING = ("risk", "execution", "pnl")
+
+
+def stage_command(bootstrap: str, prefix: str, stage: str, recovery: Path, symbols) -> list[str]:
+    """``tapeflow flow STAGE`` reading live (the separate trading stages feed each other), with no
+    symbol ever "silent": complete topics are drained at different paces per partition."""
+    return [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", bootstrap, "--prefix", prefix,
+            "--recovery-dir", str(recovery), "--symbols", ",".join(symbols), "--silent-after-s", "1e9"]
+
+
+STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
+
+
+def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols) -> subprocess.Popen:
+    log = open(root / f"{stage}.log", "ab")
+    return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols), env=STAGE_ENV,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_caught_up(bootstrap: str, root: Path, processes: dict[str, subprocess.Popen], timeout_s: float = 300) -> None:
+    """Until every stage has read every message of its topics and stayed so for two seconds."""
+    from tapeflow.lag import recovery_offsets, stage_lag
+
+    deadline, since = time.monotonic() + timeout_s, None
+    while True:
+        for stage, process in processes.items():
+            assert process.poll() is None, f"{stage} ended: {(root / f'{stage}.log').read_text()[-3000:]}"
+        dirs = {stage: root / stage for stage in processes}
+        ready = all(d.exists() and recovery_offsets(d) for d in dirs.values())  # each has snapshotted once
+        lag = sum(r.lag for r in stage_lag(bootstrap, dirs)) if ready else 1
+        since = (since or time.monotonic()) if lag == 0 else None
+        if since is not None and time.monotonic() - since >= 2.0:
+            return
+        assert time.monotonic() < deadline, f"not caught up after {timeout_s} s (lag {lag}); logs in {root}"
+        time.sleep(0.25)
+
+
+def stop_stages(processes: dict[str, subprocess.Popen]) -> None:
+    for process in processes.values():
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes.values():
+        process.wait(30)
+
+
+def execution_watermark(bootstrap: str, topic: str) -> int:
+    """The newest watermark the execution stage has put on ``exec.reports``."""
+    from topics.serde import WATERMARK_SCHEMA, schema_header
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermark-probe", "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
+        newest, remaining = -1, sum(ends.values())
+        while remaining > 0:
+            message = consumer.poll(10)
+            assert message is not None and not message.error(), "could not read exec.reports to its end"
+            remaining -= 1
+            if schema_header(message.headers()) == WATERMARK_SCHEMA:
+                newest = max(newest, orjson.loads(message.value())["ts_event"])
+        return newest
+    finally:
+        consumer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,18 @@ from feeds import make_feed
 from tapeflow.control import ControlChannel
 from tapeflow.lag import stage_lag
 from tests.integration.embedded_runs import run_embedded, table_content
-from tests.integration.kafka.split_runs import UPSTREAM, publish_tape, run_stages, sink_to, split_config
+from tests.integration.kafka.split_runs import (
+    SEPARATE_TRADING,
+    UPSTREAM,
+    execution_watermark,
+    publish_tape,
+    run_stages,
+    sink_to,
+    split_config,
+    start_stage,
+    stop_stages,
+    wait_caught_up,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -150,19 +162,87 @@ def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_an
         assert rows == unique > 0, table
 
 
+@pytest.mark.parametrize("trading", [[], ["--separate-trading"]], ids=["fused", "separate"])
 def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_summary_reads_the_warehouse(
-        kafka_topics, tmp_path):
+        kafka_topics, tmp_path, trading):
     env = {**os.environ, "TAPEFLOW_WAREHOUSE": f"chdb://{tmp_path}/wh", "TAPEFLOW_EPOCH_INTERVAL_S": "0.5"}
     done = subprocess.run(
         [sys.executable, "-m", "tapeflow.cli", "run", "--brokers", kafka_topics.bootstrap,
          "--prefix", kafka_topics.prefix, "--rate", "200", "--speed", "50", "--max-ticks", "60000",
-         "--run-id", "split-cli", "--progress-interval", "2"],
+         "--run-id", "split-cli", "--progress-interval", "2", *trading],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "stages started: normalize" in done.stderr and "| lag " in done.stderr
+    started = re.search(r"stages started: (.*?); logs", done.stderr).group(1)
+    assert ("risk (pid" in started and "pnl (pid" in started) == bool(trading), started
+    assert ("trading (pid" in started) != bool(trading), started
     assert "feed done: sent 60,000 delivered 60,000 failed 0" in done.stderr
     assert re.search(r"md_raw\s+60000", done.stdout), done.stdout
     orders = int(re.search(r"orders ([\d,]+) \(approved", done.stdout).group(1).replace(",", ""))
     assert orders > 0
     assert "dead letters" not in done.stdout  # nothing late, nothing malformed
 
+
+
+def assert_same_before(wh, fused_run: str, run_id: str, cutoff_ns: int) -> None:
+    """The separate stages never flush the tail of the tape (their watermarks stop short of it), so
+    the comparison stops at the execution stage's last watermark: no order of theirs is past it."""
+    for table in MONEY:
+        a, b = table_content(wh, table, fused_run, cutoff_ns), table_content(wh, table, run_id, cutoff_ns)
+        assert a == b, f"{table}: {len(a)} rows in {fused_run}, {len(b)} in {run_id} before {cutoff_ns}"
+        if table != "orders_rejected":
+            assert a, f"{table} is empty: the comparison would prove nothing"
+    assert len(table_content(wh, "orders_intent", run_id)) == len(table_content(wh, "orders_intent", run_id, cutoff_ns))
+
+
+def test_separate_risk_execution_pnl_processes_when_replayed_then_same_orders_fills_positions_pnl_as_fused(
+        kafka_topics, module_warehouse, fused, tmp_path):
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    cfg = split_config(bootstrap, prefix, tape())
+    publish_tape(bootstrap, prefix, tape())
+    run_stages(cfg, UPSTREAM)
+    symbols = cfg.trading.desk.universe
+    processes = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in SEPARATE_TRADING}
+    try:
+        wait_caught_up(bootstrap, tmp_path, processes)
+    finally:
+        stop_stages(processes)
+    cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
+    sink_to(module_warehouse, cfg, "separate")
+    assert cutoff > 0
+    assert_same_before(module_warehouse, fused(30_000), "separate", cutoff)
+
+
+def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
+        kafka_topics, module_warehouse, fused, tmp_path):
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    ticks = 80_000
+    cfg = split_config(bootstrap, prefix, tape(ticks))
+    publish_tape(bootstrap, prefix, tape(ticks))
+    run_stages(cfg, UPSTREAM)
+    symbols = cfg.trading.desk.universe
+    processes = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in SEPARATE_TRADING}
+    try:
+        deadline = time.monotonic() + 120
+        while _end_offsets(bootstrap, prefix + "pnl") < 50:
+            assert time.monotonic() < deadline, "no P&L within 120 s"
+            time.sleep(0.1)
+        for stage in ("execution", "pnl"):
+            os.killpg(processes[stage].pid, signal.SIGKILL)  # no flush, no goodbye
+            processes[stage].wait(30)
+        killed_at = _end_offsets(bootstrap, prefix + "exec.reports")
+        time.sleep(1.0)  # risk keeps going alone meanwhile, up to what execution had promised
+        for stage in ("execution", "pnl"):
+            processes[stage] = start_stage(bootstrap, prefix, stage, tmp_path, symbols)
+        wait_caught_up(bootstrap, tmp_path, processes)
+    finally:
+        stop_stages(processes)
+    assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
+    cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
+    sink_to(module_warehouse, cfg, "separate-crashed")
+    assert_same_before(module_warehouse, fused(ticks), "separate-crashed", cutoff)
+    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
+        rows, unique = module_warehouse.query(
+            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
+            "WHERE run_id = 'separate-crashed'").rows[0]
+        assert rows == unique > 0, table

@@ -79,3 +79,18 @@ def test_decode_when_malformed_then_decode_error_with_reason(value, reason):
     with pytest.raises(DecodeError) as err:
         decode("md.trades", value)
     assert err.value.reason == reason
+
+
+def test_watermark_when_on_an_account_topic_then_round_trips_by_its_schema_header():
+    from schemas import StageWatermark
+    from topics.serde import schema_header
+
+    mark = StageWatermark(id="wm:execution:paper:5", ts_event=5, ts_ingest=6, stage="execution", account="paper")
+    message = encode("exec.reports", mark)
+    assert message.key == b"paper"  # the partition of the reports it vouches for
+    assert decode("exec.reports", message.value, schema_header(message.headers)) == mark
+    with pytest.raises(DecodeError) as err:  # without the header it is not a report
+        decode("exec.reports", message.value)
+    assert err.value.reason == "wrong_schema"
+    with pytest.raises(TypeError, match="carries Trade"):  # market topics are keyed by symbol: no watermarks
+        encode("md.trades", mark)
