@@ -68,9 +68,9 @@ class SplitRun:
         from tapeflow.lag import stage_lag
 
         dirs = {d.name: d for d in self.recovery_root.glob("*") if any(d.glob("part-*.sqlite3"))}
-        totals = {stage: 0 for stage in dirs}
+        totals: dict[str, int] = {}  # a stage that has not committed a snapshot yet is not in it
         for row in stage_lag(self.brokers, dirs):
-            totals[row.stage] += row.lag
+            totals[row.stage] = totals.get(row.stage, 0) + row.lag
         return totals
 
 
