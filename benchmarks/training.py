@@ -24,12 +24,13 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    config = TrainConfig(num_trees=args.trees, n_folds=args.folds, num_threads=args.threads)
     t = time.perf_counter()
     vectors = list(feature_vectors(bars_from_file(args.path), "1m"))
-    frame = training_frame(vectors_frame(vectors), 1)
+    frame = training_frame(vectors_frame(vectors), config.horizon)
     t_features = time.perf_counter() - t
     t = time.perf_counter()
-    result = walk_forward(frame, TrainConfig(num_trees=args.trees, n_folds=args.folds, num_threads=args.threads))
+    result = walk_forward(frame, config)
     t_train = time.perf_counter() - t
     t = time.perf_counter()
     pnl = sections_close_to_close(fold_cross_sections(result, frame, "1m", LightGBMConfig()), frame, cost_bps=1.0)

@@ -31,6 +31,10 @@ and quotes; ties within those break on the symbol, then on arrival (one symbol's
 arrive in tape order).
 
 Operator commands (kill switch, limits) are not market events: they apply when they arrive.
+
+Execution follows ``PortfolioConfig.execution``: delta market orders (default), or ``passive`` limit
+orders at the touch, priced from the last quote the desk processed in event order and re-quoted
+each bar against the venue's working orders (``strategies/portfolio.py``).
 """
 
 from __future__ import annotations
@@ -151,6 +155,7 @@ class TradingDesk:
         self._recent_ids: dict[str, RecentTradeIds] = {}
         self._released: tuple[int, int] = (-1, 0)  # the key up to which the queue was processed
         self._filled_since_bar: set[str] = set()
+        self._touch: dict[str, tuple[float, float]] = {}  # symbol -> (bid, ask) of its last quote
         self.counts = {"cross_sections": 0, "orders": 0, "approved": 0, "rejected": 0, "fills": 0,
                        "duplicates": 0, "late": 0}
 
@@ -325,6 +330,7 @@ class TradingDesk:
         self._book(self.venue.on_trade(trade), out)
 
     def _on_quote(self, quote: Quote, out: list[Tagged]) -> None:
+        self._touch[quote.symbol] = (quote.bid_price, quote.ask_price)  # passive execution prices at the touch
         if self.ledger.mark(quote.symbol) is None:  # before the first trade the mid is the best mark
             self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
         self._book(self.venue.on_quote(quote), out)
@@ -344,16 +350,30 @@ class TradingDesk:
         targets = {s.symbol: s.target_weight for s in section.signals}
         prices = {sym: mark for sym in targets if (mark := self.ledger.mark(sym)) is not None}
         positions = {sym: qty for (strat, sym), qty in self.ledger.positions().items() if strat == strategy}
-        orders = self.portfolio.orders_for(
-            targets={sym: w for sym, w in targets.items() if sym in prices},
-            prices=prices,
-            positions=positions,
-            open_qty=self._open_qty(strategy),
-            bar_end=section.bar_end,
-            account=self.config.account,
-            strategy=strategy,
-            ts_tick_ingest=section.ts_tick_ingest,
-        )
+        priced = {sym: w for sym, w in targets.items() if sym in prices}
+        if self.portfolio.config.execution == "passive":
+            orders = self.portfolio.passive_orders_for(
+                targets=priced,
+                prices=prices,
+                touches=self._touch,
+                positions=positions,
+                working=[o for o in self.venue.open_orders() if o.strategy == strategy],
+                bar_end=section.bar_end,
+                account=self.config.account,
+                strategy=strategy,
+                ts_tick_ingest=section.ts_tick_ingest,
+            )
+        else:
+            orders = self.portfolio.orders_for(
+                targets=priced,
+                prices=prices,
+                positions=positions,
+                open_qty=self._open_qty(strategy),
+                bar_end=section.bar_end,
+                account=self.config.account,
+                strategy=strategy,
+                ts_tick_ingest=section.ts_tick_ingest,
+            )
         for order in orders:
             self.submit(order, out)
 

@@ -32,7 +32,7 @@ from flows.builders import (
     tagged_for_warehouse,
     tagged_pairs,
 )
-from flows.desk import DeskConfig, TradingDesk
+from flows.desk import DeskConfig, TradingDesk, default_portfolio
 from flows.normalize import NormalizeConfig
 from flows.signals import SignalState
 from flows.sink import WarehouseSink
@@ -106,6 +106,7 @@ class TradingConfig:
             lateness_ns=settings.lateness_ms * 1_000_000,
             universe=universe,
             market_streams=market_streams,
+            portfolio=default_portfolio().model_copy(update={"execution": settings.execution}),
         )
         return cls(desk=desk, universe=universe)
 

@@ -151,6 +151,7 @@ class RiskStage(_SplitStage):
         self.ledger.on_mark(trade.symbol, trade.price, trade.ts_event, trade.ts_tick_ingest)
 
     def _on_quote(self, quote, out: list[Tagged]) -> None:
+        self._touch[quote.symbol] = (quote.bid_price, quote.ask_price)  # passive orders rest at it
         if self.ledger.mark(quote.symbol) is None:
             self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
 

@@ -1,8 +1,9 @@
 """The contract every strategy meets, so the signals stage can run any of them unchanged.
 
-A strategy is a pure function of one cross-section of feature vectors (all symbols at one bar
-time): it scores each symbol, then turns the scores into target portfolio weights. It holds no
-positions and sends no orders; sizing, netting and ids belong to the portfolio constructor, and
+A strategy is a function of one cross-section of feature vectors (all symbols at one bar time): it
+scores each symbol, then turns the scores into target portfolio weights. At most it remembers its
+own previous targets (the LightGBM strategy's ``edge`` mode holds a name until its forecast turns,
+a no-trade region that needs yesterday's answer); it holds no positions and sends no orders; sizing, netting and ids belong to the portfolio constructor, and
 event-time bookkeeping to the signals stage. That split keeps strategies trivially testable and lets
 a model-based strategy (LightGBM) slot in beside the rule-based baseline.
 """

@@ -235,7 +235,10 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    horizon: int = Field(default=1, ge=1, description="Label: forward log return over this many observed bars.")
+    horizon: int = Field(
+        default=5, ge=1,
+        description="Label: forward log return over this many observed bars. 5: the synthetic flow moves the "
+        "mid over the next 5 s, and on 1 s bars a 5-bar forecast is worth trading where a 1-bar one is not.")
     n_folds: int = Field(default=4, ge=1)
     gap: int | None = Field(default=None, ge=0, description="Purge gap in bar times; default = horizon.")
     window: Literal["expanding", "rolling"] = "expanding"
@@ -349,8 +352,10 @@ def model_metadata(
     interval: str,
     source: str,
     pnl: list[dict[str, Any]] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What the registry stores beside the model (see ``strategies/registry.py``)."""
+    """What the registry stores beside the model (see ``strategies/registry.py``); ``evaluation``:
+    the strategy and execution settings the P&L was measured with."""
     from flows.features import FEATURE_SET_VERSION
 
     return {
@@ -368,6 +373,7 @@ def model_metadata(
         "train_config": cfg.model_dump(),
         "lightgbm_params": lgb_params(cfg),
         "metrics": {"folds": result.folds, "overall": result.overall, "pnl": pnl or []},
+        "evaluation": evaluation or {},
         "feature_importance_gain": result.importance,
         "prediction_scale": result.prediction_scale,
         "data_hash": frame_hash(frame),

@@ -43,10 +43,12 @@ def train(
     feed: str = typer.Option("synthetic", help="synthetic | replay (tick file, or a 1-minute bar file) | bars"),
     path: Optional[Path] = typer.Option(None, help="Replay file: ticks (Parquet/CSV) or 1-minute OHLCV bars."),
     seed: int = typer.Option(7, help="Synthetic feed seed."),
-    max_ticks: int = typer.Option(300_000, help="Ticks to replay (synthetic, tick replay)."),
+    max_ticks: int = typer.Option(
+        1_000_000, help="Ticks to replay (synthetic, tick replay). 1M synthetic ticks are about an hour of 1 s bars: "
+        "less leaves the early folds too little to learn from."),
     ticks_per_second: float = typer.Option(150.0, help="Synthetic tape density (bars per tick grow as it falls)."),
     flow_alpha: Optional[float] = typer.Option(None, help="Synthetic planted-flow strength (feed default 0.25)."),
-    horizon: int = typer.Option(1, help="Label: forward log return over N bars."),
+    horizon: int = typer.Option(5, help="Label: forward log return over N bars (the synthetic flow acts over 5 s)."),
     folds: int = typer.Option(4, help="Walk-forward test folds."),
     gap: Optional[int] = typer.Option(None, help="Purge gap in bars between train and test (default: horizon)."),
     window: str = typer.Option("expanding", help="expanding | rolling training window."),
@@ -55,6 +57,11 @@ def train(
     name: str = typer.Option("lightgbm", help="Model name in the registry."),
     pnl: bool = typer.Option(True, "--pnl/--no-pnl", help="Replay the test folds through the simulated desk."),
     cost_bps: float = typer.Option(1.0, help="Bar files: cost per unit of turnover in bp (fee + slippage)."),
+    mode: str = typer.Option("edge", help="Strategy weights: edge (forecast in bp vs entry/exit) | threshold | rank."),
+    entry_bps: float = typer.Option(1.5, help="Edge mode: open a name when its forecast is at least this many bp."),
+    exit_bps: float = typer.Option(0.5, help="Edge mode: close a held name once its forecast is this many bp against it."),
+    execution: str = typer.Option(
+        "passive", help="P&L desk: passive (limit orders at the touch, re-quoted each bar) | market."),
     shuffle_labels: bool = typer.Option(False, "--shuffle-labels", help="Control: train on permuted labels."),
     register: bool = typer.Option(True, "--register/--no-register", help="Write the model to the registry."),
 ) -> None:
@@ -63,7 +70,7 @@ def train(
     from feeds import make_feed
     from flows.features import WARMUP_BARS
     from flows.pipeline import MarketDataConfig
-    from strategies.evaluation import desk_pnl, fold_cross_sections, sections_close_to_close
+    from strategies.evaluation import desk_pnl, evaluation_desk, fold_cross_sections, sections_close_to_close
     from strategies.lightgbm_strategy import LightGBMConfig
     from strategies.registry import ModelRegistry
     from strategies.training import (
@@ -74,6 +81,9 @@ def train(
     try:
         cfg = TrainConfig(horizon=horizon, n_folds=folds, gap=gap, window=window, num_trees=trees,
                           seed=seed, shuffle_labels=shuffle_labels)
+        strategy_config = LightGBMConfig(mode=mode, entry_bps=entry_bps, exit_bps=exit_bps)
+        if execution not in ("passive", "market"):
+            raise ValueError(f"--execution must be passive or market, not {execution!r}")
     except ValueError as exc:
         _fail(str(exc))
     settings = Settings()
@@ -123,23 +133,29 @@ def train(
                f"rows {o['rows']:,}")
     pnl_rows: list[dict] = []
     if pnl:
-        sections = fold_cross_sections(result, frame, interval, LightGBMConfig())
+        sections = fold_cross_sections(result, frame, interval, strategy_config)
         if bars_mode:
             pnl_rows = sections_close_to_close(sections, frame, cost_bps)
             for r in pnl_rows:
                 typer.echo(f"fold {r['fold']}: close-to-close net return {r['net_return']:+.4%} "
                            f"(gross {r['gross_return']:+.4%}, cost {r['cost']:.4%}, turnover {r['turnover']:.1f})")
         else:
-            pnl_rows = desk_pnl(limited(), config, sections, progress=_say)
+            pnl_rows = desk_pnl(limited(), config, sections, evaluation_desk(config, execution), progress=_say)
             for r in pnl_rows:
                 typer.echo(f"fold {r['fold']}: net P&L {r['net_pnl']:+,.2f} after fees {r['fees']:,.2f} "
-                           f"(gross {r['gross_pnl']:+,.2f}; {r['fills']} fills, {r['rejected']} rejected)")
-            typer.echo(f"test folds: net P&L {sum(r['net_pnl'] for r in pnl_rows):+,.2f} on "
-                       f"{pnl_rows[0]['capital']:,.0f} capital per fold")
+                           f"(gross {r['gross_pnl']:+,.2f}; {r['fills']} fills, {r['rejected']} rejected, "
+                           f"{r['traded_notional']:,.0f} traded)")
+            net = sum(r["net_pnl"] for r in pnl_rows)
+            traded = sum(r["traded_notional"] for r in pnl_rows)
+            per_unit = f", {net / traded * 1e4:+.2f} bp of notional traded" if traded else ""
+            typer.echo(f"test folds: net P&L {net:+,.2f} on {pnl_rows[0]['capital']:,.0f} capital per fold "
+                       f"({execution} execution{per_unit})")
     top = ", ".join(f"{k} {v:.3g}" for k, v in list(result.importance.items())[:5])
     typer.echo(f"feature importance (gain): {top}")
     if register:
-        metadata = model_metadata(result, cfg, frame, interval, source, pnl_rows)
+        evaluation = {"strategy": strategy_config.model_dump(),
+                      "execution": "close_to_close" if bars_mode else execution}
+        metadata = model_metadata(result, cfg, frame, interval, source, pnl_rows, evaluation)
         saved = ModelRegistry(registry).register(name, result.model.model_to_string(), metadata)
         typer.echo(f"registered {name} {saved.version} at {saved.path} "
                    f"(activate with: tapeflow models activate {saved.version} --registry {registry})")

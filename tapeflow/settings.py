@@ -7,6 +7,7 @@ are the embedded laptop setup: chDB under ``./data/warehouse``, no Kafka.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,9 @@ class Settings(BaseSettings):
     sink_max_age_s: float = Field(1.0, gt=0)
     account: str = Field("paper", min_length=1, description="The account the desk trades.")
     capital: float = Field(1_000_000.0, gt=0, description="Starting capital of the account.")
+    execution: Literal["market", "passive"] = Field(
+        "market", description="How the desk works its orders: market (cross the spread) or passive (a limit at "
+        "the touch, re-quoted each bar; what `tapeflow train` evaluates LightGBM with).")
     control_path: str = Field("data/control.jsonl", description="Spool of operator commands for a running pipeline.")
     epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas import ExecutionReport, Order, OrderAction, Side
+from schemas import ExecutionReport, Order, OrderAction, OrderType, Side
 
 
 @dataclass
@@ -22,6 +22,8 @@ class RoutedOrder:
     symbol: str
     side: Side
     leaves_qty: float
+    order_type: OrderType = OrderType.MARKET
+    limit_price: float | None = None  # passive execution keeps an order resting at the current touch
 
 
 class RoutedVenue:
@@ -34,7 +36,8 @@ class RoutedVenue:
     def on_order(self, order: Order) -> list[ExecutionReport]:
         if order.action is not OrderAction.CANCEL and order.client_order_id not in self._working:
             self._working[order.client_order_id] = RoutedOrder(
-                order.client_order_id, order.strategy, order.symbol, order.side, order.quantity)
+                order.client_order_id, order.strategy, order.symbol, order.side, order.quantity,
+                order.order_type, order.limit_price)
         return []
 
     def on_report(self, report: ExecutionReport) -> None:

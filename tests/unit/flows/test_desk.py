@@ -1,5 +1,5 @@
 """The trading desk core: event-time order whatever the batching, orders against real positions,
-operator control."""
+operator control, passive execution at the touch."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from flows.desk import T_APPROVED, T_CONTROL, T_INTENT, T_REJECTED, T_REPORTS, D
 from flows.features import FeatureState
 from flows.normalize import NormalizeConfig, NormalizeState
 from flows.signals import CrossSection, SignalState
-from schemas import Bar, ControlKind, DeadLetter, Quote, Trade, content_hash
+from schemas import Bar, ControlKind, DeadLetter, OrderAction, OrderType, Quote, Side, Signal, Trade, content_hash
 from strategies.baseline import BaselineStrategy
-from strategies.portfolio import PortfolioConstructor
+from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from tapeflow.control import make_command
 
 SYMBOLS = tuple(f"SYN{i}" for i in range(8))
@@ -185,3 +185,69 @@ def test_desk_with_a_universe_when_batched_differently_then_identical_and_the_wa
         outputs[chunk] = out
     for table in {t for t, _ in outputs[1]}:
         assert content_hash(by_table(outputs[2_000], table)) == content_hash(by_table(outputs[1], table)), table
+
+
+# ---------------------------------------------------------------------------------- passive execution
+
+T0 = 1_704_205_800_000_000_000  # 2024-01-02T14:30:00Z
+MS = 1_000_000
+
+
+def quote(ms: int, bid: float, ask: float) -> Quote:
+    return Quote(id=f"q{ms}", ts_event=T0 + ms * MS, ts_ingest=0, symbol="SYN0", bid_price=bid, bid_size=500.0,
+                 ask_price=ask, ask_size=500.0, source="test", ts_tick_ingest=0)
+
+
+def trade(ms: int, price: float, size: float) -> Trade:
+    return Trade(id=f"t{ms}", ts_event=T0 + ms * MS, ts_ingest=0, symbol="SYN0", price=price, size=size,
+                 trade_id=f"t{ms}", source="test", ts_tick_ingest=0)
+
+
+def section(ms: int, weight: float) -> CrossSection:
+    bar_end = T0 + ms * MS
+    signal = Signal(id=f"s{ms}", ts_event=bar_end, ts_ingest=0, account="paper", strategy="lgbm",
+                    strategy_version="1", symbol="SYN0", bar_end=bar_end, score=2.0, target_weight=weight,
+                    ts_tick_ingest=0)
+    return CrossSection(bar_end, (signal,), 0)
+
+
+def passive_desk() -> TradingDesk:
+    portfolio = PortfolioConfig(capital=1_000_000.0, max_weight_per_name=0.04, execution="passive")
+    return TradingDesk(DeskConfig(portfolio=portfolio))
+
+
+def test_passive_desk_when_a_sell_prints_at_the_bid_then_the_resting_buy_fills_at_the_bid_with_no_spread_or_impact():
+    desk = passive_desk()
+    out = run_desk([quote(100, 99.99, 100.01), trade(200, 100.0, 50.0), section(1_000, 0.04),
+                    trade(1_010, 99.99, 100.0),  # before the order is live (50 ms latency): not ours
+                    trade(1_100, 100.01, 300.0),  # a buy at the ask does not reach a resting buy
+                    trade(1_200, 99.99, 100.0), trade(1_300, 99.99, 300.0)], desk)
+    (order,) = by_table(out, T_INTENT)
+    assert (order.order_type, order.side, order.quantity, order.limit_price) == (OrderType.LIMIT, Side.BUY, 400.0, 99.99)
+    fills = [r for r in by_table(out, T_REPORTS) if r.is_fill]
+    assert [(f.last_qty, f.last_price) for f in fills] == [(100.0, 99.99), (300.0, 99.99)]
+    assert desk.ledger.position("SYN0") == 400.0
+
+
+def test_passive_desk_when_the_bid_moves_away_then_the_next_bar_cancels_and_requotes_the_rest():
+    desk = passive_desk()
+    out = run_desk([quote(100, 99.99, 100.01), trade(200, 100.0, 50.0), section(1_000, 0.04),
+                    trade(1_200, 99.99, 100.0),  # fills 100 of 400
+                    quote(1_500, 100.04, 100.06), trade(1_600, 100.05, 10.0),
+                    section(2_000, 0.04), trade(2_100, 100.04, 50.0)], desk)
+    intents = by_table(out, T_INTENT)
+    assert [(o.action, o.order_type, o.quantity, o.limit_price) for o in intents] == [
+        (OrderAction.NEW, OrderType.LIMIT, 400.0, 99.99),
+        (OrderAction.CANCEL, OrderType.LIMIT, 300.0, 99.99),
+        (OrderAction.NEW, OrderType.LIMIT, 299.0, 100.04),  # 4 % of capital at the new mark 100.05: 399 shares
+    ]
+    assert intents[1].client_order_id == intents[0].client_order_id
+    fills = [r for r in by_table(out, T_REPORTS) if r.is_fill]
+    assert [(f.last_qty, f.last_price) for f in fills] == [(100.0, 99.99), (50.0, 100.04)]
+
+
+def test_passive_desk_when_the_target_is_unchanged_and_the_order_rests_at_the_touch_then_no_new_message():
+    desk = passive_desk()
+    out = run_desk([quote(100, 99.99, 100.01), trade(200, 100.0, 50.0), section(1_000, 0.04),
+                    trade(1_500, 100.0, 10.0), section(2_000, 0.04), trade(2_500, 100.0, 10.0)], desk)
+    assert len(by_table(out, T_INTENT)) == 1

@@ -16,10 +16,11 @@ from flows.desk import (
     T_REPORTS,
     DeskConfig,
     TradingDesk,
+    default_portfolio,
 )
 from flows.signals import CrossSection
 from flows.trading_stages import ExecutionStage, PnlStage, RiskStage
-from schemas import ExecutionReport, Order, Quote, StageWatermark, Trade, content_hash
+from schemas import ExecutionReport, Order, OrderAction, OrderType, Quote, StageWatermark, Trade, content_hash
 from tests.unit.flows.test_desk import SYMBOLS, by_table, desk_inputs
 
 MONEY = (T_INTENT, T_APPROVED, T_REJECTED, T_REPORTS, T_POSITIONS, T_PNL)
@@ -97,6 +98,20 @@ def test_separate_stages_when_wired_through_topics_then_same_orders_fills_positi
     assert released_before(out, cutoff) == released_before(fused, cutoff)
     # the lock-step got as far as the tape allows: within a few bars of the fused desk
     assert cutoff > max(r.ts_event for r in by_table(fused, T_REPORTS)) - 5_000_000_000
+
+
+def test_separate_stages_when_executing_passively_then_same_limits_cancels_and_fills_as_the_fused_desk(arrivals):
+    config = DeskConfig(universe=SYMBOLS, portfolio=default_portfolio().model_copy(update={"execution": "passive"}))
+    desk = TradingDesk(config)
+    fused = desk.on_batch(arrivals)
+    topics = Topics(config, 256)
+    out = topics.run(arrivals, 500)
+    # neither flushes: compare what both have released (the fused desk waits for the next cross-section)
+    cutoff = min(desk._released[0], *(stage._released[0] for stage in topics.stages.values()))
+    orders = [o for o in by_table(out, T_APPROVED) if o.ts_event < cutoff]
+    assert any(o.action is OrderAction.CANCEL for o in orders) and any(o.order_type is OrderType.LIMIT for o in orders)
+    assert len([r for r in by_table(out, T_REPORTS) if r.is_fill]) > 20
+    assert released_before(out, cutoff) == released_before(fused, cutoff)
 
 
 def test_execution_stage_when_risk_has_promised_nothing_then_steps_no_venue_time():

@@ -1,14 +1,16 @@
-"""PortfolioConstructor: sizing, caps, lot rounding, netting against the book, minimum sizes."""
+"""PortfolioConstructor: sizing, caps, lot rounding, netting against the book, minimum sizes; passive
+execution: limit orders at the touch, kept, re-quoted or canceled bar by bar."""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import OrderType, Side, TimeInForce
+from schemas import OrderAction, OrderType, Side, TimeInForce
 from strategies.ids import client_order_id, signal_id
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor, round_to_lot
 from tests.unit.strategies.fixtures import T0
@@ -162,3 +164,109 @@ def test_book_after_the_order_never_exceeds_the_capped_target(weight, price, pos
     book = position + working + sum(o.side.sign * o.quantity for o in result)
     assert book == pytest.approx(target)  # whole-share lots: the delta lands exactly on the target
     assert len(result) <= 1
+
+
+# ---------------------------------------------------------------------------------- passive execution
+
+PASSIVE = PortfolioConfig(capital=100_000.0, execution="passive")
+TOUCH = {"A": (99.98, 100.02)}
+
+
+@dataclass
+class Working:
+    """A working order as the venue lists it (``venues.order_book.OpenOrder`` has these fields)."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    leaves_qty: float
+    limit_price: float | None
+    order_type: OrderType = OrderType.LIMIT
+
+
+def passive(targets, positions=None, working=(), touches=TOUCH, prices=None, config=PASSIVE, bar_end=T0):
+    return PortfolioConstructor(config).passive_orders_for(
+        targets, prices or {"A": 100.0}, touches, positions or {}, list(working), bar_end, "paper", "lgbm",
+        ts_tick_ingest=42,
+    )
+
+
+def test_passive_when_the_book_is_flat_then_one_day_limit_buy_at_the_bid_for_the_delta():
+    (order,) = passive({"A": 0.2})
+    assert (order.side, order.quantity, order.order_type, order.limit_price) == (Side.BUY, 200.0, OrderType.LIMIT, 99.98)
+    assert order.id == order.client_order_id == client_order_id("lgbm", "A", Side.BUY, T0, 0)
+    assert order.action is OrderAction.NEW and order.time_in_force is TimeInForce.DAY
+    assert order.signal_id == signal_id("lgbm", "A", T0) and order.ts_event == T0 and order.ts_tick_ingest == 42
+
+
+def test_passive_when_reducing_a_long_then_limit_sell_at_the_ask():
+    (order,) = passive({"A": 0.1}, positions={"A": 300.0})
+    assert (order.side, order.quantity, order.limit_price) == (Side.SELL, 200.0, 100.02)
+
+
+def test_passive_when_the_working_order_already_rests_at_the_touch_for_the_delta_then_nothing_is_sent():
+    resting = Working("c1", "A", Side.BUY, 200.0, 99.98)
+    assert passive({"A": 0.2}, working=[resting]) == []
+
+
+def test_passive_when_a_partly_filled_order_still_covers_the_rest_of_the_delta_then_it_is_kept():
+    resting = Working("c1", "A", Side.BUY, 80.0, 99.98)
+    assert passive({"A": 0.2}, positions={"A": 120.0}, working=[resting]) == []
+
+
+def test_passive_when_the_touch_moved_then_cancel_first_and_requote_at_the_new_bid():
+    stale = Working("c1", "A", Side.BUY, 200.0, 99.90)
+    cancel, requote = passive({"A": 0.2}, working=[stale])
+    assert cancel.action is OrderAction.CANCEL and cancel.client_order_id == "c1" and cancel.id == "c1:cancel"
+    assert (cancel.side, cancel.quantity, cancel.limit_price) == (Side.BUY, 200.0, 99.90)
+    assert (requote.action, requote.side, requote.quantity, requote.limit_price) == (OrderAction.NEW, Side.BUY, 200.0, 99.98)
+
+
+def test_passive_when_the_target_flips_then_the_working_buy_is_canceled_and_a_sell_rests_at_the_ask():
+    working = Working("c1", "A", Side.BUY, 200.0, 99.98)
+    cancel, sell = passive({"A": -0.1}, working=[working])
+    assert cancel.action is OrderAction.CANCEL and cancel.client_order_id == "c1"
+    assert (sell.side, sell.quantity, sell.limit_price) == (Side.SELL, 100.0, 100.02)
+
+
+def test_passive_when_the_position_reached_the_target_then_leftover_orders_are_only_canceled():
+    leftover = Working("c1", "A", Side.BUY, 50.0, 99.98)
+    (cancel,) = passive({"A": 0.2}, positions={"A": 200.0}, working=[leftover])
+    assert cancel.action is OrderAction.CANCEL and cancel.client_order_id == "c1"
+
+
+def test_passive_when_two_orders_work_then_both_are_canceled_and_one_replaces_them():
+    both = [Working("c2", "A", Side.BUY, 100.0, 99.98), Working("c1", "A", Side.BUY, 100.0, 99.98)]
+    out = passive({"A": 0.2}, working=both)
+    assert [(o.action, o.client_order_id) for o in out[:2]] == [(OrderAction.CANCEL, "c1"), (OrderAction.CANCEL, "c2")]
+    assert (out[2].action, out[2].quantity) == (OrderAction.NEW, 200.0)
+
+
+def test_passive_when_a_working_market_order_is_canceled_then_the_cancel_carries_no_limit_price():
+    market = Working("c1", "A", Side.SELL, 10.0, None, OrderType.MARKET)
+    cancel, _ = passive({"A": 0.2}, working=[market])
+    assert cancel.order_type is OrderType.MARKET and cancel.limit_price is None
+
+
+def test_passive_when_no_quote_was_seen_then_no_order_is_priced_but_stale_ones_are_canceled():
+    assert passive({"A": 0.2}, touches={}) == []
+    stale = Working("c1", "A", Side.BUY, 200.0, 99.90)
+    (cancel,) = passive({"A": 0.2}, working=[stale], touches={})
+    assert cancel.action is OrderAction.CANCEL
+
+
+def test_passive_when_the_delta_is_dust_then_no_order():
+    config = PortfolioConfig(capital=100_000.0, execution="passive", min_order_notional=500.0)
+    assert passive({"A": 0.2}, positions={"A": 197.0}, config=config) == []
+
+
+def test_passive_when_a_symbol_has_no_target_then_its_working_orders_are_left_alone():
+    other = Working("c9", "B", Side.SELL, 10.0, 50.02)
+    (order,) = passive({"A": 0.2}, working=[other])
+    assert order.symbol == "A" and order.action is OrderAction.NEW
+
+
+def test_passive_when_caps_apply_then_they_size_the_limit_order_as_for_market_orders():
+    config = PortfolioConfig(capital=100_000.0, max_weight_per_name=0.05, execution="passive")
+    (order,) = passive({"A": 0.5}, config=config)
+    assert order.quantity == 50.0
