@@ -17,8 +17,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -146,6 +148,28 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn_tied(launch: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Run ``launch`` (a Popen with :func:`_die_with_parent`) on a thread that lives as long as this
+    process.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. A broker
+    restarted from a short-lived thread (a test bouncing the broker while its main thread waits on a
+    dataflow) got SIGTERM the moment that thread returned, and every stage then waited forever for a
+    broker that was gone. The executor's one worker thread ends only at interpreter exit, which is
+    exactly when a tied broker should go.
+    """
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapeflow-broker-parent")
+        spawner = _spawner
+    return spawner.submit(launch).result()
+
+
 @dataclass(frozen=True)
 class BrokerStatus:
     running: bool
@@ -178,8 +202,9 @@ class LocalBroker:
         self.extra_properties = dict(extra_properties or {})
         self.which = which
         self.say = say or (lambda message: print(message, file=sys.stderr, flush=True))
-        # True for a test session's broker: it gets SIGTERM when the starting process dies, so a
-        # killed pytest (a CI timeout) leaves no broker behind. The CLI's broker outlives its command.
+        # True for a test session's broker: it gets SIGTERM when the starting process dies (not the
+        # starting thread: see _spawn_tied), so a killed pytest (a CI timeout) leaves no broker behind.
+        # The CLI's broker outlives its command.
         self.tied_to_parent = tied_to_parent
         self._process: subprocess.Popen | None = None  # set when this object started the broker
         self._log_offsets: dict[Path, int] = {}
@@ -334,9 +359,10 @@ class LocalBroker:
         launched = time.monotonic()
         with open(self.console_path, "ab") as console:
             # a session of its own: Ctrl-C in the shell that ran `tapeflow broker start` leaves it running
-            self._process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                                             cwd=self.data_dir, start_new_session=True,
-                                             preexec_fn=_die_with_parent if self.tied_to_parent else None)
+            launch = lambda: subprocess.Popen(  # noqa: E731
+                cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, cwd=self.data_dir,
+                start_new_session=True, preexec_fn=_die_with_parent if self.tied_to_parent else None)
+            self._process = _spawn_tied(launch) if self.tied_to_parent else launch()
         state = {"pid": self._process.pid, "port": port, "controller_port": controller_port, "bootstrap": bootstrap,
                  "kafka_version": kafka_version(), "started_at": time.time()}
         self.state_path.write_text(json.dumps(state, indent=2) + "\n")

@@ -1,0 +1,195 @@
+"""The Kafka edges' decisions that need no broker: where a source partition resumes after consumer
+errors, when a silent consumer is replaced, which consumer errors are transient, and that a failed
+delivery is never silent."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from types import SimpleNamespace
+
+import pytest
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from confluent_kafka import OFFSET_BEGINNING, KafkaException
+from confluent_kafka import KafkaError as ClientError
+
+from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, _KafkaPartition, transient
+
+
+class Message:
+    """What confluent-kafka's consume() returns, for one partition of md.raw."""
+
+    def __init__(self, offset: int, code: int | None = None):
+        self._offset, self._code = offset, code
+
+    def error(self):
+        return None if self._code is None else ClientError(self._code)
+
+    def key(self):
+        return b"SYN0"
+
+    def value(self):
+        return b"{}"
+
+    def topic(self):
+        return "md.raw"
+
+    def headers(self):
+        return None
+
+    def latency(self):
+        return None
+
+    def offset(self):
+        return self._offset
+
+    def partition(self):
+        return 0
+
+    def timestamp(self):
+        return (0, -1)
+
+
+class Broker:
+    """The partition's end as the broker reports it, through futures as the admin client's."""
+
+    def __init__(self, high: int = 0):
+        self.high = high
+        self.away = False
+        self.questions = 0
+
+    def ask_end(self) -> Future:
+        self.questions += 1
+        answer: Future = Future()
+        if self.away:
+            answer.set_exception(KafkaException(ClientError(ClientError._TRANSPORT)))
+        else:
+            answer.set_result(SimpleNamespace(offset=self.high))
+        return answer
+
+
+class Consumer:
+    """``seen_high``: the end as the consumer's last fetch saw it (a stalled consumer's is stale)."""
+
+    def __init__(self, batches=(), seen_high: int = -1001):
+        self.batches = list(batches)
+        self.seen_high = seen_high
+        self.closed = False
+
+    def consume(self, num_messages, timeout):
+        return self.batches.pop(0) if self.batches else []
+
+    def get_watermark_offsets(self, partition, timeout=None, cached=False):
+        assert cached, "a query through the consumer waits behind its long-poll fetch"
+        return 0, self.seen_high
+
+    def close(self):
+        self.closed = True
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def partition(consumers: list[Consumer], broker: Broker | None = None, offset: int = OFFSET_BEGINNING, clock=None):
+    connected: list[int] = []
+
+    def connect(at: int) -> Consumer:
+        connected.append(at)
+        return consumers[len(connected) - 1]
+
+    broker = broker or Broker()
+    return _KafkaPartition(connect, broker.ask_end, "md.raw", 0, offset, 5_000, clock or Clock()), connected
+
+
+def test_source_partition_when_batch_ends_with_a_consumer_error_then_resumes_after_the_last_message():
+    source, _ = partition([Consumer([[Message(5), Message(6, ClientError.OFFSET_OUT_OF_RANGE)]])])
+    batch = source.next_batch()
+    assert [type(item) for item in batch] == [KafkaSourceMessage, KafkaError]  # the error still reaches the flow
+    assert source.snapshot() == 6  # not 7: offset 6 was never read
+
+
+def test_source_partition_when_only_errors_then_resume_offset_unchanged():
+    source, _ = partition([Consumer([[Message(-1001, ClientError._TRANSPORT)]])], offset=42)
+    source.next_batch()
+    assert source.snapshot() == 42  # not -1000, librdkafka's "stored offset", which jumps to the end
+
+
+def test_source_partition_when_nothing_read_then_resumes_from_the_start():
+    source, _ = partition([Consumer()])
+    assert source.snapshot() == OFFSET_BEGINNING
+
+
+def test_source_partition_when_end_reached_then_batch_delivered_and_next_call_stops():
+    source, _ = partition([Consumer([[Message(0), Message(1, ClientError._PARTITION_EOF)]])])
+    assert [m.offset for m in source.next_batch()] == [0]
+    with pytest.raises(StopIteration):
+        source.next_batch()
+
+
+def idle_until(source: _KafkaPartition, clock: Clock, seconds: float) -> None:
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.now += STALL_CHECK_S / 4
+        assert source.next_batch() == []
+
+
+def test_source_partition_when_silent_with_messages_waiting_then_a_new_consumer_resumes_at_its_offset():
+    clock, broker = Clock(), Broker(high=10)
+    stuck, fresh = Consumer([[Message(0), Message(1)]], seen_high=2), Consumer([[Message(2)]])
+    source, connected = partition([stuck, fresh], broker, clock=clock)
+    assert len(source.next_batch()) == 2
+    idle_until(source, clock, STALL_AFTER_S)  # messages 2..9 wait, nothing comes
+    assert connected == [OFFSET_BEGINNING]  # a slow fetch is not a stall yet
+    while len(connected) == 1 and clock.now < 3 * STALL_AFTER_S:
+        clock.now += STALL_CHECK_S / 4
+        assert source.next_batch() == []
+    assert connected == [OFFSET_BEGINNING, 2] and stuck.closed
+    assert [m.offset for m in source.next_batch()] == [2]
+    assert source.snapshot() == 3
+
+
+def test_source_partition_when_silent_at_the_end_or_broker_away_then_the_consumer_stays():
+    clock, broker = Clock(), Broker(high=2)
+    at_end = Consumer([[Message(0), Message(1)]], seen_high=2)
+    source, connected = partition([at_end], broker, clock=clock)
+    source.next_batch()
+    idle_until(source, clock, 3 * STALL_AFTER_S)  # a live topic with nothing new
+    broker.high = at_end.seen_high = 3
+    idle_until(source, clock, 3 * STALL_AFTER_S)  # an offset with no message (a marker), seen by the fetches
+    broker.away, broker.high = True, 9
+    idle_until(source, clock, 3 * STALL_AFTER_S)  # an outage: the client reconnects by itself
+    assert connected == [OFFSET_BEGINNING] and not at_end.closed
+    assert broker.questions >= 3 * 3 * STALL_AFTER_S / STALL_CHECK_S - 3  # it did keep asking
+
+
+def test_source_partition_when_delivering_then_the_broker_is_not_asked():
+    clock, broker = Clock(), Broker(high=100)
+    busy = Consumer([[Message(i)] for i in range(50)])
+    source, _ = partition([busy], broker, clock=clock)
+    for _ in range(50):
+        clock.now += STALL_CHECK_S
+        assert len(source.next_batch()) == 1
+    assert broker.questions == 0
+
+
+@pytest.mark.parametrize("code", [ClientError._TRANSPORT, ClientError._ALL_BROKERS_DOWN,
+                                  ClientError.NOT_LEADER_FOR_PARTITION, ClientError.LEADER_NOT_AVAILABLE])
+def test_consumer_error_when_the_broker_is_out_of_reach_then_transient(code):
+    assert transient(ClientError(code))
+
+
+@pytest.mark.parametrize("code", [ClientError.TOPIC_AUTHORIZATION_FAILED, ClientError.OFFSET_OUT_OF_RANGE,
+                                  ClientError._MSG_TIMED_OUT])
+def test_consumer_error_when_it_says_something_about_the_data_then_not_transient(code):
+    assert not transient(ClientError(code))
+
+
+def test_producer_delivery_report_when_failed_then_raises_and_when_delivered_then_quiet():
+    report = PRODUCER_CONFIG["on_delivery"]
+    report(None, object())
+    with pytest.raises(KafkaException):
+        report(ClientError(ClientError._MSG_TIMED_OUT), object())
