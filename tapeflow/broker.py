@@ -141,7 +141,7 @@ def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     import ctypes
 
     pr_set_pdeathsig = 1
@@ -153,7 +153,7 @@ _spawner_lock = threading.Lock()
 
 
 def _spawn_tied(launch: Callable[[], subprocess.Popen]) -> subprocess.Popen:
-    """Run ``launch`` (a Popen with :func:`_die_with_parent`) on a thread that lives as long as this
+    """Run ``launch`` (a Popen with :func:`die_with_parent`) on a thread that lives as long as this
     process.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process. A broker
@@ -361,7 +361,7 @@ class LocalBroker:
             # a session of its own: Ctrl-C in the shell that ran `tapeflow broker start` leaves it running
             launch = lambda: subprocess.Popen(  # noqa: E731
                 cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, cwd=self.data_dir,
-                start_new_session=True, preexec_fn=_die_with_parent if self.tied_to_parent else None)
+                start_new_session=True, preexec_fn=die_with_parent if self.tied_to_parent else None)
             self._process = _spawn_tied(launch) if self.tied_to_parent else launch()
         state = {"pid": self._process.pid, "port": port, "controller_port": controller_port, "bootstrap": bootstrap,
                  "kafka_version": kafka_version(), "started_at": time.time()}

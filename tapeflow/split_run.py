@@ -23,6 +23,8 @@ from pathlib import Path
 
 import typer
 
+from tapeflow.broker import die_with_parent
+
 STAGE_ORDER = ("normalize", "bars", "features", "signals", "trading", "sink")
 SEPARATE_ORDER = ("normalize", "bars", "features", "signals", "risk", "execution", "pnl", "sink")
 CAUGHT_UP_FOR_S = 2.0
@@ -56,12 +58,15 @@ class SplitRun:
         return command
 
     def start_stages(self) -> dict[str, subprocess.Popen]:
+        """Called from the main thread: the parent-death signal follows the forking thread."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         processes = {}
         for stage in self.stages:
             log = open(self.log_dir / f"{stage}.log", "ab")
+            # Stages end with this process even when it is killed outright: a stage left running
+            # would keep reading (and, for risk, trading) with no one to stop it.
             processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+                                                start_new_session=True, preexec_fn=die_with_parent)
         return processes
 
     def lag(self) -> dict[str, int]:

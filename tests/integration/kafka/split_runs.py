@@ -18,6 +18,7 @@ from flows.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig, feed_universe, run_flow
 from flows.split import SplitConfig, build_stage_flow
 from sinks.writer import BatchingWriter
+from tapeflow.broker import die_with_parent
 from topics.serde import encode
 
 UPSTREAM = ("normalize", "bars", "features", "signals")
@@ -73,7 +74,8 @@ STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
 def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols) -> subprocess.Popen:
     log = open(root / f"{stage}.log", "ab")
     return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols), env=STAGE_ENV,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=die_with_parent)  # no stage outlives a killed test run
 
 
 def wait_caught_up(bootstrap: str, root: Path, processes: dict[str, subprocess.Popen], timeout_s: float = 300) -> None:
