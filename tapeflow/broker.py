@@ -121,8 +121,13 @@ def free_port(host: str = HOST) -> int:
 
 
 def kafka_cluster_id() -> str:
-    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding. Like Kafka's own
+    ``Uuid.randomUuid``, never one starting with "-": the storage tool's argument parser would take
+    it for an option and refuse to format (1 start in 64 failed that way)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def broker_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
