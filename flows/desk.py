@@ -330,17 +330,32 @@ class TradingDesk:
         self._book(self.venue.on_trade(trade), out)
 
     def _on_quote(self, quote: Quote, out: list[Tagged]) -> None:
-        self._touch[quote.symbol] = (quote.bid_price, quote.ask_price)  # passive execution prices at the touch
-        if self.ledger.mark(quote.symbol) is None:  # before the first trade the mid is the best mark
-            self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
+        self._note_quote(quote)
         self._book(self.venue.on_quote(quote), out)
 
     def _on_bar_end(self, bar: "_BarEnd", out: list[Tagged]) -> None:
         self._book(self.venue.on_time(bar.bar_end, bar.ts_tick_ingest), out)
+        self._snapshots(self._bar_snapshot(bar), out)
+
+    # The ledger's side of the tape, shared with the split risk and pnl stages (flows.trading_stages).
+
+    def _note_quote(self, quote: Quote) -> None:
+        self._touch[quote.symbol] = (quote.bid_price, quote.ask_price)  # passive execution prices at the touch
+        if self.ledger.mark(quote.symbol) is None:  # before the first trade the mid is the best mark
+            self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
+
+    def _bar_snapshot(self, bar: "_BarEnd") -> Iterable[Record]:
+        """Position and P&L at a bar end of a symbol that filled in the bar or holds a position."""
         symbol = bar.symbol
         if symbol in self._filled_since_bar or self.ledger.position(symbol) != 0.0:
             self._filled_since_bar.discard(symbol)
-            self._snapshots(self.ledger.snapshot(bar.bar_end, bar.ts_tick_ingest, {symbol}), out)
+            return self.ledger.snapshot(bar.bar_end, bar.ts_tick_ingest, {symbol})
+        return ()
+
+    def _book_fill(self, report: ExecutionReport) -> Iterable[Record]:
+        self.counts["fills"] += 1
+        self._filled_since_bar.add(report.symbol)
+        return self.ledger.on_fill(report)
 
     def _on_section(self, section: CrossSection, out: list[Tagged]) -> None:
         self.counts["cross_sections"] += 1
@@ -402,9 +417,7 @@ class TradingDesk:
             out.append((T_REPORTS, report))
             self.risk.on_execution_report(report)
             if report.is_fill:
-                self.counts["fills"] += 1
-                self._filled_since_bar.add(report.symbol)
-                self._snapshots(self.ledger.on_fill(report), out)
+                self._snapshots(self._book_fill(report), out)
 
     def _snapshots(self, records: Iterable[Record], out: list[Tagged]) -> None:
         for record in records:

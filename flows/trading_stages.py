@@ -151,15 +151,10 @@ class RiskStage(_SplitStage):
         self.ledger.on_mark(trade.symbol, trade.price, trade.ts_event, trade.ts_tick_ingest)
 
     def _on_quote(self, quote, out: list[Tagged]) -> None:
-        self._touch[quote.symbol] = (quote.bid_price, quote.ask_price)  # passive orders rest at it
-        if self.ledger.mark(quote.symbol) is None:
-            self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
+        self._note_quote(quote)  # the touch, where passive orders rest, and the first mark
 
     def _on_bar_end(self, bar, out: list[Tagged]) -> None:
-        symbol = bar.symbol
-        if symbol in self._filled_since_bar or self.ledger.position(symbol) != 0.0:
-            self._filled_since_bar.discard(symbol)
-            self._risk_view(self.ledger.snapshot(bar.bar_end, bar.ts_tick_ingest, {symbol}), out)
+        self._risk_view(self._bar_snapshot(bar), out)
 
     def _on_queued(self, item, out: list[Tagged]) -> None:
         if type(item) is ExecutionReport:
@@ -172,9 +167,7 @@ class RiskStage(_SplitStage):
             self.venue.on_report(report)
             self.risk.on_execution_report(report)
             if report.is_fill:
-                self.counts["fills"] += 1
-                self._filled_since_bar.add(report.symbol)
-                self._risk_view(self.ledger.on_fill(report), out)
+                self._risk_view(self._book_fill(report), out)
 
     def _risk_view(self, records: Iterable[Record], out: list[Tagged]) -> None:
         """Snapshots feed the breaker (a trip is a control record); publishing them is pnl's job."""
@@ -253,22 +246,16 @@ class PnlStage(_SplitStage):
         self.ledger.on_mark(trade.symbol, trade.price, trade.ts_event, trade.ts_tick_ingest)
 
     def _on_quote(self, quote, out: list[Tagged]) -> None:
-        if self.ledger.mark(quote.symbol) is None:
-            self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
+        self._note_quote(quote)
 
     def _on_bar_end(self, bar, out: list[Tagged]) -> None:
-        symbol = bar.symbol
-        if symbol in self._filled_since_bar or self.ledger.position(symbol) != 0.0:
-            self._filled_since_bar.discard(symbol)
-            self._snapshots(self.ledger.snapshot(bar.bar_end, bar.ts_tick_ingest, {symbol}), out)
+        self._snapshots(self._bar_snapshot(bar), out)
 
     def _on_queued(self, item, out: list[Tagged]) -> None:
         if type(item) is not ExecutionReport:
             raise TypeError(f"the pnl stage queues execution reports, not {type(item).__name__}")
         if item.is_fill:
-            self.counts["fills"] += 1
-            self._filled_since_bar.add(item.symbol)
-            self._snapshots(self.ledger.on_fill(item), out)
+            self._snapshots(self._book_fill(item), out)
 
     def _snapshots(self, records: Iterable[Record], out: list[Tagged]) -> None:
         for record in records:

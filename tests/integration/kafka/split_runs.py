@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from feeds import make_feed
 from flows.desk import DeskConfig
 from flows.kafka_io import KafkaEndpoint
 from flows.normalize import NormalizeConfig
@@ -19,9 +20,24 @@ from flows.pipeline import TradingConfig, feed_universe, run_flow
 from flows.split import SplitConfig, build_stage_flow
 from sinks.writer import BatchingWriter
 from tapeflow.broker import die_with_parent
+from tests.integration.embedded_runs import table_content
 from topics.serde import encode
 
 UPSTREAM = ("normalize", "bars", "features", "signals")
+MARKET = ("md_trades", "md_quotes", "md_bars", "features", "signals")
+MONEY = ("orders_intent", "orders_approved", "orders_rejected", "exec_reports", "positions", "pnl")
+
+
+def tape(ticks: int = 30_000):
+    return make_feed("synthetic", seed=5, ticks_per_second=400, max_ticks=ticks)
+
+
+def assert_same_tables(wh, run_a: str, run_b: str, tables) -> None:
+    for table in tables:
+        a, b = table_content(wh, table, run_a), table_content(wh, table, run_b)
+        assert a == b, f"{table}: {len(a)} rows in {run_a}, {len(b)} in {run_b}"
+        if table != "orders_rejected":
+            assert a, f"{table} is empty: the comparison would prove nothing"
 
 
 def publish_tape(bootstrap: str, prefix: str, feed) -> int:
@@ -123,3 +139,12 @@ def execution_watermark(bootstrap: str, topic: str) -> int:
         return newest
     finally:
         consumer.close()
+
+
+def assert_no_duplicate_ids(wh, run_id: str) -> None:
+    """No fill booked twice, no order sent twice, after whatever crashed and was redelivered."""
+    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
+        rows, unique = wh.query(
+            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
+            "WHERE run_id = {r:String}", {"r": run_id}).rows[0]
+        assert rows == unique > 0, table

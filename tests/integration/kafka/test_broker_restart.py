@@ -30,6 +30,11 @@ from tapeflow.broker import LocalBroker
 from tapeflow.control import ControlChannel
 from tests.integration.embedded_runs import run_embedded
 from tests.integration.kafka.split_runs import (
+    MARKET,
+    MONEY,
+    assert_same_tables,
+    tape,
+    assert_no_duplicate_ids,
     STAGE_ENV,
     sink_to,
     split_config,
@@ -38,7 +43,6 @@ from tests.integration.kafka.split_runs import (
     stop_stages,
     wait_caught_up,
 )
-from tests.integration.kafka.test_split_pipeline import MARKET, MONEY, assert_same_tables, tape
 from tests.kafka_fixtures import _no_kafka, local_broker_possible, topic_message_count
 from topics.admin import create_topics
 from topics.serde import encode
@@ -163,10 +167,6 @@ def test_broker_when_restarted_mid_run_then_stages_resume_and_results_equal_the_
     sink_to(module_warehouse, cfg, "restarted")
 
     assert_same_tables(module_warehouse, fused_run, "restarted", MARKET + MONEY)
-    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
-        rows, unique = module_warehouse.query(
-            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
-            "WHERE run_id = 'restarted'").rows[0]
-        assert rows == unique > 0, table
+    assert_no_duplicate_ids(module_warehouse, "restarted")
     # the outage is no data: no consumer error was dead-lettered as a record
     assert module_warehouse.query("SELECT count() FROM dlq WHERE run_id = 'restarted'").scalar() == 0

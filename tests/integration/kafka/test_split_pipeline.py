@@ -12,11 +12,15 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from feeds import make_feed
 from tapeflow.control import ControlChannel
 from tapeflow.lag import stage_lag
 from tests.integration.embedded_runs import run_embedded, table_content
 from tests.integration.kafka.split_runs import (
+    MARKET,
+    MONEY,
+    assert_same_tables,
+    tape,
+    assert_no_duplicate_ids,
     SEPARATE_TRADING,
     UPSTREAM,
     execution_watermark,
@@ -30,14 +34,6 @@ from tests.integration.kafka.split_runs import (
 )
 
 pytestmark = pytest.mark.integration
-
-MARKET = ("md_trades", "md_quotes", "md_bars", "features", "signals")
-MONEY = ("orders_intent", "orders_approved", "orders_rejected", "exec_reports", "positions", "pnl")
-
-
-def tape(ticks: int = 30_000):
-    return make_feed("synthetic", seed=5, ticks_per_second=400, max_ticks=ticks)
-
 
 @pytest.fixture(scope="module")
 def fused(module_warehouse, tmp_path_factory):
@@ -59,14 +55,6 @@ def fused(module_warehouse, tmp_path_factory):
         return runs[ticks]
 
     return run
-
-
-def assert_same_tables(wh, run_a: str, run_b: str, tables) -> None:
-    for table in tables:
-        a, b = table_content(wh, table, run_a), table_content(wh, table, run_b)
-        assert a == b, f"{table}: {len(a)} rows in {run_a}, {len(b)} in {run_b}"
-        if table != "orders_rejected":
-            assert a, f"{table} is empty: the comparison would prove nothing"
 
 
 def test_split_pipeline_when_replayed_over_kafka_then_same_records_as_the_embedded_run(
@@ -155,11 +143,7 @@ def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_an
     assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
     sink_to(module_warehouse, cfg, "crashed")
     assert_same_tables(module_warehouse, fused(ticks), "crashed", MONEY)
-    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
-        rows, unique = module_warehouse.query(
-            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
-            "WHERE run_id = 'crashed'").rows[0]
-        assert rows == unique > 0, table
+    assert_no_duplicate_ids(module_warehouse, "crashed")
 
 
 @pytest.mark.parametrize("trading", [[], ["--separate-trading"]], ids=["fused", "separate"])
@@ -241,8 +225,4 @@ def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_s
     cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
     sink_to(module_warehouse, cfg, "separate-crashed")
     assert_same_before(module_warehouse, fused(ticks), "separate-crashed", cutoff)
-    for table, key in (("fills", "fill_id"), ("orders_intent", "client_order_id")):
-        rows, unique = module_warehouse.query(
-            f"SELECT count(), uniqExact({key}) FROM {table} {'FINAL' if table != 'fills' else ''} "
-            "WHERE run_id = 'separate-crashed'").rows[0]
-        assert rows == unique > 0, table
+    assert_no_duplicate_ids(module_warehouse, "separate-crashed")
