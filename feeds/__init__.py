@@ -44,7 +44,9 @@ def make_feed(kind: str, **options: Any) -> Feed:
     """A feed by kind name. Options set to ``None`` count as not given, so a CLI can pass one set.
 
     - ``"synthetic"``: ``speed`` (default 0), ``pacer_factory``, ``rate`` (ticks/s on the wall clock:
-      sets ``ticks_per_second`` and paces at 1x, so event time follows the wall clock), and either
+      sets ``ticks_per_second`` and paces at 1x, so event time follows the wall clock; the day's
+      intensity is flat unless ``u_shape`` is given, so N is what every second carries rather than a
+      day's mean that runs twice as fast at the open), and either
       ``config=SyntheticConfig`` or its fields (``seed=1, symbols=(...), max_ticks=10_000, ...``).
     - ``"alpaca"``: live trades and quotes from Alpaca (``symbols``, ``alpaca_feed`` iex|sip,
       ``crypto``); needs ``APCA_API_KEY_ID`` and ``APCA_API_SECRET_KEY``.
@@ -63,6 +65,7 @@ def make_feed(kind: str, **options: Any) -> Feed:
         rate = options.pop("rate", None)
         if rate is not None:
             options["ticks_per_second"] = rate
+            options.setdefault("u_shape", 0.0)
             if not feed_options.get("speed"):
                 feed_options["speed"] = 1.0
         config = options.pop("config", None)

@@ -36,7 +36,7 @@ def run(
     live: bool = typer.Option(False, "--live", help="Alpaca live (real-money) trading instead of paper."),
     path: Optional[Path] = typer.Option(None, help="Replay file (Parquet or CSV) for --feed replay."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (synthetic: names; replay: universe)."),
-    rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s (event time follows). Default: as fast as possible."),
+    rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s on the wall clock, flat over the day (event time follows). Default: as fast as possible."),
     speed: float = typer.Option(0.0, help="Pace: N x real time (replay, or synthetic with --rate); 0 = as fast as possible."),
     duration: Optional[float] = typer.Option(None, help="Stop after this many wall-clock seconds."),
     max_ticks: Optional[int] = typer.Option(None, help="Stop after this many ticks."),

@@ -44,6 +44,16 @@ def test_make_feed_when_rate_given_then_event_time_follows_wall_clock_at_that_de
     assert feed.speed == 1.0
 
 
+def test_make_feed_when_rate_given_then_the_open_carries_that_rate_not_twice_it():
+    # a U-shaped day averages N ticks/s but runs at 2N at the open, where every paced run starts
+    paced = make_feed("synthetic", rate=500.0)
+    unpaced = SyntheticFeed(paced.config.model_copy(update={"max_ticks": 20_000}))
+    ticks = list(unpaced.ticks())
+    first_ten_seconds = sum(1 for t in ticks if t.ts_event < ticks[0].ts_event + 10 * 10**9)
+    assert 4_500 <= first_ten_seconds <= 5_500
+    assert make_feed("synthetic", rate=500.0, u_shape=3.0).config.u_shape == 3.0
+
+
 def test_make_feed_when_synthetic_given_a_path_then_rejected():
     with pytest.raises(ValueError, match="reads no file"):
         make_feed("synthetic", path="x.csv")
