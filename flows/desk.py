@@ -12,8 +12,9 @@ them. The desk therefore keeps its own event-time order: everything goes into on
 ``(ts_event, priority, symbol, arrival)`` and is processed only below a horizon that no later
 arrival can undercut:
 
-- the *signal watermark* W: the bar time of the newest cross-section (no cross-section at or
-  before W will follow; cross-sections arrive in bar order);
+- the *signal watermark* W: the bar time of the newest cross-section. Cross-sections arrive in
+  bar order on the bar clock (``bar_interval``, the features' interval), so the next one is at
+  W + interval or later and the tape below that is not held back for it;
 - the *market watermark*: for every symbol seen, its newest event time minus the lateness window
   (normalize never lets an older event of that symbol through). A symbol more than
   ``silent_after_ns`` behind the newest one is treated as silent and does not hold the others back.
@@ -214,6 +215,10 @@ class TradingDesk:
         return self._release(self._horizon())
 
     def _queue_section(self, section: CrossSection) -> None:
+        if section.bar_end < self._watermark + self._interval_ns and self._watermark >= 0:
+            raise ValueError(
+                f"cross-section at {section.bar_end} is off the desk's bar clock ({self.config.bar_interval}) after "
+                f"the one at {self._watermark}: DeskConfig.bar_interval must be the features' interval")
         self._push(section.bar_end, _CROSS_SECTION, "", section)
         self._watermark = max(self._watermark, section.bar_end)
 
@@ -282,9 +287,11 @@ class TradingDesk:
             # tape up to then is processed now instead of being held (at 10k ticks/s the warm-up
             # alone would otherwise hold some 350,000 events).
             return (min(market, self._earliest_section()), 0)
-        if market < self._watermark:
-            return (market, 0)
-        return (self._watermark, _BAR_END)  # the cross-section at W itself may go
+        # Cross-sections come on the bar clock, in bar order: after the one at W, none can come before
+        # W + interval, so the tape up to there is processed as the market passes it instead of
+        # waiting for the next cross-section (which would then find a second of tape to work
+        # through before its orders could go out).
+        return min((market, 0), (self._watermark + self._interval_ns, _CROSS_SECTION))
 
     def _release(self, horizon: tuple[int, int] | None) -> list[Tagged]:
         out: list[Tagged] = []

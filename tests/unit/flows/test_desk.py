@@ -251,3 +251,24 @@ def test_passive_desk_when_the_target_is_unchanged_and_the_order_rests_at_the_to
     out = run_desk([quote(100, 99.99, 100.01), trade(200, 100.0, 50.0), section(1_000, 0.04),
                     trade(1_500, 100.0, 10.0), section(2_000, 0.04), trade(2_500, 100.0, 10.0)], desk)
     assert len(by_table(out, T_INTENT)) == 1
+
+
+def test_desk_when_the_market_passes_the_next_bar_end_before_its_cross_section_then_that_tape_is_not_held():
+    desk = TradingDesk()
+    out = desk.on_item(quote(0, 99.99, 100.01)) + desk.on_item(trade(0, 100.0, 100))
+    out += desk.on_item(section(1_000, 0.04))
+    for ms in range(1_010, 3_000, 10):
+        out += desk.on_item(quote(ms, 99.99, 100.01)) + desk.on_item(trade(ms, 100.0, 100))
+    # no cross-section can come before the next bar end (2 s): the tape below it is processed,
+    # so the 1 s order has filled, and only the tape from 2 s on waits
+    assert [r for r in by_table(out, T_REPORTS) if r.is_fill]
+    assert min(entry[0] for entry in desk._queue) >= T0 + 2_000 * MS
+    # the market is already past 2 s: the next cross-section's orders go out on its arrival
+    assert by_table(desk.on_item(section(2_000, -0.04)), T_INTENT)
+
+
+def test_desk_when_a_cross_section_is_off_its_bar_clock_then_error_naming_the_interval():
+    desk = TradingDesk()
+    desk.on_item(section(1_000, 0.04))
+    with pytest.raises(ValueError, match="bar clock .1s."):
+        desk.on_item(section(1_500, 0.04))
