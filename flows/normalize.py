@@ -124,6 +124,9 @@ class NormalizeConfig(BaseModel):
     )
 
 
+_ID_SEPARATOR = "\x00"
+
+
 class RecentTradeIds:
     """The last ``maxlen`` accepted trade ids of one symbol, for O(1) duplicate checks.
 
@@ -157,11 +160,18 @@ class RecentTradeIds:
         members.add(trade_id)
         return True
 
-    def __getstate__(self) -> tuple[int, list[str]]:
+    def __getstate__(self) -> tuple[int, str | list[str]]:
+        # One string, not thousands: the desk pickles 8 windows of 20,000 ids every epoch, and a
+        # list of them took some 13 ms of the stage's time. A list only if an id holds the separator.
+        joined = _ID_SEPARATOR.join(self._order)
+        if joined.count(_ID_SEPARATOR) == max(len(self._order) - 1, 0):
+            return (self._order.maxlen, joined if self._order else [])
         return (self._order.maxlen, list(self._order))
 
-    def __setstate__(self, state: tuple[int, list[str]]) -> None:
+    def __setstate__(self, state: tuple[int, str | list[str]]) -> None:
         maxlen, ids = state
+        if isinstance(ids, str):
+            ids = ids.split(_ID_SEPARATOR)
         self._order = deque(ids, maxlen=maxlen)
         self._members = set(ids)
 

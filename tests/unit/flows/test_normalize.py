@@ -312,6 +312,16 @@ def test_recent_trade_ids_when_full_then_memory_stays_bounded():
     assert "999" in recent and "899" not in recent
 
 
+def test_recent_trade_ids_when_pickled_then_the_same_window_even_with_odd_ids():
+    for ids in (["a", "b", "c"], ["a\x00b", "c"], [""], []):
+        recent = RecentTradeIds(maxlen=2)
+        for trade_id in ids:
+            recent.add_if_new(trade_id)
+        copy = pickle.loads(pickle.dumps(recent))
+        assert list(copy._order) == list(recent._order) and copy._members == recent._members
+        assert copy._order.maxlen == 2
+
+
 # -- future_timestamp -------------------------------------------------------------------------
 
 

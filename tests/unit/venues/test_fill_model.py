@@ -1,3 +1,5 @@
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -45,6 +47,25 @@ def test_recent_volume_when_prints_age_out_of_window_then_not_counted():
     assert window.volume("AAPL", 60 * SECOND) == 50.0  # the window is (ts - 60s, ts]
     assert window.volume("AAPL", 90 * SECOND) == 0.0
     assert window.volume("MSFT", 0) == 0.0
+
+
+def test_recent_volume_when_a_symbol_never_fills_then_it_holds_one_window_of_prints_not_its_tape():
+    window = RecentVolume(60 * SECOND)
+    for ms in range(0, 600_000, 10):  # 10 minutes of prints, never read
+        window.record("AAPL", ms * 1_000_000, 1.0)
+    assert len(window._times["AAPL"]) - window._head["AAPL"] == 6_000
+    assert window.volume("AAPL", 599_990_000_000) == 6_000.0
+
+
+def test_recent_volume_when_pickled_then_the_window_resumes_identically():
+    window = RecentVolume(60 * SECOND)
+    for ms in range(0, 90_000, 7):
+        window.record("AAPL" if ms % 2 else "MSFT", ms * 1_000_000, float(ms % 13 + 1))
+    copy = pickle.loads(pickle.dumps(window))
+    for symbol in ("AAPL", "MSFT"):
+        copy.record(symbol, 95 * SECOND, 5.0)
+        window.record(symbol, 95 * SECOND, 5.0)
+        assert copy.volume(symbol, 120 * SECOND) == window.volume(symbol, 120 * SECOND) > 0
 
 
 def test_market_price_when_buy_then_reference_plus_half_spread_plus_impact():
