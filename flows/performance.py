@@ -106,6 +106,11 @@ def sharpe_ratio(
     return ratio if math.isfinite(ratio) else 0.0
 
 
+# A peak below a billionth of a currency unit is no equity to fall from: dividing by it (a curve
+# that starts at 5e-324 and ends at -1) would make the drawdown infinite.
+MIN_PEAK = 1e-9
+
+
 def max_drawdown(equity: EquityCurve) -> float:
     """Largest peak-to-trough decline as a fraction of the peak (0.25 = -25%), on raw samples in
     time order."""
@@ -114,7 +119,7 @@ def max_drawdown(equity: EquityCurve) -> float:
     for _, value in sorted(equity, key=lambda p: p[0]):  # sorted() is stable: ties keep order
         if value > peak:
             peak = value
-        elif peak > 0:
+        elif peak > MIN_PEAK:
             worst = max(worst, (peak - value) / peak)
     return worst
 
