@@ -5,9 +5,11 @@ every topic name lets several pipelines (or tests) share one broker. Messages th
 into their topic's record (not JSON, the wrong schema, oversized) become DeadLetters with the
 reason from :mod:`topics.serde` and the raw bytes, never an exception that stops the stage.
 
-Delivery: Bytewax's Kafka source resumes from the offsets in its recovery snapshot; its sink is
-at-least-once (messages of the resumed epoch are produced again). Consumers therefore deduplicate:
-see README "Effectively-once".
+Delivery: a stage's source resumes from the offsets in its recovery snapshot; its sink flushes
+every batch, so it is at-least-once (messages of the resumed epoch are produced again). Consumers
+therefore deduplicate: see README "Effectively-once". Source and sink are lean versions of Bytewax's
+Kafka connectors (below): records are decoded in the source partitions and produced from tuples,
+with no per-message object or step in between, which took a third of a stage's time.
 
 A broker that goes away and comes back (a restart, a network blip) is ridden out, not reported:
 librdkafka reconnects by itself, the consumer fetches on from the offset it had, and the idempotent
@@ -31,11 +33,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaError, KafkaSinkMessage, KafkaSource, KafkaSourceMessage
-from bytewax.connectors.kafka import operators as kop
+from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream, operator
 from bytewax.inputs import StatefulSourcePartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
@@ -96,23 +98,42 @@ class KafkaEndpoint:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
-def _decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool):
-    def decode_batch(batch: list[KafkaSourceMessage]) -> list:
+def _decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool) -> Callable[[list, list], list]:
+    """``(messages, errors) -> records``: confluent-kafka messages decoded into their topics'
+    records (or dead letters), and consumer errors that are not transient as dead letters; with
+    ``with_topic``, ``(topic, record)`` pairs (a dead letter's topic is ``dlq``). Transient errors
+    (the broker out of reach) are logged only: librdkafka retries them, and a broker restart must
+    not leave records behind."""
+    bare = endpoint.bare
+
+    def decode_batch(messages: list, errors: list) -> list:
         out = []
-        for msg in batch:
-            topic = endpoint.bare(msg.topic)
+        for msg in messages:
+            topic = bare(msg.topic())
+            value = msg.value()
             try:
-                record = decode(topic, msg.value, schema_header(msg.headers))
+                record = decode(topic, value, schema_header(msg.headers()))
             except DecodeError as err:
-                record, topic = _dead_letter(topic, stage, err.reason, err.detail, msg), "dlq"
+                record = _dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
+                                      msg.offset(), msg.timestamp())
+                topic = "dlq"
             out.append((topic, record) if with_topic else record)
+        for e in errors:
+            if transient(e.err):
+                log.warning("%s: %s (transient: the client retries)", stage, e.err.str())
+                continue
+            m = e.msg
+            dead = _dead_letter(bare(m.topic or "?"), stage, "consumer_error", str(e.err), m.key, m.value,
+                                m.partition, m.offset, m.timestamp)
+            out.append(("dlq", dead) if with_topic else dead)
         return out
 
     return decode_batch
 
 
-def _dead_letter(topic: str, stage: str, reason: str, detail: str, msg) -> DeadLetter:
-    value = msg.value or b""
+def _dead_letter(topic: str, stage: str, reason: str, detail: str, key: bytes | None, value: bytes | None,
+                 partition: int | None, offset: int | None, timestamp: tuple[int, int] | None) -> DeadLetter:
+    value = value or b""
     preview = value[:PAYLOAD_PREVIEW]
     try:
         payload = preview.decode()
@@ -122,16 +143,20 @@ def _dead_letter(topic: str, stage: str, reason: str, detail: str, msg) -> DeadL
         payload += f"... ({len(value)} bytes)"
     now = now_ns()
     return DeadLetter(
-        id=f"dlq:{stage}:{topic}:{msg.partition}:{msg.offset}",
-        ts_event=(msg.timestamp[1] * 1_000_000) if msg.timestamp and msg.timestamp[1] > 0 else now,
+        id=f"dlq:{stage}:{topic}:{partition}:{offset}",
+        ts_event=(timestamp[1] * 1_000_000) if timestamp and timestamp[1] > 0 else now,
         ts_ingest=now,
         source_topic=topic,
         stage=stage,
         reason=reason,
         detail=detail[:2_000],
-        symbol=(msg.key or b"").decode(errors="replace")[:64],
+        symbol=(key or b"").decode(errors="replace")[:64],
         payload=payload,
     )
+
+
+def _undecoded(messages: list, errors: list) -> list:
+    return messages + errors
 
 
 # A partition that delivers nothing while the broker holds messages past its offset is checked
@@ -165,7 +190,9 @@ class _KafkaPartition(StatefulSourcePartition):
     """
 
     def __init__(self, connect: Callable[[int], Consumer], ask_end: Callable[[], Future], topic: str,
-                 partition: int, offset: int, batch_size: int, clock: Callable[[], float] = time.monotonic):
+                 partition: int, offset: int, batch_size: int, clock: Callable[[], float] = time.monotonic,
+                 decode: Callable[[list, list], list] = _undecoded):
+        self._decode = decode
         self._connect = connect
         self._ask_end = ask_end
         self._topic = topic
@@ -182,22 +209,25 @@ class _KafkaPartition(StatefulSourcePartition):
     def next_batch(self) -> list:
         if self._eof:
             raise StopIteration()
-        batch: list = []
-        delivered = False
-        for msg in self._consumer.consume(self._batch_size, 0.001):
+        messages: list = []
+        errors: list = []
+        # No wait: Bytewax polls every partition of the stage in turn, so a wait here would be paid
+        # once per idle partition per round, some milliseconds per hop (when the poll waited 1 ms,
+        # a hop took 4 ms at the median instead of 1.4); Bytewax itself pauses an empty partition.
+        for msg in self._consumer.consume(self._batch_size, 0):
             err = msg.error()
-            if err is not None and err.code() == ClientError._PARTITION_EOF:
+            if err is None:
+                messages.append(msg)
+                continue
+            if err.code() == ClientError._PARTITION_EOF:
                 self._eof = True  # the end of a replay: this batch still goes out, StopIteration next
                 break
-            item = KafkaSourceMessage(key=msg.key(), value=msg.value(), topic=msg.topic(), headers=msg.headers() or [],
-                                      latency=msg.latency(), offset=msg.offset(), partition=msg.partition(),
-                                      timestamp=msg.timestamp())
-            if err is None:
-                batch.append(item)
-                self._offset = msg.offset() + 1
-                delivered = True
-            else:
-                batch.append(KafkaError(err, item))
+            errors.append(KafkaError(err, KafkaSourceMessage(
+                key=msg.key(), value=msg.value(), topic=msg.topic(), headers=msg.headers() or [],
+                latency=msg.latency(), offset=msg.offset(), partition=msg.partition(), timestamp=msg.timestamp())))
+        delivered = bool(messages)
+        if delivered:
+            self._offset = messages[-1].offset() + 1
         now = self._clock()
         if delivered:
             self._behind_since = None
@@ -205,7 +235,7 @@ class _KafkaPartition(StatefulSourcePartition):
         elif now >= self._next_check:
             self._next_check = now + STALL_CHECK_S
             self._watch(now)
-        return batch
+        return self._decode(messages, errors) if messages or errors else messages
 
     def _watch(self, now: float) -> None:
         asked, self._asked = self._asked, None
@@ -244,8 +274,10 @@ class _KafkaPartition(StatefulSourcePartition):
 class _KafkaSource(KafkaSource):
     """Bytewax's Kafka source (its partition listing) with :class:`_KafkaPartition` partitions."""
 
-    def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int):
+    def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int,
+                 decode: Callable[[list, list], list] = _undecoded):
         super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
+        self.decode = decode
         self.config = {
             "bootstrap.servers": ",".join(brokers),
             "group.id": "tapeflow-offsets-in-recovery",  # required by librdkafka, never joined nor committed
@@ -274,7 +306,7 @@ class _KafkaSource(KafkaSource):
             return self.admin().list_offsets({partition: OffsetSpec.latest()}, request_timeout=10)[partition]
 
         offset = self.starting_offset if resume_state is None else resume_state
-        return _KafkaPartition(connect, ask_end, topic, int(index), offset, self.batch_size)
+        return _KafkaPartition(connect, ask_end, topic, int(index), offset, self.batch_size, decode=self.decode)
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions
@@ -282,36 +314,23 @@ class _KafkaSource(KafkaSource):
         return self._admin
 
 
-@operator
-def _kafka_input(step_id: str, flow: Dataflow, source: KafkaSource) -> kop.KafkaOpOut:
-    # the same step ids as ``kop.input`` (``<step>.kafka_input``): existing recovery snapshots resume,
-    # and ``tapeflow lag`` finds the offsets where it always did
-    both = op.input("kafka_input", flow, source)
-    split = op.branch("split_err", both, lambda item: type(item) is KafkaSourceMessage)
-    return kop.KafkaOpOut(split.trues, split.falses)
-
-
 def consume(
     step_id: str, flow: Dataflow, endpoint: KafkaEndpoint, topics: list[str], stage: str, with_topic: bool = False
 ) -> Stream:
     """Records of ``topics`` (catalog names), and DeadLetters for messages that did not decode or
     consumer errors that are not transient, in one stream; with ``with_topic``, ``(topic, record)``
-    pairs (a dead letter's topic is ``dlq``). Transient consumer errors (the broker out of reach) are
-    logged only: librdkafka retries them, and a broker restart must not leave records behind."""
+    pairs (a dead letter's topic is ``dlq``). The partitions decode as they read: no per-message
+    object or extra step between the consumer and the records."""
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
-                          OFFSET_BEGINNING, batch_size=5_000)
-    kafka = _kafka_input(step_id, flow, source)
-    records = op.flat_map_batch(f"{step_id}_decode", kafka.oks, _decoder(endpoint, stage, with_topic))
+                          OFFSET_BEGINNING, batch_size=5_000, decode=_decoder(endpoint, stage, with_topic))
+    return _kafka_input(step_id, flow, source)
 
-    def error(e: KafkaError) -> list:
-        if transient(e.err):
-            log.warning("%s: %s (transient: the client retries)", stage, e.err.str())
-            return []
-        dead = _dead_letter(endpoint.bare(e.msg.topic or "?"), stage, "consumer_error", str(e.err), e.msg)
-        return [("dlq", dead) if with_topic else dead]
 
-    errors = op.flat_map(f"{step_id}_errors", kafka.errs, error)
-    return op.merge(f"{step_id}_all", records, errors)
+@operator
+def _kafka_input(step_id: str, flow: Dataflow, source: KafkaSource) -> Stream:
+    # the same step id as ``kop.input`` (``<step>.kafka_input``): existing recovery snapshots resume,
+    # and ``tapeflow lag`` finds the offsets where it always did
+    return op.input("kafka_input", flow, source)
 
 
 TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}
@@ -320,16 +339,51 @@ TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}
 def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint) -> None:
     """Write ``(topic, record)`` pairs (catalog names, or warehouse table names) to Kafka, keyed
     as the catalog says, with the schema headers."""
+    full_name = {name: endpoint.topic(TOPIC_OF_TABLE.get(name, name)) for name in (*TOPIC_OF_TABLE, *TOPIC_OF_TABLE.values())}
 
-    def to_messages(batch: list) -> list[KafkaSinkMessage]:
+    def to_messages(batch: list) -> list[tuple]:
         out = []
         for topic, record in batch:
-            topic = TOPIC_OF_TABLE.get(topic, topic)
-            message = encode(topic, record)
-            out.append(KafkaSinkMessage(message.key, message.value, topic=endpoint.topic(topic),
-                                        headers=list(message.headers)))
+            message = encode(TOPIC_OF_TABLE.get(topic, topic), record)
+            out.append((full_name[topic], message.key, message.value, list(message.headers)))
         return out
 
-    messages = op.flat_map_batch(f"{step_id}_encode", up, to_messages)
-    kop.output(step_id, messages, brokers=list(endpoint.brokers), topic=endpoint.topic("dlq"),
-               add_config=PRODUCER_CONFIG)
+    _kafka_output(step_id, op.flat_map_batch(f"{step_id}_encode", up, to_messages), list(endpoint.brokers))
+
+
+class _ProducerPartition(StatelessSinkPartition):
+    """Bytewax's Kafka sink partition, without a message object and a mapping step per message:
+    ``(topic, key, value, headers)`` tuples straight into the producer. Like Bytewax's, it flushes
+    at the end of every batch, so nothing the stage read before its next snapshot is still in
+    flight when the snapshot is taken (at-least-once; consumers deduplicate)."""
+
+    def __init__(self, producer: Producer):
+        self._producer = producer
+
+    def write_batch(self, items: list[tuple]) -> None:
+        produce, poll = self._producer.produce, self._producer.poll
+        for topic, key, value, headers in items:
+            while True:
+                try:
+                    produce(topic, value, key, headers=headers)
+                    break
+                except BufferError:  # the local queue is full: let librdkafka send some first
+                    poll(0.05)
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.flush()
+
+
+class _ProducerSink(DynamicSink):
+    def __init__(self, brokers: list[str]):
+        self._config = {"bootstrap.servers": ",".join(brokers), **PRODUCER_CONFIG}
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _ProducerPartition:
+        return _ProducerPartition(Producer(self._config))
+
+
+@operator
+def _kafka_output(step_id: str, up: Stream, brokers: list[str]) -> None:
+    # the same output step id as ``kop.output`` (``<step>.kafka_output``)
+    return op.output("kafka_output", up, _ProducerSink(brokers))

@@ -192,8 +192,10 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dat
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
     pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True)
+    table_of = {t.name: table_name(t.name) for t in TOPICS}
+    partition = WarehouseSink.PARTITION
     tagged = op.flat_map_batch(
-        "tag", pairs, lambda batch: [(WarehouseSink.PARTITION, (table_name(topic), r)) for topic, r in batch
+        "tag", pairs, lambda batch: [(partition, (table_of[topic], r)) for topic, r in batch
                                      if type(r) is not StageWatermark]  # punctuation is not data
     )
     op.output("warehouse", tagged, WarehouseSink(writer, progress))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,8 @@ from typing import Optional
 import typer
 
 from tapeflow.settings import Settings
+
+SINK_NICENESS = 10  # added to the sink's CPU niceness (lower priority); see flow()
 
 
 def flow(
@@ -68,6 +71,10 @@ def flow(
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
 
+        # The warehouse is throughput work that lands in bursts (a batch per epoch, ClickHouse's
+        # merges after it): at a lower CPU priority it cannot hold up the stages on the way from
+        # tick to order when they share the cores (a laptop, this project's default).
+        os.nice(SINK_NICENESS)
         wh = Warehouse.connect(settings.warehouse, database=settings.database)
         wh.apply_ddl()
         writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)

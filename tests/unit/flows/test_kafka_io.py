@@ -8,18 +8,19 @@ from concurrent.futures import Future
 from types import SimpleNamespace
 
 import pytest
-from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from bytewax.connectors.kafka import KafkaError
 from confluent_kafka import OFFSET_BEGINNING, KafkaException
 from confluent_kafka import KafkaError as ClientError
 
-from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, _KafkaPartition, transient
+from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, KafkaEndpoint, _decoder, _KafkaPartition, transient
+from schemas import DeadLetter, RawTick
 
 
 class Message:
     """What confluent-kafka's consume() returns, for one partition of md.raw."""
 
-    def __init__(self, offset: int, code: int | None = None):
-        self._offset, self._code = offset, code
+    def __init__(self, offset: int, code: int | None = None, value: bytes = b"{}", topic: str = "md.raw"):
+        self._offset, self._code, self._value, self._topic = offset, code, value, topic
 
     def error(self):
         return None if self._code is None else ClientError(self._code)
@@ -28,10 +29,10 @@ class Message:
         return b"SYN0"
 
     def value(self):
-        return b"{}"
+        return self._value
 
     def topic(self):
-        return "md.raw"
+        return self._topic
 
     def headers(self):
         return None
@@ -108,7 +109,7 @@ def partition(consumers: list[Consumer], broker: Broker | None = None, offset: i
 def test_source_partition_when_batch_ends_with_a_consumer_error_then_resumes_after_the_last_message():
     source, _ = partition([Consumer([[Message(5), Message(6, ClientError.OFFSET_OUT_OF_RANGE)]])])
     batch = source.next_batch()
-    assert [type(item) for item in batch] == [KafkaSourceMessage, KafkaError]  # the error still reaches the flow
+    assert [type(item) for item in batch] == [Message, KafkaError]  # the error still reaches the flow
     assert source.snapshot() == 6  # not 7: offset 6 was never read
 
 
@@ -125,7 +126,7 @@ def test_source_partition_when_nothing_read_then_resumes_from_the_start():
 
 def test_source_partition_when_end_reached_then_batch_delivered_and_next_call_stops():
     source, _ = partition([Consumer([[Message(0), Message(1, ClientError._PARTITION_EOF)]])])
-    assert [m.offset for m in source.next_batch()] == [0]
+    assert [m.offset() for m in source.next_batch()] == [0]
     with pytest.raises(StopIteration):
         source.next_batch()
 
@@ -148,7 +149,7 @@ def test_source_partition_when_silent_with_messages_waiting_then_a_new_consumer_
         clock.now += STALL_CHECK_S / 4
         assert source.next_batch() == []
     assert connected == [OFFSET_BEGINNING, 2] and stuck.closed
-    assert [m.offset for m in source.next_batch()] == [2]
+    assert [m.offset() for m in source.next_batch()] == [2]
     assert source.snapshot() == 3
 
 
@@ -174,6 +175,22 @@ def test_source_partition_when_delivering_then_the_broker_is_not_asked():
         clock.now += STALL_CHECK_S
         assert len(source.next_batch()) == 1
     assert broker.questions == 0
+
+
+def test_source_partition_when_decoding_then_records_dead_letters_and_no_transient_errors():
+    tick = RawTick(id="r1", ts_event=1, ts_ingest=1, source="test", symbol="SYN0", seq=1, payload_format="tapeflow.v1",
+                   payload={"type": "trade"})
+    batch = [Message(0, value=tick.to_json(), topic="p.md.raw"), Message(1, value=b"not json", topic="p.md.raw"),
+             Message(2, ClientError._TRANSPORT), Message(2, ClientError.TOPIC_AUTHORIZATION_FAILED)]
+    decode = _decoder(KafkaEndpoint(("127.0.0.1:1",), "p."), "normalize", with_topic=True)
+    source = _KafkaPartition(lambda at: Consumer([batch]), Broker().ask_end, "p.md.raw", 0, 0, 5_000, Clock(),
+                             decode=decode)
+    out = source.next_batch()
+    assert out[0] == ("md.raw", tick)
+    assert [(t, type(r), r.reason) for t, r in out[1:]] == [("dlq", DeadLetter, "not_json"),
+                                                             ("dlq", DeadLetter, "consumer_error")]
+    assert out[1][1].id == "dlq:normalize:md.raw:0:1" and out[1][1].payload == "not json"
+    assert source.snapshot() == 2
 
 
 @pytest.mark.parametrize("code", [ClientError._TRANSPORT, ClientError._ALL_BROKERS_DOWN,
