@@ -97,6 +97,31 @@ def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool) -> t
         _stop_stages(split.stages, processes)
 
 
+HOPS_SQL = """
+WITH b AS (SELECT bar_end, max({ns}(ts_ingest)) bi FROM md_bars WHERE run_id = {{run_id:String}} AND interval = '{interval}' GROUP BY bar_end),
+     f AS (SELECT bar_end, max({ns}(ts_ingest)) fi FROM features WHERE run_id = {{run_id:String}} GROUP BY bar_end),
+     s AS (SELECT bar_end, max({ns}(ts_ingest)) si, max({ns}(ts_tick_ingest)) ti FROM signals WHERE run_id = {{run_id:String}} GROUP BY bar_end),
+     o AS (SELECT {ns}(ts_tick_ingest) ti, min({ns}(ts_ingest)) oi FROM orders_intent WHERE run_id = {{run_id:String}} GROUP BY ti)
+SELECT count(), quantiles(0.5, 0.99)((bi - ti) / 1e6), quantiles(0.5, 0.99)((fi - bi) / 1e6),
+       quantiles(0.5, 0.99)((si - fi) / 1e6), quantiles(0.5, 0.99)((oi - si) / 1e6)
+FROM s JOIN f USING bar_end JOIN b USING bar_end JOIN o USING ti
+"""
+
+
+def hop_latencies(warehouse: str, run_id: str, interval: str = "1s") -> None:
+    """Where tick-to-order time goes, per cross-section that sent orders: from the tick that closed
+    the last bar to that bar (feed -> md.raw -> normalize -> md.trades -> bars), then each stage's
+    record after the one it came from (ts_ingest is when a stage made its record)."""
+    from sinks.warehouse import Warehouse
+
+    with Warehouse.connect(warehouse) as wh:
+        sql = HOPS_SQL.format(ns="toUnixTimestamp64Nano", interval=interval)
+        count, *hops = wh.query(sql, {"run_id": run_id}).rows[0]
+    names = ("tick->bar", "bar->features", "features->signal", "signal->order")
+    print(f"  per hop ({count} cross-sections with orders): " + "  ".join(
+        f"{name} p50 {q[0]:.1f} p99 {q[1]:.1f} ms" for name, q in zip(names, hops)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--brokers", default=None)
@@ -141,6 +166,7 @@ def main() -> None:
         if latency:
             p50, p99 = (int(x.replace(",", "")) / 1000 for x in latency.groups())
             print(f"tick->order at {args.rate:,.0f}/s  p50 {p50:.1f} ms  p99 {p99:.1f} ms (target p99 <= 50 ms)")
+            hop_latencies(f"chdb://{workdir}/wh", "latency")
         else:
             print("tick->order: no orders in the paced run (raise --duration past the 35 s feature warm-up)")
     finally:
