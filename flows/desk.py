@@ -215,7 +215,7 @@ class TradingDesk:
         return self._release(self._horizon())
 
     def _queue_section(self, section: CrossSection) -> None:
-        if section.bar_end < self._watermark + self._interval_ns and self._watermark >= 0:
+        if self._watermark >= 0 and section.bar_end < self._watermark + self._interval_ns:
             raise ValueError(
                 f"cross-section at {section.bar_end} is off the desk's bar clock ({self.config.bar_interval}) after "
                 f"the one at {self._watermark}: DeskConfig.bar_interval must be the features' interval")

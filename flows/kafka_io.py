@@ -170,7 +170,7 @@ class _KafkaPartition(StatefulSourcePartition):
     """One topic partition read by a consumer of its own (``assign``, no group: the offsets live in
     the stage's recovery snapshot), resuming at the offset after the last message it delivered.
 
-    Bytewax 0.21's own partition is replaced for two reasons:
+    Bytewax 0.21's own partition is replaced for three reasons:
 
     - Its resume offset moved past every item of a batch, consumer errors included: an error
       reported at the fetch offset X (or with no offset, -1001) made the snapshot X+1 (or -1000,
@@ -182,6 +182,8 @@ class _KafkaPartition(StatefulSourcePartition):
       ``--until-end`` stage would never see its end). A partition that delivers nothing for
       ``STALL_AFTER_S`` while the broker reports messages past its offset, and its consumer has
       not even seen them (its cached high watermark is behind), gets a new consumer at its offset.
+    - It wrapped every message in a ``KafkaSourceMessage`` for a decoding step downstream; here
+      ``decode`` turns the consumer's messages into records in the same call.
 
     ``ask_end`` asks the broker for the partition's end offset and returns a future: the question
     must not block the dataflow's thread (asked through the consumer itself, it waits behind the
@@ -225,11 +227,9 @@ class _KafkaPartition(StatefulSourcePartition):
             errors.append(KafkaError(err, KafkaSourceMessage(
                 key=msg.key(), value=msg.value(), topic=msg.topic(), headers=msg.headers() or [],
                 latency=msg.latency(), offset=msg.offset(), partition=msg.partition(), timestamp=msg.timestamp())))
-        delivered = bool(messages)
-        if delivered:
-            self._offset = messages[-1].offset() + 1
         now = self._clock()
-        if delivered:
+        if messages:
+            self._offset = messages[-1].offset() + 1
             self._behind_since = None
             self._next_check = now + STALL_CHECK_S
         elif now >= self._next_check:
@@ -339,7 +339,7 @@ TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}
 def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint) -> None:
     """Write ``(topic, record)`` pairs (catalog names, or warehouse table names) to Kafka, keyed
     as the catalog says, with the schema headers."""
-    full_name = {name: endpoint.topic(TOPIC_OF_TABLE.get(name, name)) for name in (*TOPIC_OF_TABLE, *TOPIC_OF_TABLE.values())}
+    full_name = {name: endpoint.topic(topic) for table, topic in TOPIC_OF_TABLE.items() for name in (table, topic)}
 
     def to_messages(batch: list) -> list[tuple]:
         out = []

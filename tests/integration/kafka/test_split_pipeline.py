@@ -112,13 +112,21 @@ def _end_offsets(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
-        kafka_topics, module_warehouse, fused, tmp_path):
-    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
-    ticks = 80_000
+CRASH_TICKS = 80_000  # long enough that a stage killed after a few seconds is mid-replay
+
+
+def market_data_ready(bootstrap: str, prefix: str, ticks: int):
+    """The tape published and the market-data stages run over it: what the trading stages read."""
     cfg = split_config(bootstrap, prefix, tape(ticks))
     publish_tape(bootstrap, prefix, tape(ticks))
     run_stages(cfg, UPSTREAM)
+    return cfg
+
+
+def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
+        kafka_topics, module_warehouse, fused, tmp_path):
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    cfg = market_data_ready(bootstrap, prefix, CRASH_TICKS)
     command = [sys.executable, "-m", "tapeflow.cli", "flow", "trading", "--brokers", bootstrap, "--prefix", prefix,
                "--recovery-dir", str(tmp_path / "recovery"), "--until-end",
                "--symbols", ",".join(f"SYN{i}" for i in range(8))]
@@ -142,7 +150,7 @@ def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_an
     assert all(r["lag"] == 0 and r["group"] == "recovery" for r in rows)
     assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
     sink_to(module_warehouse, cfg, "crashed")
-    assert_same_tables(module_warehouse, fused(ticks), "crashed", MONEY)
+    assert_same_tables(module_warehouse, fused(CRASH_TICKS), "crashed", MONEY)
     assert_no_duplicate_ids(module_warehouse, "crashed")
 
 
@@ -200,10 +208,7 @@ def test_separate_risk_execution_pnl_processes_when_replayed_then_same_orders_fi
 def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
         kafka_topics, module_warehouse, fused, tmp_path):
     bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
-    ticks = 80_000
-    cfg = split_config(bootstrap, prefix, tape(ticks))
-    publish_tape(bootstrap, prefix, tape(ticks))
-    run_stages(cfg, UPSTREAM)
+    cfg = market_data_ready(bootstrap, prefix, CRASH_TICKS)
     symbols = cfg.trading.desk.universe
     processes = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in SEPARATE_TRADING}
     try:
@@ -224,5 +229,5 @@ def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_s
     assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
     cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
     sink_to(module_warehouse, cfg, "separate-crashed")
-    assert_same_before(module_warehouse, fused(ticks), "separate-crashed", cutoff)
+    assert_same_before(module_warehouse, fused(CRASH_TICKS), "separate-crashed", cutoff)
     assert_no_duplicate_ids(module_warehouse, "separate-crashed")
