@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 def test_activate_v2_while_a_replay_runs_then_signals_switch_from_v1_to_v2_between_bars(module_warehouse, tmp_path):
     registry = registry_with(tmp_path, tiny_booster(seed=1), tiny_booster(seed=2))
     registry.activate("lightgbm", "v1")
-    # paced at 20x: ~10 s of wall clock over ~200 s of tape, the first ~35 s of it the features' warm-up
-    feed = make_feed("synthetic", seed=3, ticks_per_second=100, speed=20.0, max_ticks=20_000)
+    # paced at 20x: ~10 s of wall clock over ~200 s of tape, the first ~35 s of it the features' warm-up;
+    # a flat day, or the open's double rate makes it ~100 s of tape that can end before the 5 s switch
+    feed = make_feed("synthetic", seed=3, ticks_per_second=100, u_shape=0.0, speed=20.0, max_ticks=20_000)
     universe = feed_universe(feed)
     trading = TradingConfig(desk=DeskConfig(universe=universe), universe=universe, strategy_kind="lightgbm",
                             model_registry=str(registry.root))
