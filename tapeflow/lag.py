@@ -34,7 +34,10 @@ def recovery_offsets(recovery_dir: Path) -> dict[tuple[str, int], int]:
     offsets: dict[tuple[str, int], int] = {}
     for db in sorted(Path(recovery_dir).glob("part-*.sqlite3")):
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-            committed = conn.execute("SELECT min(commit_epoch) FROM commits").fetchone()[0]
+            try:
+                committed = conn.execute("SELECT min(commit_epoch) FROM commits").fetchone()[0]
+            except sqlite3.OperationalError:  # the stage is creating its recovery store just now
+                continue
             if committed is None:
                 continue
             rows = conn.execute(
