@@ -73,7 +73,8 @@ def normalize_flow(cfg: SplitConfig) -> Dataflow:
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
-    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint,
+            dense=True)
     return flow
 
 
@@ -191,7 +192,7 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dat
     """Every topic into its warehouse table; the table comes from the topic a message was read from
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
-    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True)
+    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
     partition = WarehouseSink.PARTITION
     tagged = op.flat_map_batch(

@@ -12,15 +12,16 @@ from bytewax.connectors.kafka import KafkaError
 from confluent_kafka import OFFSET_BEGINNING, KafkaException
 from confluent_kafka import KafkaError as ClientError
 
-from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, KafkaEndpoint, _decoder, _KafkaPartition, transient
+from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, KafkaEndpoint, _decoder, _KafkaPartition, _WorkerConsumer, transient
 from schemas import DeadLetter, RawTick
 
 
 class Message:
     """What confluent-kafka's consume() returns, for one partition of md.raw."""
 
-    def __init__(self, offset: int, code: int | None = None, value: bytes = b"{}", topic: str = "md.raw"):
-        self._offset, self._code, self._value, self._topic = offset, code, value, topic
+    def __init__(self, offset: int, code: int | None = None, value: bytes = b"{}", topic: str = "md.raw",
+                 partition: int = 0):
+        self._offset, self._code, self._value, self._topic, self._partition = offset, code, value, topic, partition
 
     def error(self):
         return None if self._code is None else ClientError(self._code)
@@ -44,7 +45,7 @@ class Message:
         return self._offset
 
     def partition(self):
-        return 0
+        return self._partition
 
     def timestamp(self):
         return (0, -1)
@@ -75,6 +76,14 @@ class Consumer:
         self.batches = list(batches)
         self.seen_high = seen_high
         self.closed = False
+        self.assigned: list[tuple[str, int, int]] = []
+
+    def incremental_assign(self, partitions):
+        self.assigned += [(p.topic, p.partition, p.offset) for p in partitions]
+
+    def incremental_unassign(self, partitions):
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.assigned = [a for a in self.assigned if a[:2] not in gone]
 
     def consume(self, num_messages, timeout):
         return self.batches.pop(0) if self.batches else []
@@ -98,12 +107,14 @@ class Clock:
 def partition(consumers: list[Consumer], broker: Broker | None = None, offset: int = OFFSET_BEGINNING, clock=None):
     connected: list[int] = []
 
-    def connect(at: int) -> Consumer:
-        connected.append(at)
-        return consumers[len(connected) - 1]
+    def connect(partitions) -> Consumer:
+        connected.append(partitions[0].offset)
+        consumer = consumers[len(connected) - 1]
+        consumer.incremental_assign(partitions)
+        return consumer
 
     broker = broker or Broker()
-    return _KafkaPartition(connect, broker.ask_end, "md.raw", 0, offset, 5_000, clock or Clock()), connected
+    return _KafkaPartition(_WorkerConsumer(connect, 5_000), broker.ask_end, "md.raw", 0, offset, clock or Clock()), connected
 
 
 def test_source_partition_when_batch_ends_with_a_consumer_error_then_resumes_after_the_last_message():
@@ -183,8 +194,8 @@ def test_source_partition_when_decoding_then_records_dead_letters_and_no_transie
     batch = [Message(0, value=tick.to_json(), topic="p.md.raw"), Message(1, value=b"not json", topic="p.md.raw"),
              Message(2, ClientError._TRANSPORT), Message(2, ClientError.TOPIC_AUTHORIZATION_FAILED)]
     decode = _decoder(KafkaEndpoint(("127.0.0.1:1",), "p."), "normalize", with_topic=True)
-    source = _KafkaPartition(lambda at: Consumer([batch]), Broker().ask_end, "p.md.raw", 0, 0, 5_000, Clock(),
-                             decode=decode)
+    source = _KafkaPartition(_WorkerConsumer(lambda at: Consumer([batch]), 5_000), Broker().ask_end, "p.md.raw", 0, 0,
+                             Clock(), decode=decode)
     out = source.next_batch()
     assert out[0] == ("md.raw", tick)
     assert [(t, type(r), r.reason) for t, r in out[1:]] == [("dlq", DeadLetter, "not_json"),
@@ -210,3 +221,120 @@ def test_producer_delivery_report_when_failed_then_raises_and_when_delivered_the
     report(None, object())
     with pytest.raises(KafkaException):
         report(ClientError(ClientError._MSG_TIMED_OUT), object())
+
+
+def shared_partitions(consumers: list[Consumer], offsets=(OFFSET_BEGINNING, 7), clock=None, broker=None):
+    """Two md.raw partitions on one worker consumer; ``connected``: each new consumer's assignment."""
+    connected: list[list[tuple[str, int, int]]] = []
+
+    def connect(partitions) -> Consumer:
+        consumer = consumers[len(connected)]
+        consumer.incremental_assign(partitions)
+        connected.append(list(consumer.assigned))
+        return consumer
+
+    worker = _WorkerConsumer(connect, 5_000)
+    broker = broker or Broker()
+    parts = [_KafkaPartition(worker, broker.ask_end, "md.raw", i, at, clock or Clock()) for i, at in enumerate(offsets)]
+    return parts, connected
+
+
+def test_worker_partitions_when_one_poll_fetches_both_then_each_delivers_its_own_in_order():
+    fetch = [Message(0, partition=0), Message(7, partition=1), Message(1, partition=0), Message(8, partition=1)]
+    consumer = Consumer([fetch])
+    (first, second), connected = shared_partitions([consumer])
+    assert connected == [[("md.raw", 0, OFFSET_BEGINNING)]] and consumer.assigned[1] == ("md.raw", 1, 7)
+    assert [m.offset() for m in first.next_batch()] == [0, 1]
+    assert [m.offset() for m in second.next_batch()] == [7, 8]  # queued by the first one's poll
+    assert (first.snapshot(), second.snapshot()) == (2, 9)
+    assert first.next_batch() == [] and second.next_batch() == []
+
+
+def test_worker_partitions_when_one_stalls_then_a_new_consumer_resumes_each_at_its_delivered_offset():
+    clock, broker = Clock(), Broker(high=10)
+    stuck = Consumer([[Message(0, partition=0), Message(7, partition=1), Message(8, partition=1)]], seen_high=1)
+    fresh = Consumer([[Message(1, partition=0), Message(8, partition=1)]])
+    (first, second), connected = shared_partitions([stuck, fresh], clock=clock, broker=broker)
+    assert [m.offset() for m in first.next_batch()] == [0]
+    assert [m.offset() for m in second.next_batch()][:1] == [7]
+    while len(connected) == 1 and clock.now < 4 * STALL_AFTER_S:
+        clock.now += STALL_CHECK_S / 4
+        assert first.next_batch() == []
+    assert stuck.closed and connected[1] == [("md.raw", 0, 1), ("md.raw", 1, 9)]
+    assert [m.offset() for m in first.next_batch()] == [1]
+
+
+def test_worker_partitions_when_one_ends_then_the_other_keeps_the_consumer():
+    consumer = Consumer([[Message(0, partition=0), Message(1, ClientError._PARTITION_EOF, partition=0),
+                          Message(7, partition=1)]])
+    (first, second), _ = shared_partitions([consumer])
+    assert [m.offset() for m in first.next_batch()] == [0]
+    with pytest.raises(StopIteration):
+        first.next_batch()
+    first.close()
+    assert consumer.assigned == [("md.raw", 1, 7)] and not consumer.closed
+    assert [m.offset() for m in second.next_batch()] == [7]
+    second.close()
+    assert consumer.closed
+
+
+def test_source_when_partitions_built_on_two_worker_threads_then_one_consumer_per_worker(monkeypatch):
+    import threading
+
+    from flows import kafka_io
+
+    made: list = []
+    monkeypatch.setattr(kafka_io, "Consumer", lambda config: made.append(Consumer()) or made[-1])
+    source = kafka_io._KafkaSource(["127.0.0.1:1"], ["md.raw"], True, OFFSET_BEGINNING, 5_000)
+    built_here = [source.build_part("s", f"{i}-md.raw", None) for i in range(2)]
+    there: list = []
+    worker = threading.Thread(target=lambda: there.extend(source.build_part("s", f"{i}-md.raw", 3) for i in (2, 3)))
+    worker.start()
+    worker.join()
+    assert len(made) == 2
+    assert made[0].assigned == [("md.raw", 0, OFFSET_BEGINNING), ("md.raw", 1, OFFSET_BEGINNING)]
+    assert made[1].assigned == [("md.raw", 2, 3), ("md.raw", 3, 3)]
+    assert [p.snapshot() for p in built_here + there] == [OFFSET_BEGINNING, OFFSET_BEGINNING, 3, 3]
+
+
+def test_worker_consumer_when_a_message_of_an_ended_partition_comes_then_it_is_dropped_not_delivered_elsewhere():
+    consumer = Consumer([[Message(3, partition=9), Message(0, partition=0)]])
+    (first, _), _ = shared_partitions([consumer])
+    assert [m.offset() for m in first.next_batch()] == [0] and first.snapshot() == 1
+
+
+class Producer:
+    """confluent-kafka's Producer as the producing step uses it; ``full`` BufferErrors first."""
+
+    def __init__(self, full: int = 0):
+        self.full = full
+        self.sent: list[tuple] = []
+        self.flushes = 0
+        self.polls = 0
+
+    def produce(self, topic, value, key, headers=None):
+        if self.full:
+            self.full -= 1
+            raise BufferError("queue full")
+        self.sent.append((topic, key, value, headers))
+
+    def poll(self, timeout):
+        self.polls += 1
+
+    def flush(self, timeout=None):
+        self.flushes += 1
+
+
+def test_producing_step_when_batches_arrive_then_sent_without_waiting_and_flushed_only_at_the_snapshot():
+    from flows.kafka_io import _Producing
+
+    producer = Producer(full=2)
+    step = _Producing(producer)
+    items = [("p.md.trades", b"SYN0", b"{}", [("schema", b"v1")]), ("p.md.quotes", b"SYN1", b"{}", [])]
+    assert step.on_batch(items) == ([], False)  # nothing downstream; the step keeps its producer
+    assert producer.sent == items  # in order, the full queue waited out
+    assert producer.flushes == 0  # no broker round trip per batch
+    assert producer.polls >= 3  # two waits on the full queue, then the delivery reports
+    assert step.snapshot() is None and producer.flushes == 1  # before the epoch's offsets commit
+    step.on_eof()
+    assert producer.flushes == 2
