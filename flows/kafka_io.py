@@ -5,11 +5,12 @@ every topic name lets several pipelines (or tests) share one broker. Messages th
 into their topic's record (not JSON, the wrong schema, oversized) become DeadLetters with the
 reason from :mod:`topics.serde` and the raw bytes, never an exception that stops the stage.
 
-Delivery: a stage's source resumes from the offsets in its recovery snapshot; its sink flushes
-every batch, so it is at-least-once (messages of the resumed epoch are produced again). Consumers
-therefore deduplicate: see README "Effectively-once". Source and sink are lean versions of Bytewax's
-Kafka connectors (below): records are decoded in the source partitions and produced from tuples,
-with no per-message object or step in between, which took a third of a stage's time.
+Delivery: a stage's source resumes from the offsets in its recovery snapshot; its producer is
+flushed at the end of every epoch, before the epoch's offsets are committed, so output is
+at-least-once (messages of the resumed epoch are produced again). Consumers therefore deduplicate:
+see README "Effectively-once". Source and producer are lean versions of Bytewax's Kafka connectors
+(below): records are decoded in the source partitions and produced from tuples, with no
+per-message object or step in between, which took a third of a stage's time.
 
 A broker that goes away and comes back (a restart, a network blip) is ridden out, not reported:
 librdkafka reconnects by itself, the consumer fetches on from the offset it had, and the idempotent
@@ -18,10 +19,10 @@ state). So a consumer error that only says the broker is unreachable is logged a
 dead-lettered as a record, and never ends a partition (only ``_PARTITION_EOF`` does, with
 ``tail=False``). Reconnect back-off is capped at a second, so a stage resumes within about a second
 of the broker's return; a consumer that still fetches nothing while the broker holds messages past
-its offset gets a new consumer (see :class:`_KafkaPartition`). A message the producer could not deliver
-within ``message.timeout.ms`` (5 minutes) raises from the sink's flush and stops the stage, which
-then resumes from its last snapshot: an outage longer than that costs a restart, never a silently
-missing message.
+its offset gets a new consumer (see :class:`_KafkaPartition`). A message the producer could not
+deliver within ``message.timeout.ms`` (5 minutes) raises from the producer's poll or flush and stops
+the stage, which then resumes from its last snapshot: an outage longer than that costs a restart,
+never a silently missing message.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ RECONNECT_CONFIG = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "
 
 
 def _delivery_failed(err, msg) -> None:
-    """A delivery report: raise on a failure so the producer's poll or flush fails the stage (which resumes from
-    its snapshot) instead of Bytewax's sink dropping the message without a word."""
+    """A delivery report: raise on a failure so the producer's poll or flush fails the stage (which
+    resumes from its snapshot) instead of Bytewax's sink dropping the message without a word."""
     if err is not None:
         raise KafkaException(err)
 
