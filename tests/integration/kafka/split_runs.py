@@ -41,10 +41,14 @@ def assert_same_tables(wh, run_a: str, run_b: str, tables) -> None:
 
 
 def publish_tape(bootstrap: str, prefix: str, feed) -> int:
+    return publish_ticks(bootstrap, prefix, feed.ticks())
+
+
+def publish_ticks(bootstrap: str, prefix: str, ticks) -> int:
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
                          "compression.type": "lz4"})
     count = 0
-    for tick in feed.ticks():
+    for tick in ticks:
         message = encode("md.raw", tick)
         producer.produce(prefix + "md.raw", message.value, message.key, headers=list(message.headers))
         count += 1

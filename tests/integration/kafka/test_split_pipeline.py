@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from tapeflow.control import ControlChannel
 from tapeflow.lag import stage_lag
@@ -24,14 +24,18 @@ from tests.integration.kafka.split_runs import (
     SEPARATE_TRADING,
     UPSTREAM,
     execution_watermark,
+    STAGE_ENV,
     publish_tape,
+    publish_ticks,
     run_stages,
     sink_to,
     split_config,
+    stage_command,
     start_stage,
     stop_stages,
     wait_caught_up,
 )
+from tests.kafka_fixtures import topic_message_count
 
 pytestmark = pytest.mark.integration
 
@@ -99,19 +103,6 @@ def test_md_raw_when_malformed_bytes_published_then_dead_lettered_with_reasons_a
     assert trades_quotes == 2_000
 
 
-def _end_offsets(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "offsets-probe"})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        total = 0
-        for partition in metadata.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            total += high
-        return total
-    finally:
-        consumer.close()
-
-
 CRASH_TICKS = 80_000  # long enough that a stage killed after a few seconds is mid-replay
 
 
@@ -123,33 +114,45 @@ def market_data_ready(bootstrap: str, prefix: str, ticks: int):
     return cfg
 
 
+BEFORE_CRASH = 48_000  # ticks published when the trading process is killed: past the warm-up, so it trades
+
+
 def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
         kafka_topics, module_warehouse, fused, tmp_path):
+    # The stages read live while the tape is published in two parts, and the trading process is
+    # killed once it trades, with the second part not yet published: mid-replay whatever its speed
+    # (over a complete tape it went from its first report to the end in a quarter of a second).
     bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
-    cfg = market_data_ready(bootstrap, prefix, CRASH_TICKS)
-    command = [sys.executable, "-m", "tapeflow.cli", "flow", "trading", "--brokers", bootstrap, "--prefix", prefix,
-               "--recovery-dir", str(tmp_path / "recovery"), "--until-end",
-               "--symbols", ",".join(f"SYN{i}" for i in range(8))]
-    env = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
-    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while _end_offsets(bootstrap, prefix + "exec.reports") < 20:
-        assert first.poll() is None, f"the trading process ended before it was killed: {first.stderr.read()}"
-        assert time.monotonic() < deadline, "the trading process produced no execution reports within 120 s"
-        time.sleep(0.2)
-    first.kill()  # SIGKILL: no flush, no goodbye
-    first.wait(30)
-    killed_at = _end_offsets(bootstrap, prefix + "exec.reports")
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stderr
-    assert sum(r.lag for r in stage_lag(bootstrap, {"trading": tmp_path / "recovery"})) == 0
+    symbols = tuple(f"SYN{i}" for i in range(8))
+    ticks = list(tape(CRASH_TICKS).ticks())
+    stages = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in (*UPSTREAM, "trading")}
+    try:
+        publish_ticks(bootstrap, prefix, ticks[:BEFORE_CRASH])
+        deadline = time.monotonic() + 120
+        while topic_message_count(bootstrap, prefix + "exec.reports") < 20:
+            assert stages["trading"].poll() is None, (tmp_path / "trading.log").read_text()[-3_000:]
+            assert time.monotonic() < deadline, "the trading process produced no execution reports within 120 s"
+            time.sleep(0.2)
+        os.killpg(stages["trading"].pid, signal.SIGKILL)  # no flush, no goodbye
+        stages["trading"].wait(30)
+        killed_at = topic_message_count(bootstrap, prefix + "exec.reports")
+        publish_ticks(bootstrap, prefix, ticks[BEFORE_CRASH:])
+        stages["trading"] = start_stage(bootstrap, prefix, "trading", tmp_path, symbols)
+        wait_caught_up(bootstrap, tmp_path, stages)
+    finally:
+        stop_stages(stages)
+    for stage in stages:  # close what live stages keep open: the last bars, the desk's held events
+        drained = subprocess.run(stage_command(bootstrap, prefix, stage, tmp_path / stage, symbols) + ["--until-end"],
+                                 env=STAGE_ENV, capture_output=True, text=True, timeout=300)
+        assert drained.returncode == 0, drained.stderr[-3_000:]
+    assert sum(r.lag for r in stage_lag(bootstrap, {"trading": tmp_path / "trading"})) == 0
     from dashboards.lag import consumer_lag  # the dashboard's System page reads the same stores
 
-    rows = consumer_lag(bootstrap, root=tmp_path)
+    rows = consumer_lag(bootstrap, root=tmp_path)  # a group per stage, named by its recovery folder
     assert {r["topic"] for r in rows} >= {prefix + "signals", prefix + "md.trades"}
-    assert all(r["lag"] == 0 and r["group"] == "recovery" for r in rows)
-    assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
-    sink_to(module_warehouse, cfg, "crashed")
+    assert {r["group"] for r in rows} == set(stages) and all(r["lag"] == 0 for r in rows)
+    assert topic_message_count(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
+    sink_to(module_warehouse, split_config(bootstrap, prefix, tape(CRASH_TICKS)), "crashed")
     assert_same_tables(module_warehouse, fused(CRASH_TICKS), "crashed", MONEY)
     assert_no_duplicate_ids(module_warehouse, "crashed")
 
@@ -213,20 +216,20 @@ def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_s
     processes = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in SEPARATE_TRADING}
     try:
         deadline = time.monotonic() + 120
-        while _end_offsets(bootstrap, prefix + "pnl") < 50:
+        while topic_message_count(bootstrap, prefix + "pnl") < 50:
             assert time.monotonic() < deadline, "no P&L within 120 s"
             time.sleep(0.1)
         for stage in ("execution", "pnl"):
             os.killpg(processes[stage].pid, signal.SIGKILL)  # no flush, no goodbye
             processes[stage].wait(30)
-        killed_at = _end_offsets(bootstrap, prefix + "exec.reports")
+        killed_at = topic_message_count(bootstrap, prefix + "exec.reports")
         time.sleep(1.0)  # risk keeps going alone meanwhile, up to what execution had promised
         for stage in ("execution", "pnl"):
             processes[stage] = start_stage(bootstrap, prefix, stage, tmp_path, symbols)
         wait_caught_up(bootstrap, tmp_path, processes)
     finally:
         stop_stages(processes)
-    assert _end_offsets(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
+    assert topic_message_count(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
     cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
     sink_to(module_warehouse, cfg, "separate-crashed")
     assert_same_before(module_warehouse, fused(CRASH_TICKS), "separate-crashed", cutoff)
