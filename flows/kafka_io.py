@@ -225,6 +225,9 @@ class _WorkerConsumer:
             queue.append(msg)
             self._buffered += 1
 
+    def slots(self) -> list[Slot]:
+        return list(self._parts)
+
     def high_seen(self, slot: Slot) -> int:
         """The end of ``slot`` as this consumer's own fetches last saw it."""
         return self._consumer.get_watermark_offsets(TopicPartition(*slot), cached=True)[1]
@@ -246,6 +249,32 @@ class _WorkerConsumer:
             self._consumer = None
         elif self._consumer is not None:
             self._consumer.incremental_unassign([TopicPartition(*slot)])
+
+
+class _EndOffsetQuestions:
+    """The broker's end offsets for a worker's partitions, asked for all of them in one ListOffsets
+    request at most every ``STALL_CHECK_S / 2``: a partition that asks within that time gets the
+    answer (or the pending question) already out. Each quiet partition asking on its own (the sink
+    reads every partition of every topic) was ~150 requests/s at 5,000 ticks/s."""
+
+    def __init__(self, admin: Callable[[], AdminClient], slots: Callable[[], list[Slot]],
+                 clock: Callable[[], float] = time.monotonic):
+        self._admin = admin
+        self._slots = slots
+        self._clock = clock
+        self._asked_at = float("-inf")
+        self._answers: dict[Slot, Future] = {}
+
+    def ask(self, slot: Slot) -> Future:
+        now = self._clock()
+        answer = self._answers.get(slot)
+        if answer is None or now - self._asked_at >= STALL_CHECK_S / 2:
+            asked = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in self._slots()}
+            futures = self._admin().list_offsets(asked, request_timeout=10)
+            self._answers = {(tp.topic, tp.partition): future for tp, future in futures.items()}
+            self._asked_at = now
+            answer = self._answers[slot]
+        return answer
 
 
 class _KafkaPartition(StatefulSourcePartition):
@@ -371,6 +400,7 @@ class _KafkaSource(KafkaSource):
         self.topic_names = set(topics)
         self._admin: AdminClient | None = None
         self._consumers: dict[int, _WorkerConsumer] = {}
+        self._questions: dict[int, _EndOffsetQuestions] = {}
         self.starting_offset = starting_offset
         self.batch_size = batch_size
 
@@ -383,15 +413,13 @@ class _KafkaSource(KafkaSource):
         index, topic = for_part.split("-", 1)
         if topic not in self.topic_names:
             raise ValueError(f"the recovery snapshot has {topic!r}, which this stage does not read")
-        partition = TopicPartition(topic, int(index))
-
-        def ask_end() -> Future:
-            return self.admin().list_offsets({partition: OffsetSpec.latest()}, request_timeout=10)[partition]
-
         # Bytewax builds a worker's partitions on the worker's own thread, which alone polls them
-        consumer = self._consumers.setdefault(threading.get_ident(), _WorkerConsumer(self.connect, self.batch_size))
+        worker = threading.get_ident()
+        consumer = self._consumers.setdefault(worker, _WorkerConsumer(self.connect, self.batch_size))
+        questions = self._questions.setdefault(worker, _EndOffsetQuestions(self.admin, consumer.slots))
+        slot = (topic, int(index))
         offset = self.starting_offset if resume_state is None else resume_state
-        return _KafkaPartition(consumer, ask_end, topic, int(index), offset, decode=self.decode)
+        return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode)
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions

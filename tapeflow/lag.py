@@ -56,24 +56,40 @@ def recovery_offsets(recovery_dir: Path) -> dict[tuple[str, int], int]:
     return offsets
 
 
+class EndOffsets:
+    """End offsets of many partitions in one ListOffsets request, through one long-lived client.
+
+    ``tapeflow run --brokers`` asks every progress interval: a new consumer per stage per question
+    and one request per partition came to ~200 requests/s (connections, metadata, coordinator
+    lookups) on a broker that also carries the tape. Made lazily, closed with the process."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+        self._admin = None
+
+    def __call__(self, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import AdminClient, OffsetSpec
+
+        if not partitions:
+            return {}
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        asked = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in partitions}
+        futures = self._admin.list_offsets(asked, request_timeout=timeout_s)
+        return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+
+
 def end_offsets(bootstrap: str, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-lag", "enable.auto.commit": False})
-    try:
-        return {
-            (topic, partition): consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout_s)[1]
-            for topic, partition in partitions
-        }
-    finally:
-        consumer.close()
+    return EndOffsets(bootstrap)(partitions, timeout_s)
 
 
-def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path]) -> list[PartitionLag]:
-    rows: list[PartitionLag] = []
-    for stage, directory in sorted(recovery_dirs.items()):
-        offsets = recovery_offsets(directory)
-        ends = end_offsets(bootstrap, sorted(offsets))
-        rows.extend(PartitionLag(stage, topic, part, offset, ends[(topic, part)])
-                    for (topic, part), offset in sorted(offsets.items()))
-    return rows
+def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path], ends: EndOffsets | None = None,
+              timeout_s: float = 10.0) -> list[PartitionLag]:
+    """Every stage's partitions against their end offsets, asked in one request (``ends``: a
+    client kept by a caller that asks again and again)."""
+    offsets = {stage: recovery_offsets(directory) for stage, directory in sorted(recovery_dirs.items())}
+    ask = ends if ends is not None and ends.bootstrap == bootstrap else EndOffsets(bootstrap)
+    end = ask(sorted({tp for stage_offsets in offsets.values() for tp in stage_offsets}), timeout_s)
+    return [PartitionLag(stage, topic, part, offset, end[(topic, part)])
+            for stage, stage_offsets in offsets.items() for (topic, part), offset in sorted(stage_offsets.items())]

@@ -12,7 +12,17 @@ from bytewax.connectors.kafka import KafkaError
 from confluent_kafka import OFFSET_BEGINNING, KafkaException
 from confluent_kafka import KafkaError as ClientError
 
-from flows.kafka_io import PRODUCER_CONFIG, STALL_AFTER_S, STALL_CHECK_S, KafkaEndpoint, _decoder, _KafkaPartition, _WorkerConsumer, transient
+from flows.kafka_io import (
+    PRODUCER_CONFIG,
+    STALL_AFTER_S,
+    STALL_CHECK_S,
+    KafkaEndpoint,
+    _decoder,
+    _EndOffsetQuestions,
+    _KafkaPartition,
+    _WorkerConsumer,
+    transient,
+)
 from schemas import DeadLetter, RawTick
 
 
@@ -295,6 +305,35 @@ def test_source_when_partitions_built_on_two_worker_threads_then_one_consumer_pe
     assert made[0].assigned == [("md.raw", 0, OFFSET_BEGINNING), ("md.raw", 1, OFFSET_BEGINNING)]
     assert made[1].assigned == [("md.raw", 2, 3), ("md.raw", 3, 3)]
     assert [p.snapshot() for p in built_here + there] == [OFFSET_BEGINNING, OFFSET_BEGINNING, 3, 3]
+
+
+class Admin:
+    """list_offsets as the admin client's: a future per partition asked, each request recorded."""
+
+    def __init__(self, ends: dict[tuple[str, int], int]):
+        self.ends = ends
+        self.requests: list[list[tuple[str, int]]] = []
+
+    def list_offsets(self, asked, request_timeout):
+        self.requests.append(sorted((tp.topic, tp.partition) for tp in asked))
+        answers = {}
+        for tp in asked:
+            answers[tp] = Future()
+            answers[tp].set_result(SimpleNamespace(offset=self.ends[(tp.topic, tp.partition)]))
+        return answers
+
+
+def test_end_offset_questions_when_partitions_ask_together_then_one_request_answers_all_until_it_ages():
+    admin = Admin({("md.raw", 0): 10, ("md.raw", 1): 20, ("md.trades", 0): 30})
+    clock = Clock()
+    questions = _EndOffsetQuestions(lambda: admin, lambda: list(admin.ends), clock)
+    answers = [questions.ask(slot).result().offset for slot in admin.ends]
+    assert answers == [10, 20, 30]
+    assert admin.requests == [[("md.raw", 0), ("md.raw", 1), ("md.trades", 0)]]
+    clock.now += STALL_CHECK_S / 2  # the next round of checks asks the broker again, once
+    admin.ends[("md.raw", 0)] = 11
+    assert [questions.ask(slot).result().offset for slot in admin.ends] == [11, 20, 30]
+    assert len(admin.requests) == 2
 
 
 def test_worker_consumer_when_a_message_of_an_ended_partition_comes_then_it_is_dropped_not_delivered_elsewhere():
