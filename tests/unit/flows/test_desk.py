@@ -149,7 +149,10 @@ def test_desk_when_pickled_mid_run_then_continues_identically():
     out = []
     for item in arrivals[:half]:
         out.extend(desk.on_item(item))
+    held = {type(entry[4]) for entry in desk._queue}
+    assert {Trade, Quote} <= held, "the snapshot must catch market records still queued"
     restored = pickle.loads(pickle.dumps(desk))
+    assert restored._queue == desk._queue
     out += run_desk(arrivals[half:], restored)
     assert content_hash([r for _, r in out]) == content_hash([r for _, r in whole])
 
