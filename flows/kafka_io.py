@@ -32,6 +32,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 import bytewax.operators as op
@@ -170,6 +171,14 @@ STALL_AFTER_S = 6.0
 # Messages a worker's consumer may hold for its partitions before it stops fetching more: Bytewax
 # takes each partition's share every round, so this only bounds a partition it has paused.
 BUFFERED_MAX = 20_000
+# A batch this small means the partition has caught up: a paused partition waits before the next.
+CAUGHT_UP_BELOW = 1_000
+# The pause of a partition that has caught up, in a stage that reads the tape itself (normalize,
+# bars, trading): at 5,000 ticks/s it turns ~5-tick batches into ~10-tick ones and costs each such
+# hop at most this much latency. Sparse stages (features, signals) keep Bytewax's 1 ms; the
+# warehouse sink, off the tick-to-order path, pauses SINK_PAUSE_S.
+PAUSE_DENSE_S = 0.002
+SINK_PAUSE_S = 0.05
 
 Slot = tuple[str, int]  # (topic, partition)
 
@@ -299,6 +308,12 @@ class _KafkaPartition(StatefulSourcePartition):
     - It had a consumer per partition; here a worker's partitions share one (see
       :class:`_WorkerConsumer`).
 
+    ``pause_s``: after a batch smaller than ``CAUGHT_UP_BELOW`` (the partition has caught up with
+    a live tape), the next one is taken no sooner than this. Bytewax otherwise asks again at once
+    after any item and every millisecond after none, so a paced tape went through the stage a few
+    ticks at a time, and the per-batch cost of its steps took most of its CPU (see
+    :data:`PAUSE_DENSE_S`). A partition with a backlog (a replay) is never paused.
+
     ``ask_end`` asks the broker for the partition's end offset and returns a future: the question
     must not block the dataflow's thread (asked through the consumer itself, it waits behind the
     consumer's long-poll fetch, up to 500 ms), so it goes through an admin client and is read back
@@ -307,7 +322,7 @@ class _KafkaPartition(StatefulSourcePartition):
 
     def __init__(self, consumer: _WorkerConsumer, ask_end: Callable[[], Future], topic: str, partition: int,
                  offset: int, clock: Callable[[], float] = time.monotonic,
-                 decode: Callable[[list, list], list] = _undecoded):
+                 decode: Callable[[list, list], list] = _undecoded, pause_s: float = 0.0):
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -320,6 +335,8 @@ class _KafkaPartition(StatefulSourcePartition):
         self._next_check = clock() + STALL_CHECK_S
         self._asked: Future | None = None
         self._behind_since: float | None = None
+        self._pause = timedelta(seconds=pause_s) if pause_s > 0 else None
+        self._awake: datetime | None = None
         consumer.add(self)
 
     def next_batch(self) -> list:
@@ -338,6 +355,8 @@ class _KafkaPartition(StatefulSourcePartition):
             errors.append(KafkaError(err, KafkaSourceMessage(
                 key=msg.key(), value=msg.value(), topic=msg.topic(), headers=msg.headers() or [],
                 latency=msg.latency(), offset=msg.offset(), partition=msg.partition(), timestamp=msg.timestamp())))
+        if self._pause is not None:
+            self._awake = None if len(messages) >= CAUGHT_UP_BELOW else datetime.now(timezone.utc) + self._pause
         now = self._clock()
         if messages:
             self.offset = messages[-1].offset() + 1
@@ -374,6 +393,9 @@ class _KafkaPartition(StatefulSourcePartition):
             self._consumer.reconnect()
             self._behind_since = None
 
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
     def snapshot(self) -> int:
         return self.offset
 
@@ -386,9 +408,11 @@ class _KafkaSource(KafkaSource):
     one :class:`_WorkerConsumer` per worker thread."""
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int,
-                 decode: Callable[[list, list], list] = _undecoded, extra_config: dict | None = None):
+                 decode: Callable[[list, list], list] = _undecoded, extra_config: dict | None = None,
+                 pause_s: float = 0.0):
         super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
         self.decode = decode
+        self.pause_s = pause_s
         self.config = {
             "bootstrap.servers": ",".join(brokers),
             "group.id": "tapeflow-offsets-in-recovery",  # required by librdkafka, never joined nor committed
@@ -419,7 +443,8 @@ class _KafkaSource(KafkaSource):
         questions = self._questions.setdefault(worker, _EndOffsetQuestions(self.admin, consumer.slots))
         slot = (topic, int(index))
         offset = self.starting_offset if resume_state is None else resume_state
-        return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode)
+        return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,
+                               pause_s=self.pause_s)
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions
@@ -434,16 +459,17 @@ BULK_FETCH_CONFIG = {"fetch.wait.max.ms": "200", "fetch.min.bytes": "1000000"}
 
 def consume(
     step_id: str, flow: Dataflow, endpoint: KafkaEndpoint, topics: list[str], stage: str, with_topic: bool = False,
-    bulk: bool = False,
+    bulk: bool = False, pause_s: float = 0.0,
 ) -> Stream:
     """Records of ``topics`` (catalog names), and DeadLetters for messages that did not decode or
     consumer errors that are not transient, in one stream; with ``with_topic``, ``(topic, record)``
     pairs (a dead letter's topic is ``dlq``). The partitions decode as they read: no per-message
     object or extra step between the consumer and the records. ``bulk``: fetch up to 200 ms' worth
-    at a time (:data:`BULK_FETCH_CONFIG`), for a stage whose latency does not matter."""
+    at a time (:data:`BULK_FETCH_CONFIG`), for a stage whose latency does not matter. ``pause_s``:
+    how long a partition that has caught up waits before its next batch (:class:`_KafkaPartition`)."""
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
                           OFFSET_BEGINNING, batch_size=5_000, decode=_decoder(endpoint, stage, with_topic),
-                          extra_config=BULK_FETCH_CONFIG if bulk else {})
+                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s)
     return _kafka_input(step_id, flow, source)
 
 

@@ -43,7 +43,7 @@ from flows.builders import (
     tagged_for_warehouse,
 )
 from flows.desk import TradingDesk
-from flows.kafka_io import KafkaEndpoint, consume, produce
+from flows.kafka_io import PAUSE_DENSE_S, SINK_PAUSE_S, KafkaEndpoint, consume, produce
 from flows.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig
 from flows.signals import CrossSectionAssembler
@@ -69,7 +69,7 @@ class SplitConfig:
 
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_normalize")
-    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize")
+    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S)
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
@@ -80,7 +80,7 @@ def normalize_flow(cfg: SplitConfig) -> Dataflow:
 
 def bars_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_bars")
-    trades = consume("in", flow, cfg.endpoint, ["md.trades"], "bars")
+    trades = consume("in", flow, cfg.endpoint, ["md.trades"], "bars", pause_s=PAUSE_DENSE_S)
     good = keyed_by("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade), lambda t: t.symbol)
     bars = bar_stage("bars", good, cfg.bar_intervals, cfg.lateness_ns)
     dead = op.filter("undecodable", trades, lambda r: type(r) is DeadLetter)
@@ -134,7 +134,8 @@ class _TradingInputs:
 def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True) -> Dataflow:
     flow = Dataflow("tapeflow_trading")
     account = cfg.trading.desk.account
-    inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading")
+    inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
+                     pause_s=PAUSE_DENSE_S)
     relevant = op.filter(
         "relevant", inputs,
         lambda r: type(r) is not ControlCommand or (r.target in ("global", account) and r.issued_by != "risk"),
@@ -158,7 +159,7 @@ def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_sta
     account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
     flow = Dataflow(f"tapeflow_{name}")
     account = cfg.trading.desk.account
-    inputs = consume("in", flow, cfg.endpoint, topics, name)
+    inputs = consume("in", flow, cfg.endpoint, topics, name, pause_s=PAUSE_DENSE_S)
     relevant = op.filter("relevant", inputs, lambda r: getattr(r, "account", account) == account and not drop(r))
     keyed = keyed_by("key_account", relevant, lambda _: account)
     out = stateful_core(
@@ -192,7 +193,8 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dat
     """Every topic into its warehouse table; the table comes from the topic a message was read from
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
-    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True)
+    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True,
+                    pause_s=SINK_PAUSE_S)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
     partition = WarehouseSink.PARTITION
     tagged = op.flat_map_batch(

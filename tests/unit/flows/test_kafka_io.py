@@ -13,6 +13,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaException
 from confluent_kafka import KafkaError as ClientError
 
 from flows.kafka_io import (
+    CAUGHT_UP_BELOW,
     PRODUCER_CONFIG,
     STALL_AFTER_S,
     STALL_CHECK_S,
@@ -305,6 +306,26 @@ def test_source_when_partitions_built_on_two_worker_threads_then_one_consumer_pe
     assert made[0].assigned == [("md.raw", 0, OFFSET_BEGINNING), ("md.raw", 1, OFFSET_BEGINNING)]
     assert made[1].assigned == [("md.raw", 2, 3), ("md.raw", 3, 3)]
     assert [p.snapshot() for p in built_here + there] == [OFFSET_BEGINNING, OFFSET_BEGINNING, 3, 3]
+
+
+def test_source_partition_when_caught_up_then_paused_and_when_behind_or_unpaused_then_asked_again_at_once():
+    from datetime import datetime, timedelta, timezone
+
+    backlog = [Message(i) for i in range(CAUGHT_UP_BELOW)]
+    consumer = Consumer([[Message(0), Message(1)], backlog, []])
+    paused = _KafkaPartition(_WorkerConsumer(lambda at: consumer, 5_000), Broker().ask_end, "md.raw", 0, 0,
+                             Clock(), pause_s=0.002)
+    assert paused.next_awake() is None
+    before = datetime.now(timezone.utc)
+    assert len(paused.next_batch()) == 2  # a live tape's few ticks: the next batch waits
+    assert before + timedelta(seconds=0.002) <= paused.next_awake() <= datetime.now(timezone.utc) + timedelta(seconds=0.002)
+    assert len(paused.next_batch()) == CAUGHT_UP_BELOW  # a backlog: no pause
+    assert paused.next_awake() is None
+    assert paused.next_batch() == [] and paused.next_awake() is not None
+    unpaused, _ = partition([Consumer([[Message(0)], []])])
+    unpaused.next_batch()
+    unpaused.next_batch()
+    assert unpaused.next_awake() is None  # Bytewax's own cadence
 
 
 class Admin:
