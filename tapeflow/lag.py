@@ -80,10 +80,6 @@ class EndOffsets:
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 
-def end_offsets(bootstrap: str, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
-    return EndOffsets(bootstrap)(partitions, timeout_s)
-
-
 def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path], ends: EndOffsets | None = None,
               timeout_s: float = 10.0) -> list[PartitionLag]:
     """Every stage's partitions against their end offsets, asked in one request (``ends``: a
