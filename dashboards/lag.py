@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 RECOVERY_ROOT = Path("data/recovery")
-_end_offsets: Any = None
 
 
 def stage_dirs(root: Path = RECOVERY_ROOT) -> dict[str, Path]:
@@ -27,13 +26,10 @@ def stage_dirs(root: Path = RECOVERY_ROOT) -> dict[str, Path]:
 
 def consumer_lag(brokers: str, timeout_s: float = 2.0, root: Path = RECOVERY_ROOT) -> list[dict[str, Any]]:
     """One row per (stage, topic): messages not yet read, summed over partitions."""
-    from tapeflow.lag import EndOffsets, stage_lag
+    from tapeflow.lag import stage_lag
 
-    global _end_offsets
-    if _end_offsets is None or _end_offsets.bootstrap != brokers:
-        _end_offsets = EndOffsets(brokers)  # one client for every refresh of the page
     totals: dict[tuple[str, str], int] = {}
-    for row in stage_lag(brokers, stage_dirs(root), _end_offsets, timeout_s):
+    for row in stage_lag(brokers, stage_dirs(root), timeout_s):
         key = (row.stage, row.topic)
         totals[key] = totals.get(key, 0) + row.lag
     return [{"group": stage, "topic": topic, "lag": n} for (stage, topic), n in sorted(totals.items())]

@@ -423,8 +423,7 @@ class _KafkaSource(KafkaSource):
         }
         self.topic_names = set(topics)
         self._admin: AdminClient | None = None
-        self._consumers: dict[int, _WorkerConsumer] = {}
-        self._questions: dict[int, _EndOffsetQuestions] = {}
+        self._workers: dict[int, tuple[_WorkerConsumer, _EndOffsetQuestions]] = {}
         self.starting_offset = starting_offset
         self.batch_size = batch_size
 
@@ -438,9 +437,11 @@ class _KafkaSource(KafkaSource):
         if topic not in self.topic_names:
             raise ValueError(f"the recovery snapshot has {topic!r}, which this stage does not read")
         # Bytewax builds a worker's partitions on the worker's own thread, which alone polls them
-        worker = threading.get_ident()
-        consumer = self._consumers.setdefault(worker, _WorkerConsumer(self.connect, self.batch_size))
-        questions = self._questions.setdefault(worker, _EndOffsetQuestions(self.admin, consumer.slots))
+        worker = self._workers.get(threading.get_ident())
+        if worker is None:
+            consumer = _WorkerConsumer(self.connect, self.batch_size)
+            worker = self._workers[threading.get_ident()] = (consumer, _EndOffsetQuestions(self.admin, consumer.slots))
+        consumer, questions = worker
         slot = (topic, int(index))
         offset = self.starting_offset if resume_state is None else resume_state
         return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,

@@ -7,6 +7,7 @@ directory is where a stage's position is. Reading it is read-only: the stage may
 
 from __future__ import annotations
 
+import functools
 import pickle
 import sqlite3
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ class EndOffsets:
 
     ``tapeflow run --brokers`` asks every progress interval: a new consumer per stage per question
     and one request per partition came to ~200 requests/s (connections, metadata, coordinator
-    lookups) on a broker that also carries the tape. Made lazily, closed with the process."""
+    lookups) on a broker that also carries the tape. One per broker address and process
+    (:func:`stage_lag` keeps them), its admin client made at the first question."""
 
     def __init__(self, bootstrap: str):
         self.bootstrap = bootstrap
@@ -80,12 +82,17 @@ class EndOffsets:
         return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
 
 
-def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path], ends: EndOffsets | None = None,
-              timeout_s: float = 10.0) -> list[PartitionLag]:
-    """Every stage's partitions against their end offsets, asked in one request (``ends``: a
-    client kept by a caller that asks again and again)."""
+@functools.cache
+def _end_offsets_of(bootstrap: str) -> EndOffsets:
+    return EndOffsets(bootstrap)
+
+
+def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path], timeout_s: float = 10.0) -> list[PartitionLag]:
+    """Every stage's partitions against their end offsets, asked in one request through the
+    process's client for ``bootstrap`` (the run's progress line and the dashboard ask every few
+    seconds)."""
     offsets = {stage: recovery_offsets(directory) for stage, directory in sorted(recovery_dirs.items())}
-    ask = ends if ends is not None and ends.bootstrap == bootstrap else EndOffsets(bootstrap)
-    end = ask(sorted({tp for stage_offsets in offsets.values() for tp in stage_offsets}), timeout_s)
+    end = _end_offsets_of(bootstrap)(sorted({tp for stage_offsets in offsets.values() for tp in stage_offsets}),
+                                     timeout_s)
     return [PartitionLag(stage, topic, part, offset, end[(topic, part)])
             for stage, stage_offsets in offsets.items() for (topic, part), offset in sorted(stage_offsets.items())]

@@ -18,9 +18,8 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -43,7 +42,6 @@ class SplitRun:
     log_dir: Path
     silent_after_s: float = 30.0
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
-    _end_offsets: Any = field(default=None, init=False, repr=False, compare=False)  # lag's one admin client
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -72,13 +70,11 @@ class SplitRun:
         return processes
 
     def lag(self) -> dict[str, int]:
-        from tapeflow.lag import EndOffsets, stage_lag
+        from tapeflow.lag import stage_lag
 
-        if self._end_offsets is None:
-            self._end_offsets = EndOffsets(self.brokers)
         dirs = {d.name: d for d in self.recovery_root.glob("*") if any(d.glob("part-*.sqlite3"))}
         totals: dict[str, int] = {}  # a stage that has not committed a snapshot yet is not in it
-        for row in stage_lag(self.brokers, dirs, self._end_offsets):
+        for row in stage_lag(self.brokers, dirs):
             totals[row.stage] = totals.get(row.stage, 0) + row.lag
         return totals
 
