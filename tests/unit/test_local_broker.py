@@ -1,4 +1,4 @@
-"""The local broker's KRaft cluster id."""
+"""The local broker: its KRaft cluster id and its thread sizing."""
 
 import base64
 import uuid
@@ -14,3 +14,12 @@ def test_cluster_id_when_random_bytes_encode_with_a_leading_dash_then_drawn_agai
     cluster_id = broker.kafka_cluster_id()
     assert cluster_id == base64.urlsafe_b64encode(plain.bytes).decode().rstrip("=")
     assert len(cluster_id) == 22 and not cluster_id.startswith("-")
+
+
+def test_request_threads_when_few_cores_then_fewer_threads_than_kafkas_server_defaults():
+    assert broker.request_threads(2) == {"num.network.threads": "1", "num.io.threads": "2"}
+    assert broker.request_threads(1) == {"num.network.threads": "1", "num.io.threads": "2"}
+
+
+def test_request_threads_when_many_cores_then_kafkas_server_defaults():
+    assert broker.request_threads(16) == {"num.network.threads": "3", "num.io.threads": "8"}
