@@ -292,8 +292,13 @@ class TradingDesk:
         return market - self.config.lateness_ns
 
     def _earliest_section(self) -> int:
-        """No cross-section can come before the features' warm-up has passed."""
-        return min(self._market_first.values()) + (WARMUP_BARS - 1) * self._interval_ns
+        """No cross-section can come before the features' warm-up has passed: a symbol's first
+        vector is on its ``WARMUP_BARS``-th bar, and bars are epoch-aligned and exist only where a
+        trade fell, so none ends before the ``WARMUP_BARS``-th interval from the earliest event's.
+        (An event that arrives later with an older time is no earlier than the market horizon, so it
+        cannot move this bound below a horizon the desk already released.)"""
+        first = min(self._market_first.values())
+        return (first // self._interval_ns + WARMUP_BARS) * self._interval_ns
 
     def _horizon(self) -> tuple[int, int]:
         """Everything strictly below this ``(ts, priority)`` key is final."""

@@ -181,7 +181,9 @@ def test_desk_with_a_universe_when_batched_differently_then_identical_and_the_wa
         out = []
         for item in items[:first_section]:
             out.extend(desk.on_item(item))
-        # before any cross-section the desk has processed the tape up to the features' warm-up
+        # before any cross-section the desk has processed the tape up to the features' warm-up:
+        # exactly up to the first cross-section's bar, so its orders do not wait for a bar of tape
+        assert desk._earliest_section() == items[first_section].bar_end
         assert len(desk._queue) < first_section / 4, (chunk, len(desk._queue), first_section)
         out += run_desk(items[first_section:], desk)
         assert desk.counts["late"] == 0
