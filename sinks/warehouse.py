@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import clickhouse_connect
 import polars as pl
@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from schemas import Record
 from sinks import migrations, rows
+from sinks.urls import redact_url
 
 ACCEPTED_URLS = (
     "chdb:///abs/path (embedded chDB; chdb://relative/path is resolved against the working directory;"
@@ -68,17 +69,6 @@ class WarehouseTarget:
     backend: str  # "chdb" or "server"
     chdb_path: str | None = None  # absolute, or ":memory:"
     dsn: str | None = None
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``: for messages and logs (a server URL carries
-    the ClickHouse credentials)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = f"{parts.username}:" if parts.username else ":"
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def parse_url(url: str) -> WarehouseTarget:

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from sinks.warehouse import redact_url
+from sinks.urls import redact_url
 from tapeflow.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trade from a live market tape.")

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 
 from tapeflow.dashboard_server import DEFAULT_HOST, DEFAULT_PORT, DashboardAccessError, DashboardHandle, start_dashboard
-from sinks.warehouse import redact_url
+from sinks.urls import redact_url
 from tapeflow.settings import Settings
 
 PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
