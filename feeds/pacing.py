@@ -6,8 +6,8 @@ backlog as fast as it can take it and then the feed is on schedule again; errors
 the way they would with one ``sleep(gap / speed)`` per tick. Gaps shorter than ``min_sleep_ns``
 (1 ms) are not slept; the next longer sleep absorbs them, so a dense tape goes out in bursts of up
 to a millisecond, as a venue's feed arrives anyway. Why 1 ms: at 5,000 ticks/s a sleep per tick
-(every 200 us) cost the feed a third of its CPU in wake-ups, and an OS sleep that short overshoots
-by a good part of what it waits.
+(every 200 us) cost the feed about a quarter of its CPU in wake-ups, and an OS sleep that short
+overshoots by a good part of what it waits.
 
 Only the feed uses the wall clock (DESIGN §3); everything downstream runs on event time.
 """

@@ -36,8 +36,8 @@ HOST = "127.0.0.1"
 def request_threads(cpus: int) -> dict[str, str]:
     """Network and request-handler threads for a broker that shares ``cpus`` cores with the
     pipeline. Kafka's defaults (3 and 8) size a server of its own; on a 2-core laptop the hand-offs
-    between 11 threads cost more than they serve: with 1 and 2 the broker took ~47% of a core
-    instead of ~57% at 5,000 ticks/s (benchmarks/kafka_pipeline.py, paced)."""
+    between 11 threads cost more than they serve: with 1 and 2 the broker took ~45-52% of a core
+    instead of ~50-61% at 5,000 ticks/s (a paced `tapeflow run --brokers`)."""
     return {"num.network.threads": str(min(3, max(1, cpus // 4))),
             "num.io.threads": str(min(8, max(2, cpus)))}
 
