@@ -43,9 +43,10 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka import KafkaError as ClientError
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 
 from schemas import DeadLetter, now_ns
+from topics.admin import ask_end_offsets
 from topics.catalog import TOPICS, table_name
 from topics.serde import DecodeError, decode, encode, schema_header
 
@@ -278,9 +279,7 @@ class _EndOffsetQuestions:
         now = self._clock()
         answer = self._answers.get(slot)
         if answer is None or now - self._asked_at >= STALL_CHECK_S / 2:
-            asked = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in self._slots()}
-            futures = self._admin().list_offsets(asked, request_timeout=10)
-            self._answers = {(tp.topic, tp.partition): future for tp, future in futures.items()}
+            self._answers = ask_end_offsets(self._admin(), self._slots(), timeout_s=10.0)
             self._asked_at = now
             answer = self._answers[slot]
         return answer

@@ -70,16 +70,16 @@ class EndOffsets:
         self._admin = None
 
     def __call__(self, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
-        from confluent_kafka import TopicPartition
-        from confluent_kafka.admin import AdminClient, OffsetSpec
+        from confluent_kafka.admin import AdminClient
+
+        from topics.admin import ask_end_offsets
 
         if not partitions:
             return {}
         if self._admin is None:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        asked = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in partitions}
-        futures = self._admin.list_offsets(asked, request_timeout=timeout_s)
-        return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+        futures = ask_end_offsets(self._admin, partitions, timeout_s)
+        return {slot: future.result().offset for slot, future in futures.items()}
 
 
 @functools.cache

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -59,6 +60,18 @@ def admin_client(bootstrap: str):
     from confluent_kafka.admin import AdminClient
 
     return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 10_000})
+
+
+def ask_end_offsets(admin, partitions: Iterable[tuple[str, int]], timeout_s: float) -> dict[tuple[str, int], Future]:
+    """Each ``(topic, partition)``'s end offset, asked in one ListOffsets request; a future per
+    partition, whose result's ``offset`` is the end. One request for many partitions, not one each:
+    the callers ask every second or two, on a broker that also carries the tape."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    asked = {TopicPartition(topic, partition): OffsetSpec.latest() for topic, partition in partitions}
+    futures = admin.list_offsets(asked, request_timeout=timeout_s)
+    return {(tp.topic, tp.partition): future for tp, future in futures.items()}
 
 
 def _partitions_for(spec: TopicSpec, override: int | Mapping[str, int] | None) -> int:
