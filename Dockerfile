@@ -19,12 +19,16 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && /opt/venv/bin/pip install --quiet --only-binary=:all: -r /tmp/requirements.txt
 COPY README.md ./
 COPY schemas ./schemas
+COPY config ./config
+COPY market ./market
 COPY topics ./topics
-COPY feeds ./feeds
-COPY flows ./flows
 COPY strategies ./strategies
 COPY venues ./venues
 COPY sinks ./sinks
+COPY trading ./trading
+COPY feeds ./feeds
+COPY flows ./flows
+COPY research ./research
 COPY dashboards ./dashboards
 COPY tapeflow ./tapeflow
 # A regular (non-editable) install: the runtime stage needs the venv and nothing from /src.

@@ -30,9 +30,9 @@ def build(wh: Warehouse, ticks: int, rate: int) -> None:
     from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_universe, run_flow
     from flows.source import FeedLimits
     from sinks.writer import BatchingWriter
-    from tapeflow.control import ControlChannel
+    from config.control_channel import ControlChannel
     from tapeflow.progress import RunProgress
-    from tapeflow.settings import Settings
+    from config.settings import Settings
 
     settings = Settings()
     feed = make_feed("synthetic", seed=11, ticks_per_second=rate, max_ticks=ticks)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from schemas import RawTick, Trade
-from flows.normalize import NormalizeState
-from flows.bars import BarBuilder
+from market.normalize import NormalizeState
+from market.bars import BarBuilder
 
 def make_ticks(n, symbols=("AAPL","MSFT","SPY","QQQ"), quote_ratio=0.5, seed=7):
     rng = random.Random(seed); ts = 1_700_000_000_000_000_000; px = {s: 100.0 for s in symbols}; out = []

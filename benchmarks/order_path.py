@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.desk import DeskConfig, TradingDesk  # noqa: E402
-from flows.risk_limits import RiskLimits  # noqa: E402
+from trading.desk import DeskConfig, TradingDesk  # noqa: E402
+from trading.risk_limits import RiskLimits  # noqa: E402
 from schemas import Order, OrderType, Side, Trade  # noqa: E402
 
 T0 = 1_704_205_800_000_000_000

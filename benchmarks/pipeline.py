@@ -31,10 +31,10 @@ from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow,
 from flows.source import FeedLimits  # noqa: E402
 from sinks.warehouse import Warehouse  # noqa: E402
 from sinks.writer import BatchingWriter  # noqa: E402
-from tapeflow.control import ControlChannel  # noqa: E402
+from config.control_channel import ControlChannel  # noqa: E402
 from tapeflow.progress import RunProgress  # noqa: E402
 from tapeflow.report import trading_summary  # noqa: E402
-from tapeflow.settings import Settings  # noqa: E402
+from config.settings import Settings  # noqa: E402
 
 
 def current_rss_mib() -> float:

@@ -11,7 +11,7 @@ import statistics
 import sys
 import time
 
-from flows.risk import RiskLimits, RiskState
+from trading.risk import RiskLimits, RiskState
 from schemas import NANOS_PER_SECOND, ExecutionReport, Order
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "TSLA", "AMD", "INTC"]

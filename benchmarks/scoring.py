@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-from flows.features import FEATURE_SET_V1
+from schemas.feature_set import FEATURE_SET_V1
 from schemas import FeatureVector
 from strategies.lightgbm_strategy import LightGBMStrategy, ServingModel
-from strategies.training import TrainConfig, lgb_params
+from research.training import TrainConfig, lgb_params
 
 T0 = 1_704_205_800_000_000_000
 

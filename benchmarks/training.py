@@ -10,9 +10,9 @@ import argparse
 import time
 from pathlib import Path
 
-from strategies.evaluation import fold_cross_sections, sections_close_to_close
+from research.evaluation import fold_cross_sections, sections_close_to_close
 from strategies.lightgbm_strategy import LightGBMConfig
-from strategies.training import TrainConfig, bars_from_file, feature_vectors, training_frame, vectors_frame, walk_forward
+from research.training import TrainConfig, bars_from_file, feature_vectors, training_frame, vectors_frame, walk_forward
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "btc-perp-20211231-20220201_1m.csv"
 

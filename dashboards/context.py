@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dashboards.operator import OperatorDesk
-from flows.desk import default_limits
-from flows.risk_limits import RiskLimits
+from trading.risk_limits import default_limits
+from trading.risk_limits import RiskLimits
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Consumer lag of the split topology's stages, for the System page.
 
 Bytewax stages keep their Kafka offsets in their recovery stores, not in consumer groups, so the
-lag is read the way ``tapeflow lag`` reads it (:mod:`tapeflow.lag`): each stage's recovery offsets
+lag is read the way ``tapeflow lag`` reads it (:mod:`topics.lag`): each stage's recovery offsets
 against the topics' end offsets. ``tapeflow run --brokers`` keeps one recovery directory per stage
 under ``data/recovery/<prefix or default>/<stage>``.
 """
@@ -26,7 +26,7 @@ def stage_dirs(root: Path = RECOVERY_ROOT) -> dict[str, Path]:
 
 def consumer_lag(brokers: str, timeout_s: float = 2.0, root: Path = RECOVERY_ROOT) -> list[dict[str, Any]]:
     """One row per (stage, topic): messages not yet read, summed over partitions."""
-    from tapeflow.lag import stage_lag
+    from topics.lag import stage_lag
 
     totals: dict[tuple[str, str], int] = {}
     for row in stage_lag(brokers, stage_dirs(root), timeout_s):

@@ -1,6 +1,6 @@
 """Operator commands from the dashboard: the kill switch and limit changes.
 
-Embedded mode appends to the running pipeline's control spool (``tapeflow.control``); split mode
+Embedded mode appends to the running pipeline's control spool (``config.control_channel``); split mode
 produces to the ``control`` Kafka topic. Either way the command carries who sent it
 (``issued_by``) and is logged here, so the warehouse's control table and the log both say who
 stopped the desk and when.
@@ -12,7 +12,7 @@ import logging
 from typing import Any, Protocol
 
 from schemas import ControlCommand, ControlKind
-from tapeflow.control import ControlChannel, make_command, operator_name
+from config.control_channel import ControlChannel, make_command, operator_name
 
 log = logging.getLogger("tapeflow.dashboard.operator")
 

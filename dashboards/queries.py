@@ -16,8 +16,8 @@ from typing import Any
 
 import polars as pl
 
-from flows.desk import default_limits
-from flows.risk_limits import RiskLimits
+from trading.risk_limits import default_limits
+from trading.risk_limits import RiskLimits
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ def make_feed(kind: str, **options: Any) -> Feed:
         return ReplayFeed(**options)
     if kind == "alpaca":
         from feeds.alpaca import AlpacaFeed
-        from tapeflow.alpaca_settings import require_keys
+        from config.alpaca_settings import require_keys
 
         symbols = options.get("symbols")
         if not symbols:

@@ -4,7 +4,7 @@
 :class:`schemas.RawTick` per trade (``T: "t"``) or quote (``T: "q"``) message, ``source``
 ``alpaca:iex`` / ``alpaca:sip`` / ``alpaca:crypto``, the vendor message as ``payload`` with ``t``
 written as RFC 3339 with nanoseconds (the stream sends msgpack timestamps; JSON cannot hold them),
-parsed by ``flows.tick_parsers.parse_alpaca_v2``. A live stream cannot be replayed: ``start_seq``
+parsed by ``market.tick_parsers.parse_alpaca_v2``. A live stream cannot be replayed: ``start_seq``
 only sets where the numbering (``seq``, ``id = f"{source}:{seq}"``) starts.
 
 How it runs. alpaca-py's ``StockDataStream`` / ``CryptoDataStream`` do the protocol (connect,
@@ -43,7 +43,7 @@ import msgpack
 import websockets
 
 from schemas import RawTick, now_ns
-from tapeflow.alpaca_settings import AlpacaSettings, require_keys
+from config.alpaca_settings import AlpacaSettings, require_keys
 from venues.rate_limit import Backoff
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Bytewax builders: each takes a stream and returns streams, wiring a stage's functional core.
 
-The cores (``flows/normalize.py``, ``flows/bars.py``, ``flows/features.py``, ...) import nothing
+The cores (``market/normalize.py``, ``market/bars.py``, ``market/features.py``, ...) import nothing
 from Bytewax, so another engine could wire the same classes; these builders are the only place the
 market-data stages meet Bytewax. Both topologies use them: the fused embedded dataflow chains them
 in one process, the split topology puts each behind Kafka.
@@ -18,11 +18,11 @@ from typing import Callable
 import bytewax.operators as op
 from bytewax.dataflow import Stream
 
-from flows.bars import BarBuilder
-from flows.features import FeatureState
-from flows.normalize import NormalizeConfig, NormalizeState
-from flows.desk import TradingDesk
-from flows.signals import CrossSection, SignalState
+from market.bars import BarBuilder
+from market.features import FeatureState
+from market.normalize import NormalizeConfig, NormalizeState
+from trading.desk import TradingDesk
+from strategies.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from schemas import (
     Bar,

@@ -5,7 +5,7 @@
     every stream -> its warehouse table, through one batching sink
 
 Deterministic: with the same input and config every record's content is identical between runs
-(only wall-clock ``ts_ingest`` fields differ); see ``flows/desk.py`` for how the trading half keeps
+(only wall-clock ``ts_ingest`` fields differ); see ``trading/desk.py`` for how the trading half keeps
 event-time order whatever the engine's batching.
 """
 
@@ -32,15 +32,15 @@ from flows.builders import (
     tagged_for_warehouse,
     tagged_pairs,
 )
-from flows.desk import DeskConfig, TradingDesk, default_portfolio
-from flows.normalize import NormalizeConfig
-from flows.signals import SignalState
+from trading.desk import DeskConfig, TradingDesk, default_portfolio
+from market.normalize import NormalizeConfig
+from strategies.signals import SignalState
 from flows.sink import WarehouseSink
 from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
 from strategies.baseline import BaselineConfig, BaselineStrategy
 from strategies.portfolio import PortfolioConstructor
-from tapeflow.control import ControlChannel
-from tapeflow.settings import Settings
+from config.control_channel import ControlChannel
+from config.settings import Settings
 
 
 @dataclass(frozen=True)

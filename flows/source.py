@@ -16,7 +16,7 @@ from typing import Iterator, Protocol
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from schemas import ControlCommand, ExecutionReport, RawTick
-from tapeflow.control import ControlChannel
+from config.control_channel import ControlChannel
 
 BATCH_MAX_TICKS = 2_000
 BATCH_MAX_SECONDS = 0.02  # a paced feed hands over what it has at least this often

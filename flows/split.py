@@ -13,7 +13,7 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
                                                            positions, pnl, control, dlq
     sink       every topic                              -> the warehouse
 
-or, instead of ``trading``, the same desk as three processes (flows.trading_stages), lock-stepped
+or, instead of ``trading``, the same desk as three processes (trading.stages), lock-stepped
 by watermarks in their output topics:
 
     risk       md.trades, md.quotes, signals, control,  -> orders.intent, orders.approved,
@@ -42,14 +42,16 @@ from flows.builders import (
     signals_for_warehouse,
     tagged_for_warehouse,
 )
-from flows.desk import TradingDesk
-from flows.kafka_io import PAUSE_DENSE_S, SINK_PAUSE_S, KafkaEndpoint, consume, produce
-from flows.normalize import NormalizeConfig
+from trading.desk import TradingDesk
+from flows.kafka_sink import produce
+from flows.kafka_source import PAUSE_DENSE_S, SINK_PAUSE_S, consume
+from topics.kafka_records import KafkaEndpoint
+from market.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig
-from flows.signals import CrossSectionAssembler
+from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.stateful import keyed_by, stateful_core, unkeyed
-from flows.trading_stages import ExecutionStage, PnlStage, RiskStage
+from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
 from topics.catalog import TOPICS, table_name
 
@@ -155,7 +157,7 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
 
 def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_stage: Callable[[], object],
                         drop: Callable[[object], bool] = lambda r: False) -> Dataflow:
-    """One of the separate risk, execution and pnl stages (flows.trading_stages): keyed by
+    """One of the separate risk, execution and pnl stages (trading.stages): keyed by
     account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
     flow = Dataflow(f"tapeflow_{name}")
     account = cfg.trading.desk.account

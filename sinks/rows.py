@@ -42,7 +42,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from flows.features import FEATURE_SET_V1
+from schemas.feature_set import FEATURE_SET_V1
 from schemas import FeatureVector, Record
 from topics.catalog import TOPICS
 

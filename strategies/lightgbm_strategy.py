@@ -54,7 +54,7 @@ from typing import Any, Literal, Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.features import FEATURE_SET_V1, FEATURE_SET_VERSION
+from schemas.feature_set import FEATURE_SET_V1, FEATURE_SET_VERSION
 from schemas import FeatureVector
 from strategies.base import Strategy, long_short_weights, threshold_weights
 from strategies.baseline import zscores

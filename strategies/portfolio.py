@@ -18,7 +18,7 @@ Two ways to execute (``PortfolioConfig.execution``):
   working order of that symbol is canceled and, if a delta remains, one new limit goes out. So at
   most one order per symbol works, and it is never more than one bar stale. It needs the touch,
   which only the trading desk sees (it processes the quotes); a symbol without a quote yet gets no
-  order that bar. Measured on the synthetic tape (see ``strategies/evaluation.py``): with a
+  order that bar. Measured on the synthetic tape (see ``research/evaluation.py``): with a
   1-second forecast worth 1-2 bp, crossing the spread costs more than the forecast earns, and
   resting at the touch is what leaves something after fees.
 """

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from flows.features import FEATURE_SET_V1, FEATURE_SET_VERSION
+from schemas.feature_set import FEATURE_SET_V1, FEATURE_SET_VERSION
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"

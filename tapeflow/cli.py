@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from sinks.urls import redact_url
-from tapeflow.settings import Settings
+from config.settings import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trade from a live market tape.")
 
@@ -71,7 +71,7 @@ def run(
         run_flow,
     )
     from flows.source import FeedLimits
-    from tapeflow.control import ControlChannel
+    from config.control_channel import ControlChannel
     from sinks.warehouse import Warehouse
     from sinks.writer import BatchingWriter
     from tapeflow.progress import RunProgress
@@ -85,7 +85,7 @@ def run(
     if venue not in ("sim", "alpaca"):
         _fail(f"unknown venue {venue!r}; venues: sim, alpaca")
     if venue == "alpaca" or feed == "alpaca":
-        from tapeflow.alpaca_settings import MissingAlpacaKeys, require_keys
+        from config.alpaca_settings import MissingAlpacaKeys, require_keys
 
         try:
             require_keys()
@@ -184,7 +184,7 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
 
 def _start_alpaca_venue(settings: Settings, live: bool):
     """Alpaca paper trading (live only with --live), reconciled with the (empty) ledger at start."""
-    from tapeflow.alpaca_settings import require_keys
+    from config.alpaca_settings import require_keys
     from venues.alpaca import AlpacaVenue
 
     venue = AlpacaVenue(require_keys(), paper=not live, live=live, account=settings.account).start()
@@ -257,7 +257,7 @@ def lag(
     recovery_root: Path = typer.Option(Path("data/recovery"), help="Folder holding one recovery dir per stage."),
 ) -> None:
     """Each split-topology stage's lag: its recovery offsets against the topics' end offsets."""
-    from tapeflow.lag import stage_lag
+    from topics.lag import stage_lag
     from tapeflow.report import format_table
 
     dirs = {d.name: d for d in sorted(recovery_root.glob("*")) if any(d.glob("part-*.sqlite3"))}
@@ -277,7 +277,7 @@ app.add_typer(control_app, name="control")
 
 
 def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global") -> None:
-    from tapeflow.control import ControlChannel, make_command
+    from config.control_channel import ControlChannel, make_command
 
     settings = Settings()
     command = ControlChannel(settings.control_path).send(make_command(kind, target=target, name=name, value=value))
@@ -305,7 +305,7 @@ def set_limit(
     account: str = typer.Option("global", help="An account, or global."),
 ) -> None:
     """Change one pre-trade risk limit of a running pipeline."""
-    from flows.risk_limits import RiskLimits
+    from trading.risk_limits import RiskLimits
     from schemas import ControlKind
 
     if name not in RiskLimits.limit_names():

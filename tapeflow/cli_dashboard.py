@@ -11,7 +11,7 @@ import typer
 
 from tapeflow.dashboard_server import DEFAULT_HOST, DEFAULT_PORT, DashboardAccessError, DashboardHandle, start_dashboard
 from sinks.urls import redact_url
-from tapeflow.settings import Settings
+from config.settings import Settings
 
 PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from tapeflow.settings import Settings
+from config.settings import Settings
 
 SINK_NICENESS = 10  # added to the sink's CPU niceness (lower priority); see flow()
 
@@ -33,7 +33,7 @@ def flow(
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
-    from flows.kafka_io import KafkaEndpoint
+    from topics.kafka_records import KafkaEndpoint
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
     from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow
 

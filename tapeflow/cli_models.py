@@ -14,7 +14,7 @@ from typing import Optional
 
 import typer
 
-from tapeflow.settings import Settings
+from config.settings import Settings
 
 DEFAULT_REGISTRY = Path("data/models")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, show, activate, roll back.")
@@ -68,12 +68,12 @@ def train(
     """Train the LightGBM signal on features computed by the pipeline's own stages, evaluate it
     walk-forward (IC, rank IC, hit rate, P&L after fees) and register it."""
     from feeds import make_feed
-    from flows.features import WARMUP_BARS
+    from market.features import WARMUP_BARS
     from flows.pipeline import MarketDataConfig
-    from strategies.evaluation import desk_pnl, evaluation_desk, fold_cross_sections, sections_close_to_close
+    from research.evaluation import desk_pnl, evaluation_desk, fold_cross_sections, sections_close_to_close
     from strategies.lightgbm_strategy import LightGBMConfig
     from strategies.registry import ModelRegistry
-    from strategies.training import (
+    from research.training import (
         TrainConfig, bars_from_file, feature_vectors, model_metadata, tape_vectors, training_frame, vectors_frame,
         walk_forward,
     )
@@ -248,7 +248,7 @@ def rollback_model(
 
 
 def _operator() -> str:
-    from tapeflow.control import operator_name
+    from config.control_channel import operator_name
 
     return operator_name()
 
@@ -257,7 +257,7 @@ def _notify(notify: bool, version: str, detail: str) -> None:
     if not notify:
         return
     from schemas import ControlKind
-    from tapeflow.control import ControlChannel, make_command
+    from config.control_channel import ControlChannel, make_command
 
     settings = Settings()
     ControlChannel(settings.control_path).send(make_command(ControlKind.ACTIVATE_MODEL, name=version, detail=detail))

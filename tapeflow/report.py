@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import typer
 
-from flows.performance import max_drawdown, sharpe_ratio
+from trading.performance import max_drawdown, sharpe_ratio
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -70,7 +70,7 @@ class SplitRun:
         return processes
 
     def lag(self) -> dict[str, int]:
-        from tapeflow.lag import stage_lag
+        from topics.lag import stage_lag
 
         dirs = {d.name: d for d in self.recovery_root.glob("*") if any(d.glob("part-*.sqlite3"))}
         totals: dict[str, int] = {}  # a stage that has not committed a snapshot yet is not in it

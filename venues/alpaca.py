@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterable, Iterator
 import requests
 
 from schemas import ExecutionReport, Order, OrderAction, OrderState, OrderType, Side, TimeInForce, now_ns
-from tapeflow.alpaca_settings import AlpacaSettings, require_keys
+from config.alpaca_settings import AlpacaSettings, require_keys
 from venues.alpaca_updates import STATUS_STATES, TrackedOrder, TradeUpdatesStream, _ts, apply_update, strategy_from_client_order_id
 from venues.order_book import OpenOrder
 from venues.rate_limit import Backoff, TokenBucket

@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import websockets
 
-from flows.tick_parsers import rfc3339_to_ns
+from schemas.timestamps import rfc3339_to_ns
 from schemas import ExecutionReport, OrderState, Side, now_ns
-from tapeflow.alpaca_settings import AlpacaSettings
+from config.alpaca_settings import AlpacaSettings
 from venues.rate_limit import Backoff
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import msgpack
 
-from tapeflow.alpaca_settings import AlpacaSettings
+from config.alpaca_settings import AlpacaSettings
 from tests.alpaca_fake.broker import FakeBroker
 from tests.alpaca_fake.rest import FakeRestServer
 from tests.alpaca_fake.streams import FakeStreams

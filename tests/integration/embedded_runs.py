@@ -8,9 +8,9 @@ from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow,
 from flows.source import Feed, FeedLimits
 from sinks.warehouse import Warehouse
 from sinks.writer import BatchingWriter
-from tapeflow.control import ControlChannel
+from config.control_channel import ControlChannel
 from tapeflow.progress import RunProgress
-from tapeflow.settings import Settings
+from config.settings import Settings
 
 WALL_CLOCK_COLUMNS = ("ts_ingest", "ts_tick_ingest", "ts_written", "run_id")
 

@@ -81,7 +81,7 @@ def test_replay_binance_when_landed_then_every_tick_is_a_trade_or_a_dead_letter(
 
 def test_replay_binance_when_features_landed_then_one_vector_per_1s_bar_after_warmup(binance_run):
     wh, _ = binance_run
-    from flows.features import WARMUP_BARS
+    from market.features import WARMUP_BARS
 
     bars = wh.query("SELECT count() FROM md_bars FINAL WHERE run_id = 'binance' AND interval = '1s'").scalar()
     vectors = wh.query("SELECT count(), countIf(isNaN(rsi_14)) FROM features FINAL WHERE run_id = 'binance'").rows[0]

@@ -24,7 +24,7 @@ def synthetic(seed: int = 5, max_ticks: int = TICKS):
 @pytest.fixture(scope="module")
 def traded(module_warehouse, tmp_path_factory):
     control = tmp_path_factory.mktemp("control") / "control.jsonl"
-    from tapeflow.control import ControlChannel
+    from config.control_channel import ControlChannel
 
     run_embedded(module_warehouse, synthetic(), "trade-a", trading=True, control=ControlChannel(control))
     return module_warehouse
@@ -93,7 +93,7 @@ def test_pnl_recomputed_from_fills_and_last_trades_equals_the_pnl_table(traded):
 
 
 def test_two_runs_with_the_same_seed_then_identical_orders_fills_and_pnl(traded, tmp_path):
-    from tapeflow.control import ControlChannel
+    from config.control_channel import ControlChannel
 
     run_embedded(traded, synthetic(), "trade-b", trading=True, control=ControlChannel(tmp_path / "c.jsonl"))
     for table in ("signals", *MONEY_TABLES):
@@ -104,7 +104,7 @@ def test_two_runs_with_the_same_seed_then_identical_orders_fills_and_pnl(traded,
 
 
 def test_trading_run_when_stopped_and_resumed_then_no_duplicate_or_missing_orders_and_same_pnl(traded, tmp_path):
-    from tapeflow.control import ControlChannel
+    from config.control_channel import ControlChannel
 
     recovery = tmp_path / "recovery"
     control = ControlChannel(tmp_path / "c.jsonl")

@@ -9,7 +9,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from feeds import make_feed
 from flows.builders import bar_stage, feature_stage, normalize_stage
-from flows.normalize import NormalizeConfig
+from market.normalize import NormalizeConfig
 from schemas import Bar, DeadLetter, FeatureVector, Quote, Trade, content_hash
 
 pytestmark = pytest.mark.integration

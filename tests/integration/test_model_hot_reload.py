@@ -9,10 +9,10 @@ from collections import defaultdict
 import pytest
 
 from feeds import make_feed
-from flows.desk import DeskConfig
+from trading.desk import DeskConfig
 from flows.pipeline import TradingConfig, feed_universe
 from schemas import ControlKind
-from tapeflow.control import ControlChannel, make_command
+from config.control_channel import ControlChannel, make_command
 from tests.integration.embedded_runs import run_embedded
 from tests.unit.strategies.lgbm_models import registry_with, tiny_booster
 

@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 
 from feeds import make_feed
 from flows.builders import bar_stage, feature_stage, normalize_stage
-from flows.features import FEATURE_SET_V1
-from flows.normalize import NormalizeConfig
+from schemas.feature_set import FEATURE_SET_V1
+from market.normalize import NormalizeConfig
 from schemas import FeatureVector
-from strategies.evaluation import desk_pnl, fold_cross_sections
+from research.evaluation import desk_pnl, fold_cross_sections
 from strategies.lightgbm_strategy import LightGBMConfig
-from strategies.training import TapeConfig, TrainConfig, tape_vectors, training_frame, vectors_frame, walk_forward
+from research.training import TapeConfig, TrainConfig, tape_vectors, training_frame, vectors_frame, walk_forward
 from tapeflow.cli_models import register as register_cli
 from tests.real_data import REAL_DATA
 

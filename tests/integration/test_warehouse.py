@@ -6,7 +6,7 @@ import orjson
 import polars as pl
 import pytest
 
-from flows.features import FEATURE_SET_V1
+from schemas.feature_set import FEATURE_SET_V1
 from schemas import Aggressor, Order, RiskReject
 from sinks import migrations
 from sinks.rows import LAYOUTS, layout

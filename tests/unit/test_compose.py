@@ -18,9 +18,9 @@ import typer
 import yaml
 
 from flows.split import SEPARATE_TRADING, STAGES
-from tapeflow.alpaca_settings import AlpacaSettings
+from config.alpaca_settings import AlpacaSettings
 from tapeflow.cli import app
-from tapeflow.settings import Settings
+from config.settings import Settings
 from topics.catalog import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]

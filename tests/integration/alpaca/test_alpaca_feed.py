@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from feeds.alpaca import AlpacaFeed, AlpacaFeedError
-from flows.normalize import NormalizeState
+from market.normalize import NormalizeState
 from schemas import Aggressor, Quote, RawTick, Trade
 
 pytestmark = pytest.mark.integration

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.pnl import Ledger
+from trading.ledger import Ledger
 from schemas import OrderState, Side, TimeInForce
 from tests.unit.venues.factories import cancel, order
 from venues.alpaca import AlpacaVenue, LiveTradingNotEnabled

@@ -13,9 +13,9 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from feeds import make_feed
-from flows.desk import DeskConfig
-from flows.kafka_io import KafkaEndpoint
-from flows.normalize import NormalizeConfig
+from trading.desk import DeskConfig
+from topics.kafka_records import KafkaEndpoint
+from market.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig, feed_universe, run_flow
 from flows.split import SplitConfig, build_stage_flow
 from sinks.writer import BatchingWriter
@@ -100,7 +100,7 @@ def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols) ->
 
 def wait_caught_up(bootstrap: str, root: Path, processes: dict[str, subprocess.Popen], timeout_s: float = 300) -> None:
     """Until every stage has read every message of its topics and stayed so for two seconds."""
-    from tapeflow.lag import recovery_offsets, stage_lag
+    from topics.lag import recovery_offsets, stage_lag
 
     deadline, since = time.monotonic() + timeout_s, None
     while True:

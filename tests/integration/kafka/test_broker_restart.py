@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from flows.desk import DeskConfig
+from trading.desk import DeskConfig
 from flows.pipeline import TradingConfig, feed_universe
 from tapeflow.broker import LocalBroker
-from tapeflow.control import ControlChannel
+from config.control_channel import ControlChannel
 from tests.integration.embedded_runs import run_embedded
 from tests.integration.kafka.split_runs import (
     MARKET,

@@ -12,8 +12,8 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from tapeflow.control import ControlChannel
-from tapeflow.lag import stage_lag
+from config.control_channel import ControlChannel
+from topics.lag import stage_lag
 from tests.integration.embedded_runs import run_embedded, table_content
 from tests.integration.kafka.split_runs import (
     MARKET,
@@ -50,7 +50,7 @@ def fused(module_warehouse, tmp_path_factory):
             feed = tape(ticks)
             from flows.pipeline import TradingConfig, feed_universe
 
-            from flows.desk import DeskConfig
+            from trading.desk import DeskConfig
 
             universe = feed_universe(feed)
             trading = TradingConfig(desk=DeskConfig(universe=universe), universe=universe)

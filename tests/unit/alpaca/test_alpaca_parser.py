@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.normalize import NormalizeState
-from flows.tick_parsers import PAYLOAD_PARSERS, MalformedPayload, ParsedQuote, ParsedTrade, parse_alpaca_v2, rfc3339_to_ns
+from market.normalize import NormalizeState
+from market.tick_parsers import PAYLOAD_PARSERS, MalformedPayload, ParsedQuote, ParsedTrade, parse_alpaca_v2, rfc3339_to_ns
 from schemas import Aggressor, DeadLetter, Quote, RawTick, Trade
 
 T0 = "2024-01-02T14:30:00.123456789Z"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tapeflow.alpaca_settings import AlpacaSettings, MissingAlpacaKeys, require_keys
+from config.alpaca_settings import AlpacaSettings, MissingAlpacaKeys, require_keys
 
 SECRET = "s3cr3t-value-that-must-never-appear"
 KEY_ID = "PKKEYIDVALUE123"

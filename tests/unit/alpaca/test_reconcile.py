@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.pnl import Ledger
+from trading.ledger import Ledger
 from schemas import OrderState, OrderType, Side, TimeInForce
 from venues.order_book import OpenOrder
 from venues.reconcile import reconcile

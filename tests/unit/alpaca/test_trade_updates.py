@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.pnl import Ledger
+from trading.ledger import Ledger
 from schemas import OrderState, Side
 from venues.alpaca_updates import TrackedOrder, apply_update, strategy_from_client_order_id
 

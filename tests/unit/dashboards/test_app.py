@@ -12,7 +12,7 @@ from dashboards.context import DashboardContext
 from dashboards.operator import OperatorDesk, SpoolRoute
 from feeds import make_feed
 from schemas import ControlKind
-from tapeflow.control import ControlChannel
+from config.control_channel import ControlChannel
 from tapeflow.dashboard_server import DashboardAccessError, dashboard_reader, require_credentials, start_dashboard
 from tests.integration.embedded_runs import run_embedded
 

@@ -9,9 +9,9 @@ import pytest
 from dashboards.queries import QUERIES, fetch, fetch_one, limit_utilisation, limits_in_force
 from dashboards.snapshot import RunSnapshot
 from feeds import make_feed
-from flows.desk import default_limits
+from trading.risk_limits import default_limits
 from schemas import ControlCommand, ControlKind
-from tapeflow.control import ControlChannel
+from config.control_channel import ControlChannel
 from tests.integration.embedded_runs import run_embedded
 
 RUN = "dash-run"

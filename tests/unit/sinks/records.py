@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.features import FEATURE_SET_V1
+from schemas.feature_set import FEATURE_SET_V1
 from schemas import (
     Aggressor,
     Bar,

@@ -4,7 +4,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from flows.features import FEATURE_SET_V1
+from schemas.feature_set import FEATURE_SET_V1
 from sinks.rows import LAYOUTS, layout, to_arrow
 from tests.unit.sinks.records import T0, one_of_each, trade
 from topics.catalog import TOPICS

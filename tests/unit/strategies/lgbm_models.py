@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flows.features import FEATURE_SET_V1, FEATURE_SET_VERSION
+from schemas.feature_set import FEATURE_SET_V1, FEATURE_SET_VERSION
 from strategies.registry import ModelRegistry
 from tests.unit.strategies.fixtures import T0, vector
 

@@ -9,9 +9,9 @@ import pytest
 
 from strategies.base import is_valid_target
 from strategies.baseline import zscores
-from strategies.evaluation import vectors_from_frame
+from research.evaluation import vectors_from_frame
 from strategies.lightgbm_strategy import LightGBMConfig, LightGBMStrategy, ServingModel, feature_rows
-from strategies.training import feature_matrix, vectors_frame
+from research.training import feature_matrix, vectors_frame
 from tests.unit.strategies.fixtures import SECOND, T0
 from tests.unit.strategies.lgbm_models import random_cross_section, tiny_booster
 

@@ -6,13 +6,13 @@ import pickle
 
 import pytest
 
-from flows.signals import CrossSection, SignalState
+from strategies.signals import CrossSection, SignalState
 from schemas import ControlKind
 from strategies.lightgbm_strategy import LightGBMStrategy
 from strategies.model_swap import ModelSlot, SwapPolicy
 from strategies.portfolio import PortfolioConstructor
 from strategies.registry import GatePolicy
-from tapeflow.control import make_command
+from config.control_channel import make_command
 from tests.unit.strategies.fixtures import EIGHT, SECOND, T0
 from tests.unit.strategies.lgbm_models import random_cross_section, registry_with, tiny_booster
 

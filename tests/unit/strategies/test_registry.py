@@ -50,7 +50,7 @@ def test_gate_when_feature_set_differs_then_refused_with_the_reason():
 
 
 def test_gate_when_column_order_differs_then_refused_with_the_reason():
-    from flows.features import FEATURE_SET_V1
+    from schemas.feature_set import FEATURE_SET_V1
 
     swapped = (FEATURE_SET_V1[1], FEATURE_SET_V1[0], *FEATURE_SET_V1[2:])
     assert gate_reasons(metadata(feature_names=swapped))[0].startswith("feature_columns_mismatch")

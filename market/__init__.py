@@ -1,0 +1,1 @@
+"""market: see DESIGN §6."""

@@ -1,0 +1,1 @@
+"""research: see DESIGN §6."""

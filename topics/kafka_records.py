@@ -1,0 +1,110 @@
+"""Kafka messages into catalog records: the broker endpoint, which client errors are transient, and
+dead letters for bytes that do not decode (the reason from :mod:`topics.serde`, the raw bytes kept).
+
+Engine-free, so any stage runtime (the Bytewax flows, the Quix Streams sink) decodes the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from confluent_kafka import KafkaError as ClientError
+
+from schemas import DeadLetter, now_ns
+from topics.serde import DecodeError, decode, schema_header
+
+PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead letter
+
+log = logging.getLogger(__name__)
+
+# librdkafka's default back-off grows to 10 s between reconnects: after a broker restart of tens of
+# seconds a stage would sit idle up to 10 s more. One second is cheap for a handful of connections.
+RECONNECT_CONFIG = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"}
+
+
+# Errors that say only that the broker is (for now) out of reach; librdkafka retries them itself.
+TRANSIENT_ERRORS = frozenset({
+    ClientError._TRANSPORT, ClientError._ALL_BROKERS_DOWN, ClientError._TIMED_OUT, ClientError._RESOLVE,
+    ClientError.NOT_LEADER_FOR_PARTITION, ClientError.LEADER_NOT_AVAILABLE, ClientError.REQUEST_TIMED_OUT,
+    ClientError.NETWORK_EXCEPTION, ClientError.COORDINATOR_LOAD_IN_PROGRESS,
+})
+
+
+def transient(err: ClientError) -> bool:
+    return err.code() in TRANSIENT_ERRORS or err.retriable()
+
+
+@dataclass(frozen=True)
+class KafkaEndpoint:
+    brokers: tuple[str, ...]
+    prefix: str = ""
+    tail: bool = True  # False: stop at the end of each partition (replays, tests)
+
+    def topic(self, name: str) -> str:
+        return f"{self.prefix}{name}"
+
+    def bare(self, topic: str) -> str:
+        return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
+
+
+def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool) -> Callable[[list, list], list]:
+    """``(messages, errors) -> records``: confluent-kafka messages decoded into their topics'
+    records (or dead letters), and consumer errors that are not transient as dead letters; with
+    ``with_topic``, ``(topic, record)`` pairs (a dead letter's topic is ``dlq``). Transient errors
+    (the broker out of reach) are logged only: librdkafka retries them, and a broker restart must
+    not leave records behind."""
+    bare = endpoint.bare
+
+    def decode_batch(messages: list, errors: list) -> list:
+        out = []
+        for msg in messages:
+            topic = bare(msg.topic())
+            value = msg.value()
+            try:
+                record = decode(topic, value, schema_header(msg.headers()))
+            except DecodeError as err:
+                record = dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
+                                      msg.offset(), msg.timestamp())
+                topic = "dlq"
+            out.append((topic, record) if with_topic else record)
+        for e in errors:
+            if transient(e.err):
+                log.warning("%s: %s (transient: the client retries)", stage, e.err.str())
+                continue
+            m = e.msg
+            dead = dead_letter(bare(m.topic or "?"), stage, "consumer_error", str(e.err), m.key, m.value,
+                                m.partition, m.offset, m.timestamp)
+            out.append(("dlq", dead) if with_topic else dead)
+        return out
+
+    return decode_batch
+
+
+def dead_letter(topic: str, stage: str, reason: str, detail: str, key: bytes | None, value: bytes | None,
+                 partition: int | None, offset: int | None, timestamp: tuple[int, int] | None) -> DeadLetter:
+    value = value or b""
+    preview = value[:PAYLOAD_PREVIEW]
+    try:
+        payload = preview.decode()
+    except UnicodeDecodeError:
+        payload = repr(preview)
+    if len(value) > PAYLOAD_PREVIEW:
+        payload += f"... ({len(value)} bytes)"
+    now = now_ns()
+    return DeadLetter(
+        id=f"dlq:{stage}:{topic}:{partition}:{offset}",
+        ts_event=(timestamp[1] * 1_000_000) if timestamp and timestamp[1] > 0 else now,
+        ts_ingest=now,
+        source_topic=topic,
+        stage=stage,
+        reason=reason,
+        detail=detail[:2_000],
+        symbol=(key or b"").decode(errors="replace")[:64],
+        payload=payload,
+    )
+
+
+def undecoded(messages: list, errors: list) -> list:
+    return messages + errors

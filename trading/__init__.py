@@ -1,0 +1,1 @@
+"""trading: see DESIGN §6."""
