@@ -3,7 +3,7 @@ paced, and the raw ceiling of the same broker (a confluent-kafka consume -> prod
 the same messages with no processing), so throughput reads as a ratio to it.
 
     python benchmarks/kafka_pipeline.py [--brokers HOST:PORT] [--ticks N] [--rate 5000 --duration 240]
-                                        [--separate-trading]
+                                        [--separate-trading] [--chain market|none]
 
 Without --brokers it starts a local broker (tapeflow.broker) in a temp folder. Targets (issue 4):
 throughput >= 0.3 x the passthrough ceiling; tick-to-order p99 <= 50 ms at 5,000 ticks/s.
@@ -66,7 +66,7 @@ def run_split(bootstrap: str, workdir: Path, args: list[str]) -> tuple[float, st
     return time.perf_counter() - started, done.stdout
 
 
-def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool) -> tuple[float, float]:
+def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool, chain: str) -> tuple[float, float]:
     """Ticks/s of the stage processes once they are up: the tape is in md.raw before they start,
     the clock runs from the first offset normalize commits to the moment no stage lags any more.
     Returns (ticks/s, start-up seconds)."""
@@ -78,7 +78,7 @@ def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool) -> t
     feed = make_feed("synthetic", seed=7, max_ticks=ticks)
     publish_ticks(feed.ticks(), TopicPublisher(bootstrap, prefix=prefix), max_ticks=ticks)
     split = SplitRun(bootstrap, prefix, workdir / "recovery" / prefix, "steady", f"chdb://{workdir}/wh-steady",
-                     feed_universe(feed), feed_market_streams(feed), workdir / "logs" / prefix, 3_600.0, separate)
+                     feed_universe(feed), feed_market_streams(feed), workdir / "logs" / prefix, 3_600.0, separate, chain)
     launched = time.perf_counter()
     processes = split.start_stages()
     first = None
@@ -89,7 +89,7 @@ def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool) -> t
             if dead:
                 raise SystemExit(f"stage ended: {dead}; logs in {split.log_dir}")
             lag = split.lag()
-            if first is None and lag.get("normalize", ticks) < ticks:
+            if first is None and lag.get(split.stages[0], ticks) < ticks:  # md.raw's reader has begun
                 first = time.perf_counter()
             if first is not None and len(lag) == len(processes) and not any(lag.values()):
                 return ticks / (time.perf_counter() - first), first - launched
@@ -149,6 +149,8 @@ def main() -> None:
                         help="Paced run: the first 35 s are feature warm-up; then about one cross-section in three "
                              "sends orders, each a latency sample.")
     parser.add_argument("--separate-trading", action="store_true", help="risk, execution, pnl as three processes.")
+    parser.add_argument("--chain", default="market", choices=("market", "none"),
+                        help="market (default): normalize, bars, features in one process; none: one process each.")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tapeflow-kafka-bench-"))
     broker = None
@@ -166,8 +168,9 @@ def main() -> None:
         ceiling = passthrough_ceiling(bootstrap, ceiling_prefix, args.ticks)
         print(f"passthrough ceiling   {ceiling:,.0f} msgs/s (consume -> produce, no processing)")
 
-        trading = ["--separate-trading"] if args.separate_trading else []
-        steady, start_up = steady_state(bootstrap, workdir, args.ticks, args.separate_trading)
+        trading = (["--separate-trading"] if args.separate_trading else []) + ["--chain", args.chain]
+        print(f"stages                chain {args.chain}{', separate trading' if args.separate_trading else ''}")
+        steady, start_up = steady_state(bootstrap, workdir, args.ticks, args.separate_trading, args.chain)
         print(f"split pipeline        {steady:,.0f} ticks/s once the stages are up (tape already in md.raw; "
               f"start-up {start_up:.1f} s not counted)")
         print(f"ratio to ceiling      {steady / ceiling:.2f} (target >= 0.3)")

@@ -5,15 +5,27 @@ from Bytewax, so another engine could wire the same classes; these builders are 
 market-data stages meet Bytewax. Both topologies use them: the fused embedded dataflow chains them
 in one process, the split topology puts each behind Kafka.
 
-Stage outputs are mixed streams of records (e.g. normalize gives Trades, Quotes and DeadLetters);
-:func:`tagged_for_warehouse` routes each record to its table by type in one batched step, which is
-much cheaper at tick rates than one branch operator per type.
+Stage outputs are mixed streams (e.g. normalize gives TickBatches, or Trades and Quotes, and
+DeadLetters); :func:`tagged_for_warehouse` routes each item to its table by type in one batched
+step, which is much cheaper at tick rates than one branch operator per type.
+
+Ticks travel as column batches (``schemas/columns.py``) wherever the feed delivers them so: the
+feed's RawTickBatches through normalize, TickBatches through bars, the desk and the sink. Records
+(RawTick, Trade, Quote) still pass where a source yields records (a Kafka topic, the Alpaca
+stream); every core takes both forms and gives the same results.
+
+Market data is keyed by symbol, as the cores' state is per symbol (so the worker count never
+changes a result, and recovery state is the same whatever the batching): a batch is split once per
+symbol with an integer operation. A batch's feed watermark reaches every symbol of the universe, an
+empty batch standing in where a symbol has no rows, so a quiet symbol's bars still close on time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+import numpy as np
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -24,6 +36,7 @@ from market.normalize import NormalizeConfig, NormalizeState
 from trading.desk import TradingDesk
 from strategies.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
+from schemas.columns import RawTickBatch, TickBatch
 from schemas import (
     Bar,
     ControlCommand,
@@ -47,16 +60,57 @@ TABLE_OF_RECORD: dict[type, str] = {
     Signal: table_name("signals"),
     ControlCommand: table_name("control"),
     DeadLetter: table_name("dlq"),
+    RawTickBatch: table_name("md.raw"),
+    TickBatch: table_name("md.trades"),  # the sink lands its trades and its quotes each in their table
 }
 
 
 @dataclass(frozen=True)
 class NormalizedStreams:
-    records: Stream  # Trades, Quotes and DeadLetters
-    market: Stream  # Trades and Quotes keyed by symbol, in normalize order per symbol
+    records: Stream  # TickBatches (or Trades and Quotes) and DeadLetters
+    market: Stream  # TickBatches (or Trades and Quotes) keyed by symbol, in normalize order
 
 
-def _normalize_one(core: NormalizeState, raw: RawTick):
+def _batch_by_symbol(batch, universe: tuple[str, ...]) -> list[tuple[str, object]]:
+    """A RawTickBatch or TickBatch as one batch per symbol; with a watermark, every symbol of
+    ``universe`` without rows gets an empty batch that carries it."""
+    symbols = batch.symbols
+    if len(symbols) == 1:
+        out = [(symbols[0], batch)]
+    else:
+        order = np.argsort(batch.symbol, kind="stable")
+        codes = batch.symbol[order]
+        bounds = np.flatnonzero(np.diff(codes)) + 1
+        out = [(symbols[codes[rows[0]]], batch.take(rows)) for rows in np.split(order, bounds) if len(rows)]
+    if batch.watermark is not None and universe:
+        present = {symbol for symbol, _ in out}
+        quiet = [s for s in universe if s not in present]
+        if quiet:
+            empty = batch.take(np.empty(0, np.int64))
+            out.extend((s, empty) for s in quiet)
+    return out
+
+
+def by_symbol(step_id: str, up: Stream, universe: tuple[str, ...] | None = None) -> Stream:
+    """Ticks (batches or records) keyed by symbol."""
+    universe = tuple(universe or ())
+
+    def route(items: list) -> list:
+        out = []
+        for item in items:
+            if type(item) is RawTickBatch or type(item) is TickBatch:
+                out.extend(_batch_by_symbol(item, universe))
+            else:
+                out.append((item.symbol, item))
+        return out
+
+    return op.flat_map_batch(step_id, up, route)
+
+
+def _normalize_one(core: NormalizeState, raw):
+    if type(raw) is RawTickBatch:
+        accepted, dead = core.on_raw_batch(raw)
+        return [accepted, *dead] if len(accepted) or accepted.watermark is not None else dead
     return core.on_raw(raw)
 
 
@@ -64,16 +118,22 @@ def _is_market(kv) -> bool:
     return type(kv[1]) is not DeadLetter
 
 
-def normalize_stage(step_id: str, raw: Stream, config: NormalizeConfig) -> NormalizedStreams:
-    keyed = keyed_by(f"{step_id}_key_symbol", raw, lambda tick: tick.symbol)
+def normalize_stage(step_id: str, raw: Stream, config: NormalizeConfig,
+                    universe: tuple[str, ...] | None = None) -> NormalizedStreams:
+    """``universe``: the symbols a feed watermark is passed to even when a batch has none of their
+    rows (None: only those in the batch)."""
+    keyed = by_symbol(f"{step_id}_key_symbol", raw, universe)
     out = stateful_core(step_id, keyed, lambda: NormalizeState(config), _normalize_one)
-    records = unkeyed(f"{step_id}_unkey", out)
+    records = unkeyed(f"{step_id}_unkey", out, lambda v: type(v) is not TickBatch or len(v) > 0)
     market = op.flat_map_batch(f"{step_id}_market", out, lambda batch: [kv for kv in batch if _is_market(kv)])
     return NormalizedStreams(records, market)
 
 
 def _bar_one(core: BarBuilder, record):
-    if type(record) is Trade:
+    kind = type(record)
+    if kind is TickBatch:
+        return core.on_batch(record)
+    if kind is Trade:
         return core.on_trade(record)
     return core.advance(record.symbol, record.ts_event, record.ts_tick_ingest)
 
@@ -85,8 +145,8 @@ def bar_stage(
     lateness_ns: int,
     flush_at_end: Callable[[], bool] = lambda: True,
 ) -> Stream:
-    """``market``: trades and quotes (quotes only advance the watermark) keyed by symbol.
-    Returns Bars and DeadLetters (trades too late for their bar).
+    """``market``: trades and quotes (quotes only advance the watermark), as TickBatches or records,
+    keyed by symbol. Returns Bars and DeadLetters (trades too late for their bar).
 
     At the end of input the open bars are flushed when ``flush_at_end()`` says so: at the real end
     of a tape, but not when a resumable run was merely stopped (the bars stay open in the recovery

@@ -12,6 +12,8 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
 
+from schemas import Quote, RawTick, Trade
+from schemas.columns import RawTickBatch, TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint
 from topics.serde import encode
@@ -37,6 +39,7 @@ PRODUCER_CONFIG = {
 }
 
 TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}
+TOPIC_OF_RECORD = {RawTick: "md.raw", Trade: "md.trades", Quote: "md.quotes"}  # a batch's rows
 
 
 PRODUCER_KEY = "kafka"  # the producing step's one key
@@ -56,6 +59,10 @@ def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint, dense: bool = Fal
     def to_messages(batch: list) -> list[tuple]:
         out = []
         for topic, record in batch:
+            if type(record) is TickBatch or type(record) is RawTickBatch:
+                # Kafka carries one JSON record per message, whatever form the stage worked in
+                out.extend(to_messages([(TOPIC_OF_RECORD[type(r)], r) for r in record.to_records()]))
+                continue
             message = encode(TOPIC_OF_TABLE.get(topic, topic), record)
             out.append((PRODUCER_KEY, (full_name[topic], message.key, message.value, list(message.headers))))
         return out

@@ -40,6 +40,7 @@ from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueRepor
 from strategies.baseline import BaselineConfig, BaselineStrategy
 from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
+from schemas.columns import RawTickBatch
 from config.settings import Settings
 
 
@@ -161,11 +162,12 @@ def build_embedded_flow(
     sink_key = WarehouseSink.PARTITION
 
     raw = op.input("feed", flow, FeedSource(feed, progress, limits))
-    normalized = normalize_stage("normalize", raw, config.normalize)
+    normalized = normalize_stage("normalize", raw, config.normalize, feed_universe(feed))
     bars = bar_stage("bars", normalized.market, config.bar_intervals, config.lateness_ns, flush_at_end)
     features = feature_stage("features", bars, config.feature_interval)
 
-    landed = [normalized.records, bars, features] + ([raw] if config.store_raw else [])
+    raw_rows = op.filter("raw_rows", raw, lambda r: type(r) is not RawTickBatch or len(r) > 0)  # not heartbeats
+    landed = [normalized.records, bars, features] + ([raw_rows] if config.store_raw else [])
     to_sink = [tagged_for_warehouse("sink_tag", op.merge("sink_merge", *landed), sink_key)]
     if trading is not None:
         account = trading.desk.account

@@ -4,6 +4,8 @@ The stages reuse the builders and cores of the fused embedded flow unchanged; on
 differ (Kafka in and out instead of in-process streams). One function per stage returns its
 Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recovery.
 
+    market     md.raw      -> md.trades, md.quotes, md.bars, features, dlq   (normalize, bars and
+                                                           features chained in one process: the default)
     normalize  md.raw                                   -> md.trades, md.quotes, dlq
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
@@ -55,7 +57,8 @@ from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
 from topics.catalog import TOPICS, table_name
 
-STAGES = ("normalize", "bars", "features", "signals", "trading", "risk", "execution", "pnl", "sink")
+STAGES = ("market", "normalize", "bars", "features", "signals", "trading", "risk", "execution", "pnl", "sink")
+CHAINED = {"market": ("normalize", "bars", "features")}  # a chained stage and the stages it runs in one process
 SEPARATE_TRADING = ("risk", "execution", "pnl")  # the fused trading flow, as three processes
 
 
@@ -77,6 +80,25 @@ def normalize_flow(cfg: SplitConfig) -> Dataflow:
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
     produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint,
             dense=True)
+    return flow
+
+
+def market_flow(cfg: SplitConfig) -> Dataflow:
+    """normalize -> bars -> features chained in one process (the stages share the symbol key), as
+    Kafka Streams sub-topologies and Flink operator chains run: every topic is still produced
+    (md.trades, md.quotes, md.bars, features, dlq) for the warehouse and any other consumer, but bars
+    and features take their input in memory instead of reading it back from Kafka. The records are
+    those of the three unchained stages (bars see quotes too, which only advance the watermark
+    normalize has already enforced over trades and quotes together)."""
+    flow = Dataflow("tapeflow_market")
+    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S)
+    ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
+    undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
+    normalized = normalize_stage("normalize", ticks, cfg.normalize)
+    bars = bar_stage("bars", normalized.market, cfg.bar_intervals, cfg.lateness_ns)
+    vectors = feature_stage("features", bars, cfg.feature_interval)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable, bars, vectors)),
+            cfg.endpoint, dense=True)
     return flow
 
 
@@ -214,6 +236,6 @@ def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress:
         if writer is None:
             raise ValueError("the sink stage needs a warehouse writer")
         return sink_flow(cfg, writer, progress)
-    return {"normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
+    return {"market": market_flow, "normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
             "signals": signals_flow, "trading": trading_flow, "risk": risk_flow,
             "execution": execution_flow, "pnl": pnl_flow}[stage](cfg)

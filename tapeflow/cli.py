@@ -58,6 +58,9 @@ def run(
     separate_trading: bool = typer.Option(
         False, "--separate-trading", help="With --brokers: risk, execution and pnl as three processes instead "
         "of the fused trading process (same results, one Kafka round trip per bar between risk and execution)."),
+    chain: Optional[str] = typer.Option(
+        None, help="With --brokers: market (default: normalize, bars and features chained in one process, "
+        "handing batches over in memory; every topic is still produced) | none (one process per stage)."),
 ) -> None:
     """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
     simulated venue (or Alpaca) -> P&L, every stream into the warehouse."""
@@ -102,8 +105,16 @@ def run(
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     run_id = run_id or _default_run_id()
+    if not brokers and (chain is not None or separate_trading):
+        _fail(f"{'--chain' if chain is not None else '--separate-trading'} shapes the split topology's stage processes "
+              "and needs --brokers; the embedded run is one fused dataflow in one process")
     if brokers:
-        _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading)
+        from tapeflow.split_run import CHAINS
+
+        if chain is not None and chain not in CHAINS:
+            _fail(f"unknown --chain {chain!r}; chains: {', '.join(CHAINS)}")
+        _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading,
+                   chain or "market")
         return
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
@@ -155,7 +166,7 @@ def run(
 
 
 def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str, max_ticks, duration,
-               progress_interval: float, separate_trading: bool = False) -> None:
+               progress_interval: float, separate_trading: bool = False, chain: str = "market") -> None:
     """The split topology: stage processes over Kafka; the summary comes from the sink's warehouse."""
     import threading
 
@@ -176,7 +187,7 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
     split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
                      feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
-                     separate_trading)
+                     separate_trading, chain)
     run_split(tape, split, max_ticks, stop, progress_interval)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, run_id)

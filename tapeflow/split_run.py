@@ -25,8 +25,8 @@ import typer
 
 from tapeflow.broker import die_with_parent
 
-STAGE_ORDER = ("normalize", "bars", "features", "signals", "trading", "sink")
-SEPARATE_ORDER = ("normalize", "bars", "features", "signals", "risk", "execution", "pnl", "sink")
+UNCHAINED_MARKET = ("normalize", "bars", "features")
+CHAINS = ("market", "none")  # --chain: the market-data stages in one process (default), or one each
 CAUGHT_UP_FOR_S = 2.0
 
 
@@ -42,10 +42,18 @@ class SplitRun:
     log_dir: Path
     silent_after_s: float = 30.0
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
+    chain: str = "market"  # "none": normalize, bars and features as three processes
+
+    def __post_init__(self) -> None:
+        if self.chain not in CHAINS:
+            raise ValueError(f"unknown chain {self.chain!r}; chains: {', '.join(CHAINS)}")
 
     @property
     def stages(self) -> tuple[str, ...]:
-        return SEPARATE_ORDER if self.separate_trading else STAGE_ORDER
+        """Upstream first, the sink last."""
+        market = ("market",) if self.chain == "market" else UNCHAINED_MARKET
+        trading = ("risk", "execution", "pnl") if self.separate_trading else ("trading",)
+        return (*market, "signals", *trading, "sink")
 
     def stage_command(self, stage: str) -> list[str]:
         command = [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", self.brokers,

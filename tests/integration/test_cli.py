@@ -46,6 +46,20 @@ def test_run_when_replay_file_missing_then_clear_error_naming_it(tmp_path):
     assert "nope.parquet" in done.stderr
 
 
+@pytest.mark.parametrize("option", [["--chain", "none"], ["--chain", "market"], ["--separate-trading"]])
+def test_run_when_a_split_topology_option_given_without_brokers_then_refused_with_the_reason(tmp_path, option):
+    done = tapeflow("run", "--no-dashboard", "--max-ticks", "10", *option, cwd=tmp_path)
+    assert done.returncode == 2
+    assert option[0] in done.stderr and "--brokers" in done.stderr
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.sqlite3")), "nothing may run"
+
+
+def test_run_when_chain_unknown_then_refused_naming_the_chains(tmp_path):
+    done = tapeflow("run", "--no-dashboard", "--brokers", "127.0.0.1:1", "--chain", "all", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "market, none" in done.stderr
+
+
 def test_query_when_sql_is_wrong_then_error_and_exit_code_2(tmp_path):
     done = tapeflow("query", "SELECT nonsense FROM nowhere", "--warehouse", f"chdb://{tmp_path}/wh", cwd=tmp_path)
     assert done.returncode == 2

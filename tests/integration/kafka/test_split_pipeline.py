@@ -70,6 +70,18 @@ def test_split_pipeline_when_replayed_over_kafka_then_same_records_as_the_embedd
     assert_same_tables(module_warehouse, fused(30_000), "split", MARKET + MONEY)
 
 
+def test_split_pipeline_when_market_stages_chained_then_same_records_as_the_embedded_run(
+        kafka_topics, module_warehouse, fused):
+    cfg = split_config(kafka_topics.bootstrap, kafka_topics.prefix, tape())
+    publish_tape(kafka_topics.bootstrap, kafka_topics.prefix, tape())
+    run_stages(cfg, ("market", "signals", "trading"))
+    sink_to(module_warehouse, cfg, "split-chained")
+    assert_same_tables(module_warehouse, fused(30_000), "split-chained", MARKET + MONEY)
+    bars_in_kafka = topic_message_count(kafka_topics.bootstrap, kafka_topics.prefix + "md.bars")
+    assert bars_in_kafka == module_warehouse.query(
+        "SELECT count() FROM md_bars WHERE run_id = 'split-chained'").scalar(), "a chained stage still produces every topic"
+
+
 def test_split_stages_when_run_with_2_workers_over_4_partitions_then_same_results_as_1_worker(
         kafka_topics, module_warehouse, fused):
     cfg = split_config(kafka_topics.bootstrap, kafka_topics.prefix, tape())
