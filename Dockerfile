@@ -46,7 +46,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 # the image directory's owner, while a mount point missing from the image would be root's.
 RUN groupadd --system --gid 10001 tapeflow \
  && useradd --system --uid 10001 --gid tapeflow --home-dir /app --shell /usr/sbin/nologin tapeflow \
- && mkdir -p /app /data/models /data/recovery/normalize /data/recovery/bars /data/recovery/features \
+ && mkdir -p /app /data/models /data/recovery/market /data/recovery/normalize /data/recovery/bars /data/recovery/features \
              /data/recovery/signals /data/recovery/trading /data/recovery/risk /data/recovery/execution \
              /data/recovery/pnl /data/recovery/sink \
  && ln -s /data /app/data \
