@@ -11,14 +11,15 @@ file may hold ties, so the next row may carry the same stamp).
 Paced (``Pacer.speed > 0``), the schedule stays the Pacer's absolute one (anchored at the first
 row); a range holds every row due by the wall clock, capped at ``max_rows``, and the watermark is the
 event time the schedule has reached + 1 (every row up to it has been handed over), never above the
-next row's stamp. After a handover the feed waits until ``HANDOVER_NS`` (1 ms) has passed, the next
-row is due, or ``HEARTBEAT_NS`` (10 ms) has passed, whichever is latest of the first and earliest of
-the other two, so a dense tape goes out in bursts of a millisecond, as ``ticks()`` paces it; a
-backlog (the range was capped, the consumer fell behind) goes out at once. When nothing is due for
-``HEARTBEAT_NS`` of wall time the feed hands over an empty range, a heartbeat that carries the
-reached event time: a quiet stretch still advances the watermark, so a bar closes within ~10 ms
-of wall time after its end at any speed. Why 10 ms: 100 empty batches a second cost the pipeline
-nothing measurable, and bars are 1 s at the finest.
+next row's stamp. After a handover the feed sleeps until the next row is due or ``HEARTBEAT_NS``
+(10 ms) has passed, whichever comes first, but at least ``HANDOVER_NS`` (1 ms): a dense tape goes
+out in bursts of a millisecond, as ``ticks()`` paces it (one wake-up per batch, not per tick). A
+backlog (the range was capped: the consumer fell behind) goes out at once. When nothing is due for
+``HEARTBEAT_NS`` of wall time the feed hands over an empty range, a heartbeat carrying the reached
+event time, so a quiet stretch (a lull, the night between two sessions) still advances the
+watermark and a bar closes within ~10 ms of wall time after its end at any speed. Why 10 ms: far
+below the finest bar (1 s), under the source's own hand-over bound (20 ms,
+``flows.source.BATCH_MAX_SECONDS``), and a quiet tape costs at most a hundred empty batches a second.
 
 A range never spans two segments (the synthetic feed's simulator blocks, 16 event seconds each),
 so a block's last batch may be short. Watermarks never decrease along the stream.
