@@ -66,11 +66,16 @@ def main() -> None:
     trading = TradingConfig.from_settings(settings, feed_universe(feed), feed_market_streams(feed)) if args.trading or args.rate else None
     progress = RunProgress(interval_s=5.0)
     peak_sampled = [0.0]
+    rss_by_minute: dict[int, float] = {}  # peak RSS within each wall-clock minute: flat or growing?
     done = threading.Event()
+    sampling_since = time.monotonic()
 
     def sample_rss() -> None:
         while not done.wait(1.0):
-            peak_sampled[0] = max(peak_sampled[0], current_rss_mib())
+            rss = current_rss_mib()
+            peak_sampled[0] = max(peak_sampled[0], rss)
+            minute = int((time.monotonic() - sampling_since) // 60)
+            rss_by_minute[minute] = max(rss_by_minute.get(minute, 0.0), rss)
 
     threading.Thread(target=sample_rss, daemon=True).start()
     flow = build_embedded_flow(MarketDataConfig.from_settings(settings), feed, writer, progress, limits,
@@ -91,6 +96,10 @@ def main() -> None:
     print(f"throughput       {progress.ticks / elapsed:,.0f} ticks/s (target >= {target})")
     print(f"bars / features  {bars:,} / {vectors:,}")
     print(f"peak RSS         {peak_mib:,.0f} MiB (target <= 1024)")
+    if len(rss_by_minute) >= 2:
+        minutes = sorted(rss_by_minute)
+        print("RSS by minute    " + " ".join(f"{rss_by_minute[m]:,.0f}" for m in minutes) + " MiB"
+              f" (last minute - second minute: {rss_by_minute[minutes[-1]] - rss_by_minute[minutes[min(1, len(minutes) - 1)]]:+,.0f} MiB)")
     if trading:
         summary = trading_summary(wh, "bench")
         o, f = summary.tick_to_order_us, summary.tick_to_fill_us

@@ -10,6 +10,12 @@ feed and ``ticks(n)`` yields exactly ticks n, n+1, ... of a full run (field for 
 wall-clock ``ts_ingest``), so a restarted pipeline resumes where it stopped. ``id`` is
 ``f"{source}:{seq}"``. :func:`make_feed` builds one by kind name (the CLI's entry point).
 
+The synthetic and replay feeds also have ``batches(start_seq=0, max_rows=2_000)``: the same tape as
+:class:`schemas.columns.RawTickBatch` columns (a replay's irregular rows as the RawTicks above,
+between the batches, in seq order), each batch with a watermark, paced like ``ticks()`` and with
+empty heartbeat batches through quiet stretches when paced (:mod:`feeds.batching`). Flattened
+through ``to_records()`` they are ``ticks(start_seq)`` but for ``ts_ingest`` (one reading per batch).
+
 Payload format ``tapeflow.v1`` (``RawTick.payload_format``; normalize parses it). ``ts`` is event
 time in integer ns since the epoch, UTC, and equals ``RawTick.ts_event``::
 

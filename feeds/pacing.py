@@ -14,6 +14,7 @@ Only the feed uses the wall clock (DESIGN §3); everything downstream runs on ev
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Callable
 
@@ -60,6 +61,34 @@ class Pacer:
         due = self._anchor_wall + (ts_event - self._anchor_event) / self.speed
         ahead_ns = due - now
         if ahead_ns >= self._min_sleep_ns:
+            self._sleep(ahead_ns / NANOS_PER_SECOND)
+
+    def now(self) -> int:
+        """The pacer's wall clock (monotonic ns)."""
+        return self._clock()
+
+    def anchor(self, ts_event: int) -> None:
+        """Make ``ts_event`` due now, unless the schedule already has an origin."""
+        if self._anchor_event is None:
+            self._anchor_event = ts_event
+            self._anchor_wall = self._clock()
+
+    def reached(self, now: int) -> int:
+        """The latest event time due at wall time ``now`` (needs :meth:`anchor` first).
+
+        Rounded to the nearest ns, so a tick is due once the wall clock reaches :meth:`due_at` of it
+        whatever the float error of the division by ``speed``.
+        """
+        return self._anchor_event + math.floor((now - self._anchor_wall) * self.speed + 0.5)
+
+    def due_at(self, ts_event: int) -> int:
+        """The wall time (monotonic ns) at which ``ts_event`` is due (needs :meth:`anchor` first)."""
+        return self._anchor_wall + math.ceil((ts_event - self._anchor_event) / self.speed)
+
+    def sleep_until(self, wall_ns: int) -> None:
+        """Sleep until the wall clock reads ``wall_ns`` (not at all if it already does)."""
+        ahead_ns = wall_ns - self._clock()
+        if ahead_ns > 0:
             self._sleep(ahead_ns / NANOS_PER_SECOND)
 
     def reset(self) -> None:

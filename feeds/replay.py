@@ -22,18 +22,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from feeds.batching import empty_batch, handovers
 from feeds.pacing import Pacer
 from feeds.raw import raw_tick
 from schemas import RawTick, now_ns
+from schemas.columns import QUOTE, RAW_SIDE_CODE, SIDE_NONE, TRADE, RawTickBatch
 
 TimestampUnit = Literal["ns", "us", "ms", "s", "datetime"]
 _UNIT_NANOS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
 _CHUNK_ROWS = 65_536  # rows turned into Python objects at a time (bounds memory on large files)
+_RAW_SIDE_NAMES = ["buy", "sell", "unknown"]  # the sides a columnar payload may carry
+_RAW_SIDE_VALUES = [RAW_SIDE_CODE[name] for name in _RAW_SIDE_NAMES]
 UNKNOWN_SYMBOL = "UNKNOWN"  # for a row whose symbol column is empty: the tick still reaches the DLQ
 
 
@@ -193,6 +198,7 @@ class ReplayFeed:
         self.source = f"replay:{self.path.stem}"
         self._pacer_factory = pacer_factory
         self._frame: pl.DataFrame | None = None
+        self._columns: tuple[pl.DataFrame, tuple[str, ...]] | None = None
         self._schema = self._check_columns()
 
     def _check_columns(self) -> pl.Schema:
@@ -255,33 +261,114 @@ class ReplayFeed:
     def ticks(self, start_seq: int = 0) -> Iterator[RawTick]:
         if start_seq < 0:
             raise ValueError(f"start_seq must be >= 0, got {start_seq}")
-        frame, source, kind = self.frame(), self.source, self.mapping.kind
+        frame, source = self.frame(), self.source
         pacer = self._pacer_factory(self.speed)
         paced, wait_until = pacer.paced, pacer.wait_until
-        value_columns = ["price", "size"] if kind == "trade" else ["bid", "ask", "bid_size", "ask_size"]
         for lo in range(start_seq, frame.height, _CHUNK_ROWS):
-            chunk = frame.slice(lo, _CHUNK_ROWS)
-            cols = {name: _with_raw_fallback(chunk, name) for name in ["ts", *value_columns]}
-            ts_event = chunk["ts_event"].to_list()
-            symbols = chunk["symbol"].to_list()
             seq = lo
-            if kind == "trade":
-                rows = zip(ts_event, symbols, cols["ts"], cols["price"], cols["size"],
-                           chunk["side"].to_list(), chunk["trade_id"].to_list())
-                for ts, sym, pts, price, size, side, tid in rows:
-                    payload = {"type": "trade", "ts": pts, "price": price, "size": size, "side": side, "trade_id": tid}
-                    if paced:
-                        wait_until(ts)
-                    yield raw_tick(source, seq, ts, now_ns(), sym, payload)
-                    seq += 1
-            else:
-                rows = zip(ts_event, symbols, cols["ts"], cols["bid"], cols["ask"], cols["bid_size"], cols["ask_size"])
-                for ts, sym, pts, bid, ask, bsz, asz in rows:
-                    payload = {"type": "quote", "ts": pts, "bid": bid, "ask": ask, "bid_size": bsz, "ask_size": asz}
-                    if paced:
-                        wait_until(ts)
-                    yield raw_tick(source, seq, ts, now_ns(), sym, payload)
-                    seq += 1
+            for ts, sym, payload in self._rows(frame.slice(lo, _CHUNK_ROWS)):
+                if paced:
+                    wait_until(ts)
+                yield raw_tick(source, seq, ts, now_ns(), sym, payload)
+                seq += 1
+
+    def batches(self, start_seq: int = 0, max_rows: int = 2_000) -> Iterator[RawTickBatch | RawTick]:
+        """Rows ``start_seq``, ``start_seq + 1``, ... in seq order: runs of regular rows (every value
+        read) as RawTickBatches of at most ``max_rows`` rows, each irregular row (a value missing or
+        unreadable, a timestamp before 1970) as the RawTick ``ticks()`` makes of it, between them.
+
+        Flattened (``to_records`` of each batch), the items are ``ticks(start_seq)`` but for the
+        wall-clock ``ts_ingest`` (one reading per batch, at hand-over). Watermarks (the file is
+        sorted by ``ts_event``, ties kept): unpaced, a batch's last ``ts_event``; paced, as
+        :mod:`feeds.batching` (empty heartbeat batches through quiet stretches). A range of the
+        schedule that ends on an irregular row is followed by an empty batch carrying its watermark
+        when that watermark is above the last one handed over.
+        """
+        if start_seq < 0:
+            raise ValueError(f"start_seq must be >= 0, got {start_seq}")
+        columns, symbols = self._batch_columns()
+        source, regular = self.source, columns["_regular"].to_numpy()
+        ts_event = columns["ts_event"].to_numpy()
+        schedule = handovers([(ts_event[start_seq:], start_seq)], self._pacer_factory(self.speed), max_rows,
+                             strictly_increasing=False)
+        last_watermark: int | None = None
+        for handover in schedule:
+            if handover.segment is None:
+                last_watermark = handover.watermark
+                yield empty_batch(source, symbols, handover.watermark)
+                continue
+            lo, hi = handover.segment + handover.lo, handover.segment + handover.hi
+            run = lo
+            for bad in (np.flatnonzero(~regular[lo:hi]) + lo).tolist():
+                if bad > run:
+                    last_watermark = int(ts_event[bad - 1])
+                    yield self._batch(columns, symbols, run, bad, last_watermark)
+                ts, sym, payload = next(self._rows(self.frame().slice(bad, 1)))
+                yield raw_tick(source, bad, ts, now_ns(), sym, payload)
+                run = bad + 1
+            if run < hi:
+                last_watermark = handover.watermark
+                yield self._batch(columns, symbols, run, hi, handover.watermark)
+            elif last_watermark is None or handover.watermark > last_watermark:
+                last_watermark = handover.watermark
+                yield empty_batch(source, symbols, handover.watermark)
+
+    def _rows(self, chunk: pl.DataFrame) -> Iterator[tuple[int, str, dict]]:
+        """(ts_event, symbol, payload) per row of a slice of the frame, as ``ticks()`` emits them."""
+        value_columns = ["price", "size"] if self.mapping.kind == "trade" else ["bid", "ask", "bid_size", "ask_size"]
+        cols = {name: _with_raw_fallback(chunk, name) for name in ["ts", *value_columns]}
+        ts_event = chunk["ts_event"].to_list()
+        symbols = chunk["symbol"].to_list()
+        if self.mapping.kind == "trade":
+            rows = zip(ts_event, symbols, cols["ts"], cols["price"], cols["size"],
+                       chunk["side"].to_list(), chunk["trade_id"].to_list())
+            for ts, sym, pts, price, size, side, tid in rows:
+                yield ts, sym, {"type": "trade", "ts": pts, "price": price, "size": size, "side": side, "trade_id": tid}
+        else:
+            rows = zip(ts_event, symbols, cols["ts"], cols["bid"], cols["ask"], cols["bid_size"], cols["ask_size"])
+            for ts, sym, pts, bid, ask, bsz, asz in rows:
+                yield ts, sym, {"type": "quote", "ts": pts, "bid": bid, "ask": ask, "bid_size": bsz, "ask_size": asz}
+
+    def _batch_columns(self) -> tuple[pl.DataFrame, tuple[str, ...]]:
+        """The frame's columns as a RawTickBatch holds them (cached), and the symbol dictionary.
+
+        ``_regular``: every payload value was read, so the row's payload is a columnar one
+        (``schemas.columns.columnar_payload``); ``_symbol``: the row's code into the dictionary.
+        """
+        if self._columns is None:
+            frame, trade = self.frame(), self.mapping.kind == "trade"
+            symbols = tuple(frame["symbol"].unique(maintain_order=True).to_list())
+            values = ["price", "size"] if trade else ["bid", "ask", "bid_size", "ask_size"]
+            regular = pl.col("ts").is_not_null() & (pl.col("ts") >= 0)
+            for name in values:
+                regular = regular & pl.col(name).is_not_null()
+            extra = [pl.col("symbol").replace_strict(symbols, list(range(len(symbols))), return_dtype=pl.Int32).alias("_symbol")]
+            if trade:
+                regular = regular & pl.col("side").is_in(_RAW_SIDE_NAMES) & pl.col("trade_id").is_not_null()
+                extra.append(pl.col("side").replace_strict(_RAW_SIDE_NAMES, _RAW_SIDE_VALUES, default=SIDE_NONE,
+                                                           return_dtype=pl.Int8).alias("_side"))
+            self._columns = (frame.select("ts_event", *values, *(["trade_id"] if trade else []), *extra,
+                                          regular.alias("_regular")), symbols)
+        return self._columns
+
+    def _batch(self, columns: pl.DataFrame, symbols: tuple[str, ...], lo: int, hi: int, watermark: int) -> RawTickBatch:
+        """Regular rows ``[lo, hi)`` as a RawTickBatch (``seq`` = row, the payload ``ts`` = ``ts_event``)."""
+        chunk, n = columns.slice(lo, hi - lo), hi - lo
+        absent = [np.full(n, np.nan) for _ in range(4)]  # one array per column: a batch shares none
+        if self.mapping.kind == "trade":
+            kind, side, trade_id = TRADE, chunk["_side"].to_numpy(), chunk["trade_id"].to_numpy()
+            values = {"price": chunk["price"].to_numpy(), "size": chunk["size"].to_numpy(),
+                      **dict(zip(("bid", "ask", "bid_size", "ask_size"), absent))}
+        else:
+            kind, side, trade_id = QUOTE, np.full(n, SIDE_NONE, np.int8), np.full(n, None, dtype=object)
+            values = {name: chunk[name].to_numpy() for name in ("bid", "ask", "bid_size", "ask_size")}
+            values |= {"price": absent[0], "size": absent[1]}
+        return RawTickBatch(
+            source=self.source, symbols=symbols, symbol=chunk["_symbol"].to_numpy(),
+            kind=np.full(n, kind, np.int8), seq=np.arange(lo, hi, dtype=np.int64),
+            ts_event=chunk["ts_event"].to_numpy(), ts_ingest=np.full(n, now_ns(), np.int64),
+            side=side, trade_id=trade_id, watermark=watermark, **values,
+        )
 
 
 def _with_raw_fallback(chunk: pl.DataFrame, name: str) -> list:

@@ -51,9 +51,11 @@ from typing import Callable, Iterator
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from feeds.batching import empty_batch, handovers
 from feeds.pacing import Pacer
 from feeds.raw import raw_tick
 from schemas import RawTick, now_ns
+from schemas.columns import QUOTE, SIDE_BUY, SIDE_NONE, SIDE_SELL, TRADE, RawTickBatch
 
 NANOS_PER_SECOND = 1_000_000_000
 SESSION_SECONDS = 23_400  # 09:30–16:00 New York
@@ -63,6 +65,7 @@ BLOCK_SECONDS = 16  # event seconds per generated block; part of the tape's defi
 DEFAULT_START_NS = int(datetime(2024, 1, 2, 14, 30, tzinfo=timezone.utc).timestamp()) * NANOS_PER_SECOND
 
 _SIDES = ("sell", "buy")
+_SIDE_CODES = np.array([SIDE_SELL, SIDE_BUY], dtype=np.int8)  # TickBlock.side (0 sell, 1 buy) -> raw code
 
 
 class SyntheticConfig(BaseModel):
@@ -279,7 +282,8 @@ class MarketSimulator:
 
 
 class SyntheticFeed:
-    """``SyntheticFeed(config, speed=0.0).ticks(start_seq=0)``: the synthetic tape as RawTicks.
+    """``SyntheticFeed(config, speed=0.0)``: the synthetic tape as RawTicks (``ticks``) or as
+    RawTickBatches (``batches``), the same tape either way.
 
     ``speed`` paces by the wall clock through :class:`feeds.pacing.Pacer` (1.0: event-time gaps
     are replayed in real time; 0: as fast as possible). ``pacer_factory`` lets tests inject a clock.
@@ -308,6 +312,37 @@ class SyntheticFeed:
                 yield first_seq, ticks
             first_seq += len(ticks)
             block += 1
+
+    def batches(self, start_seq: int = 0, max_rows: int = 2_000) -> Iterator[RawTickBatch]:
+        """Ticks ``start_seq``, ``start_seq + 1``, ... as RawTickBatches of at most ``max_rows`` rows.
+
+        Their records (``to_records``) are exactly ``ticks(start_seq)`` but for the wall-clock
+        ``ts_ingest``, which is one reading per batch, taken when the batch is handed over. The
+        cutting, pacing and watermarks follow :mod:`feeds.batching`: unpaced, a batch's watermark is
+        its last ``ts_event`` + 1 (the tape is strictly increasing); paced, what is due by the wall
+        clock, with empty heartbeat batches through quiet stretches. A batch never spans two
+        simulator blocks. ``symbols`` is always ``config.symbols`` (codes are the simulator's indices).
+        """
+        if start_seq < 0:
+            raise ValueError(f"start_seq must be >= 0, got {start_seq}")
+        source, symbols = self.source, self.config.symbols
+        schedule = handovers(self._segments(start_seq), self._pacer_factory(self.speed), max_rows,
+                             strictly_increasing=True)
+        for handover in schedule:
+            part = handover.segment
+            if part is None:
+                yield empty_batch(source, symbols, handover.watermark)
+                continue
+            first_seq, block = part
+            yield _block_batch(source, symbols, block, first_seq, handover.lo, handover.hi, handover.watermark)
+
+    def _segments(self, start_seq: int) -> Iterator[tuple[np.ndarray, tuple[int, TickBlock]]]:
+        """(event times, (seq of row 0, block)) per block, trimmed to ``start_seq`` and ``max_ticks``."""
+        limit = self.config.max_ticks
+        for first_seq, block in self.blocks(start_seq):
+            lo = max(0, start_seq - first_seq)
+            hi = len(block) if limit is None else min(len(block), limit - first_seq)
+            yield block.ts[lo:hi], (first_seq + lo, _block_rows(block, lo, hi))
 
     def ticks(self, start_seq: int = 0) -> Iterator[RawTick]:
         if start_seq < 0:
@@ -342,3 +377,40 @@ class SyntheticFeed:
                     wait_until(ts)
                 yield raw_tick(source, seq, ts, now_ns(), sym, payload)
                 seq += 1
+
+
+def _block_rows(block: TickBlock, lo: int, hi: int) -> TickBlock:
+    """Rows ``[lo, hi)`` of a block (views, no copy)."""
+    return TickBlock(*(getattr(block, name)[lo:hi] for name in block.__dataclass_fields__))
+
+
+def _block_batch(
+    source: str, symbols: tuple[str, ...], block: TickBlock, first_seq: int, lo: int, hi: int, watermark: int
+) -> RawTickBatch:
+    """Rows ``[lo, hi)`` of ``block`` (whose row 0 is tick ``first_seq``) as a RawTickBatch: the
+    values ``ticks()`` puts in the payloads, NaN / None in the columns a kind lacks."""
+    is_quote = block.is_quote[lo:hi]
+    nan = np.nan
+    trade_id = block.trade_id[lo:hi].astype(str).astype(object)  # C-level int -> str, once per batch
+    trade_id[is_quote] = None
+    side = _SIDE_CODES[block.side[lo:hi]]
+    side[is_quote] = SIDE_NONE
+    n = hi - lo
+    return RawTickBatch(
+        source=source,
+        symbols=symbols,
+        symbol=block.symbol[lo:hi].astype(np.int32),
+        kind=np.where(is_quote, QUOTE, TRADE).astype(np.int8),
+        seq=np.arange(first_seq + lo, first_seq + hi, dtype=np.int64),
+        ts_event=block.ts[lo:hi],
+        ts_ingest=np.full(n, now_ns(), dtype=np.int64),
+        price=np.where(is_quote, nan, block.price[lo:hi]),
+        size=np.where(is_quote, nan, block.size[lo:hi]),
+        side=side,
+        trade_id=trade_id,
+        bid=np.where(is_quote, block.bid[lo:hi], nan),
+        ask=np.where(is_quote, block.ask[lo:hi], nan),
+        bid_size=np.where(is_quote, block.bid_size[lo:hi], nan),
+        ask_size=np.where(is_quote, block.ask_size[lo:hi], nan),
+        watermark=watermark,
+    )

@@ -3,6 +3,11 @@
 The feed is one partition; its resume state is the sequence number of the next tick, so a
 restarted embedded pipeline continues at exactly the tick after the last snapshot (feeds are
 deterministic from any ``start_seq``).
+
+A feed with ``batches()`` (synthetic, replay) hands over :class:`schemas.columns.RawTickBatch`
+columns, with a replay's irregular rows as RawTick records between them, in seq order; empty
+batches are heartbeats that carry a paced feed's watermark. A feed with only ``ticks()`` (Alpaca)
+hands over RawTick records, gathered up to ``BATCH_MAX_TICKS`` or ``BATCH_MAX_SECONDS``.
 """
 
 from __future__ import annotations
@@ -11,19 +16,34 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Protocol
+from typing import Iterator, Protocol, Union
 
+import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from schemas import ControlCommand, ExecutionReport, RawTick
+from schemas.columns import RawTickBatch
 from config.control_channel import ControlChannel
 
 BATCH_MAX_TICKS = 2_000
 BATCH_MAX_SECONDS = 0.02  # a paced feed hands over what it has at least this often
 
 
+FeedItem = Union[RawTickBatch, RawTick]
+
+
 class Feed(Protocol):
     def ticks(self, start_seq: int = 0) -> Iterator[RawTick]: ...
+
+
+class BatchFeed(Feed, Protocol):
+    def batches(self, start_seq: int = 0, max_rows: int = ...) -> Iterator[FeedItem]: ...
+
+
+def as_records(item: FeedItem) -> list[RawTick]:
+    """A feed item as RawTick records (a heartbeat batch has none): the bridge for stages that
+    still read records."""
+    return item.to_records() if type(item) is RawTickBatch else [item]
 
 
 class TickCounter(Protocol):
@@ -49,9 +69,12 @@ class FeedLimits:
         return None if self.duration_s is None else time.monotonic() + self.duration_s
 
 
-class _FeedPartition(StatefulSourcePartition[RawTick, int]):
+class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
     def __init__(self, feed: Feed, start_seq: int, counter: TickCounter | None, limits: FeedLimits):
-        self._ticks = feed.ticks(start_seq)
+        batches = getattr(feed, "batches", None)
+        self._items: Iterator[FeedItem] = (
+            batches(start_seq, max_rows=BATCH_MAX_TICKS) if batches is not None else feed.ticks(start_seq)
+        )
         self._next_seq = start_seq
         self._counter = counter
         self._limits = limits
@@ -65,8 +88,10 @@ class _FeedPartition(StatefulSourcePartition[RawTick, int]):
             or limits.stop.is_set()
         )
 
-    def next_batch(self) -> list[RawTick]:
-        batch: list[RawTick] = []
+    def next_batch(self) -> list[FeedItem]:
+        """The feed's next handover: records until BATCH_MAX_TICKS rows or BATCH_MAX_SECONDS, and
+        up to (including) the next RawTickBatch, which is a whole handover of its feed."""
+        items: list[FeedItem] = []
         now = time.monotonic()
         if self._exhausted(now):
             self._limits.cut_short.set()
@@ -74,26 +99,41 @@ class _FeedPartition(StatefulSourcePartition[RawTick, int]):
             raise StopIteration()
         deadline = now + BATCH_MAX_SECONDS
         max_ticks = self._limits.max_ticks
-        for tick in self._ticks:
-            if max_ticks is not None and tick.seq >= max_ticks:
+        rows = 0
+        for item in self._items:
+            if type(item) is RawTickBatch:
+                if max_ticks is not None and len(item) and item.seq[-1] >= max_ticks:
+                    self._limits.cut_short.set()
+                    item = item.take(np.flatnonzero(item.seq < max_ticks))  # seq ascends: a head
+                    if not len(item):
+                        break
+                items.append(item)
+                rows += len(item)
+                if len(item):
+                    self._next_seq = int(item.seq[-1]) + 1
+                break
+            if max_ticks is not None and item.seq >= max_ticks:
                 self._limits.cut_short.set()
                 break
-            batch.append(tick)
-            if len(batch) >= BATCH_MAX_TICKS or time.monotonic() >= deadline:
+            items.append(item)
+            rows += 1
+            self._next_seq = item.seq + 1
+            if rows >= BATCH_MAX_TICKS or time.monotonic() >= deadline:
                 break
-        if not batch:
+        if not items:
             self._limits.feed_done.set()
             raise StopIteration()
-        self._next_seq = batch[-1].seq + 1
-        if self._counter is not None:
-            self._counter.count_ticks(len(batch))
-        return batch
+        if self._counter is not None and rows:
+            self._counter.count_ticks(rows)
+        return items
 
     def snapshot(self) -> int:
         return self._next_seq
 
 
-class FeedSource(FixedPartitionedSource[RawTick, int]):
+class FeedSource(FixedPartitionedSource[FeedItem, int]):
+    """The feed as one partition of :data:`FeedItem` lists; resume state: the next seq."""
+
     PARTITION = "feed"
 
     def __init__(self, feed: Feed, counter: TickCounter | None = None, limits: FeedLimits | None = None):

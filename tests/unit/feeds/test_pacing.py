@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feeds.pacing import Pacer
+from tests.unit.feeds.conftest import FakeClock
 
 S = 1_000_000_000
 
@@ -68,3 +71,23 @@ def test_pacer_when_reset_then_next_tick_is_new_origin(fake_clock):
 def test_pacer_when_speed_not_finite_then_rejected():
     with pytest.raises(ValueError, match="finite"):
         Pacer(float("nan"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(speed=st.floats(0.01, 1e5), gap=st.integers(0, 10**15))
+def test_pacer_when_due_at_reached_then_the_tick_counts_as_reached_and_not_a_ns_before(speed, gap):
+    """due_at and reached agree whatever the float error of dividing by speed: a batching feed
+    that sleeps until a tick is due then finds it due (else it would spin)."""
+    clock = FakeClock()
+    pacer = Pacer(speed, clock=clock.clock, sleep=clock.sleep)
+    pacer.anchor(10**18)
+    due = pacer.due_at(10**18 + gap)
+    assert pacer.reached(due) >= 10**18 + gap
+    assert 0 <= (due - clock.now_ns) - gap / speed <= 1  # and not later than the schedule
+
+
+def test_pacer_when_sleep_until_then_sleeps_the_rest_only(fake_clock):
+    pacer = Pacer(1.0, clock=fake_clock.clock, sleep=fake_clock.sleep)
+    pacer.sleep_until(fake_clock.now_ns - 5)
+    pacer.sleep_until(fake_clock.now_ns + 2_500_000)
+    assert fake_clock.sleeps == pytest.approx([0.0025])

@@ -1,0 +1,140 @@
+"""FeedSource's partition driven directly (no dataflow): batches or records, limits, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from feeds.replay import ColumnMapping, ReplayFeed
+from feeds.synthetic import SyntheticConfig, SyntheticFeed
+from flows.source import BATCH_MAX_TICKS, FeedLimits, FeedSource
+from schemas import RawTick
+from schemas.columns import RawTickBatch
+
+CONFIG = SyntheticConfig(ticks_per_second=500, u_shape=0.0, max_ticks=12_345)
+TRADES = ColumnMapping(kind="trade", timestamp="ts", timestamp_unit="ms", price="px", size="qty", side="side", symbol="sym")
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def count_ticks(self, n: int) -> None:
+        self.counts.append(n)
+
+
+class RecordsOnly:
+    """A feed with ticks() only, as the Alpaca feed is."""
+
+    def __init__(self, feed: SyntheticFeed) -> None:
+        self._feed = feed
+
+    def ticks(self, start_seq: int = 0):
+        return self._feed.ticks(start_seq)
+
+
+def partition(feed, limits: FeedLimits | None = None, resume: int | None = None, counter: Counter | None = None):
+    return FeedSource(feed, counter, limits).build_part("feed", FeedSource.PARTITION, resume)
+
+
+def drain(part, calls: int | None = None) -> list[list]:
+    """next_batch() results until StopIteration (or ``calls`` of them)."""
+    out = []
+    while calls is None or len(out) < calls:
+        try:
+            out.append(part.next_batch())
+        except StopIteration:
+            break
+    return out
+
+
+def records(results: list[list]) -> list[RawTick]:
+    return [t for items in results for item in items
+            for t in (item.to_records() if type(item) is RawTickBatch else [item])]
+
+
+def content(ticks: list[RawTick]) -> list[dict]:
+    return [t.content() for t in ticks]
+
+
+def test_feed_source_when_feed_has_batches_then_hands_over_batches_of_the_whole_tape():
+    limits, counter = FeedLimits(), Counter()
+    part = partition(SyntheticFeed(CONFIG), limits, counter=counter)
+    results = drain(part)
+    assert all(len(items) == 1 and type(items[0]) is RawTickBatch for items in results)
+    assert max(len(items[0]) for items in results) == BATCH_MAX_TICKS
+    assert content(records(results)) == content(list(SyntheticFeed(CONFIG).ticks()))
+    assert sum(counter.counts) == 12_345 and part.snapshot() == 12_345
+    assert limits.feed_done.is_set() and not limits.cut_short.is_set()  # the tape ended
+
+
+def test_feed_source_when_feed_has_only_ticks_then_records_as_before():
+    limits, counter = FeedLimits(max_ticks=4_321), Counter()
+    part = partition(RecordsOnly(SyntheticFeed(CONFIG)), limits, counter=counter)
+    results = drain(part)
+    assert all(type(t) is RawTick for items in results for t in items)
+    assert max(len(items) for items in results) <= BATCH_MAX_TICKS
+    assert [t.seq for t in records(results)] == list(range(4_321))
+    assert sum(counter.counts) == 4_321 and part.snapshot() == 4_321
+    assert limits.cut_short.is_set() and limits.feed_done.is_set()
+
+
+@pytest.mark.parametrize("max_ticks", [1, 1_999, 2_000, 2_001, 4_321])
+def test_feed_source_when_max_ticks_inside_a_batch_then_rows_below_the_limit_only(max_ticks):
+    limits, counter = FeedLimits(max_ticks=max_ticks), Counter()
+    part = partition(SyntheticFeed(CONFIG), limits, counter=counter)
+    results = drain(part)
+    ticks = records(results)
+    assert [t.seq for t in ticks] == list(range(max_ticks))
+    assert content(ticks) == content(list(SyntheticFeed(CONFIG).ticks()))[:max_ticks]
+    assert sum(counter.counts) == max_ticks and part.snapshot() == max_ticks
+    assert limits.cut_short.is_set() and limits.feed_done.is_set()
+
+
+def test_feed_source_when_duration_zero_or_stop_then_feed_ends_cut_short():
+    limits = FeedLimits(duration_s=0.0)
+    with pytest.raises(StopIteration):
+        partition(SyntheticFeed(CONFIG), limits).next_batch()
+    assert limits.cut_short.is_set() and limits.feed_done.is_set()
+
+    limits = FeedLimits()
+    part = partition(SyntheticFeed(CONFIG), limits)
+    assert len(drain(part, calls=2)) == 2
+    limits.stop.set()
+    with pytest.raises(StopIteration):
+        part.next_batch()
+    assert part.snapshot() == 2 * BATCH_MAX_TICKS
+    assert limits.cut_short.is_set() and limits.feed_done.is_set()
+
+
+@pytest.mark.parametrize("calls", [1, 3, 6])
+def test_feed_source_when_resumed_from_a_snapshot_then_equals_the_tail_of_a_full_run(calls):
+    full = content(records(drain(partition(SyntheticFeed(CONFIG)))))
+    first = partition(SyntheticFeed(CONFIG))
+    head = records(drain(first, calls=calls))
+    resumed = records(drain(partition(SyntheticFeed(CONFIG), resume=first.snapshot())))
+    assert first.snapshot() == len(head)
+    assert content(head) + content(resumed) == full
+
+
+def test_feed_source_when_replay_has_bad_rows_then_batches_and_records_in_seq_order(tmp_path):
+    rows = ["1000,1,1,buy,X", "1001,2,1,sell,X", "1002,n/a,1,buy,X", "1003,3,1,buy,X", "1004,4,,buy,X",
+            "1005,5,1,buy,X", "1006,6,1,buy,X"]
+    path = Path(tmp_path / "t.csv")
+    path.write_text("ts,px,qty,side,sym\n" + "\n".join(rows) + "\n")
+    counter = Counter()
+    results = drain(partition(ReplayFeed(path, mapping=TRADES), counter=counter))
+    items = [item for batch in results for item in batch]
+    assert [(type(i).__name__, i.seq.tolist() if type(i) is RawTickBatch else i.seq) for i in items] == [
+        ("RawTickBatch", [0, 1]), ("RawTick", 2), ("RawTickBatch", [3]), ("RawTick", 4), ("RawTickBatch", [5, 6])]
+    assert [len(r) for r in results] == [1, 2, 2]  # records ride with the batch after them
+    assert content(records(results)) == content(list(ReplayFeed(path, mapping=TRADES).ticks()))
+    assert sum(counter.counts) == 7
+
+    limits = FeedLimits(max_ticks=5)
+    part = partition(ReplayFeed(path, mapping=TRADES), limits)
+    assert [t.seq for t in records(drain(part))] == [0, 1, 2, 3, 4]
+    assert part.snapshot() == 5 and limits.cut_short.is_set()
+    resumed = partition(ReplayFeed(path, mapping=TRADES), resume=3)
+    assert [t.seq for t in records(drain(resumed))] == [3, 4, 5, 6]
