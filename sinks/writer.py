@@ -157,9 +157,9 @@ class BatchingWriter:
             got = {f.name: str(f.type) for f in arrow.schema}
             want = {f.name: str(f.type) for f in expected}
             diff = {n: (got.get(n, "missing"), want.get(n, "not a column")) for n in {*got, *want} if got.get(n) != want.get(n)}
-            order = "" if diff else f" (column order {list(got)}, expected {list(want)})"
-            raise TypeError(f"Arrow rows for {table} do not have its layout's schema{order}: "
-                            + ", ".join(f"{n}: {g} (expected {w})" for n, (g, w) in sorted(diff.items())))
+            detail = (", ".join(f"{n}: {g} (expected {w})" for n, (g, w) in sorted(diff.items())) if diff
+                      else f"column order {list(got)}, expected {list(want)}")
+            raise TypeError(f"Arrow rows for {table} do not have its layout's schema: {detail}")
         runs = {v for chunk in arrow.column("run_id").chunks for v in chunk.dictionary.to_pylist()}
         if arrow.num_rows and runs != {self.run_id}:
             raise TypeError(f"Arrow rows for {table} are of run {sorted(map(str, runs))}, this writer writes run {self.run_id}")
