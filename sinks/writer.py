@@ -131,22 +131,35 @@ class BatchingWriter:
     def add_many(self, table: str, records: Iterable[Record]) -> None:
         self._reclaim()
         records = list(records)
-        if not records:
-            return
-        check_records(table, records)
-        buffer = self._open(table, len(records))
-        if buffer.parts and type(buffer.parts[-1]) is list:
-            buffer.parts[-1].extend(records)
-        else:
-            buffer.parts.append(records)
+        if records:
+            check_records(table, records)
+            self.extend(table, records)
 
     def add_arrow(self, table: str, arrow: pa.Table) -> None:
         """Buffer rows already in ``table``'s Arrow form (its layout's schema, this writer's run_id);
         a table of another form fails here, at the caller."""
         self._reclaim()
         self.check_arrow(table, arrow)
-        if arrow.num_rows:
-            self._open(table, arrow.num_rows).parts.append(arrow)
+        self.extend(table, arrow)
+
+    def extend(self, table: str, rows: list[Record] | pa.Table) -> None:
+        """Buffer rows already checked by :func:`check_records` or :meth:`check_arrow` (a
+        background writer checks them in its caller's thread, and does not pay for it twice). A
+        list of records becomes the writer's: the caller must not change it afterwards."""
+        self._reclaim()
+        if type(rows) is list:
+            if rows:
+                buffer = self._open(table, len(rows))
+                if buffer.parts and type(buffer.parts[-1]) is list:
+                    buffer.parts[-1].extend(rows)
+                else:
+                    buffer.parts.append(rows)
+        elif rows.num_rows:
+            self._open(table, rows.num_rows).parts.append(rows)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
 
     def check_arrow(self, table: str, arrow: pa.Table) -> None:
         """Raise TypeError unless ``arrow`` has ``table``'s layout schema and this writer's run_id."""
