@@ -73,7 +73,7 @@ def raw_table(batch: RawTickBatch, run_id: str) -> pa.Table:
 
 def _trades(batch: TickBatch, rows: np.ndarray, run_id: str) -> pa.Table:
     n = len(rows)
-    trade_id = pa.array(batch.trade_id[rows], pa.string())
+    trade_id = _texts(batch.trade_id[rows])
     symbol = _decode(batch.symbol[rows], batch.symbols)
     source = _decode(batch.source[rows], batch.sources)
     columns = {
@@ -118,7 +118,7 @@ def _quotes(batch: TickBatch, rows: np.ndarray, run_id: str) -> pa.Table:
 def _ids(batch: TickBatch, rows: np.ndarray, source: pa.Array, symbol: pa.Array, tag: str, key: pa.Array) -> pa.Array:
     """Normalize's record id, ``{source}:{symbol}{tag}{key}``, unless the batch carries its ids."""
     if batch.ids is not None:
-        return pa.array(batch.ids[rows], pa.string())
+        return _texts(batch.ids[rows])
     frame = pl.DataFrame([pl.from_arrow(source).alias("source"), pl.from_arrow(symbol).alias("symbol"),
                           pl.from_arrow(key).alias("key")])
     return _select(pl.concat_str([pl.col("source"), pl.lit(":"), pl.col("symbol"), pl.lit(tag), pl.col("key")]),
@@ -138,7 +138,7 @@ def _payloads(batch: RawTickBatch) -> pa.Array:
         "price": pl.Series(batch.price[trades]),
         "size": pl.Series(batch.size[trades]),
         "side": pl.from_arrow(_decode(batch.side[trades], _RAW_SIDE_NAMES)),
-        "trade_id": pl.from_arrow(pa.array(batch.trade_id[trades], pa.string())),
+        "trade_id": pl.from_arrow(_texts(batch.trade_id[trades])),
     })
     quote_json = _encode("quote", {
         name: pl.Series(getattr(batch, name)[quotes]) for name in ("bid", "ask", "bid_size", "ask_size")
@@ -188,6 +188,12 @@ def _decode(codes: np.ndarray, names: tuple[str, ...] | pa.Array) -> pa.Array:
     dictionary = names if isinstance(names, pa.Array) else pa.array(list(names), pa.string())
     indices = pa.array(np.asarray(codes, np.int32), pa.int32())
     return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+
+
+def _texts(values: np.ndarray) -> pa.Array:
+    """An object array of str as a string column. Through a list: pyarrow converts a NumPy object
+    array element by element through NumPy (~1 us a row), a list of str some 30 times faster."""
+    return pa.array(values.tolist(), pa.string())
 
 
 def _constant(value: str, n: int) -> pa.Array:
