@@ -1,52 +1,104 @@
 """The warehouse as a Bytewax sink: every topic lands in its ClickHouse table.
 
-Items are ``(table, record)`` pairs. Rows are batched by :class:`sinks.writer.BatchingWriter`
-(size and age bounds); the partition flushes everything pending in ``snapshot()``, which Bytewax
-calls at the end of each epoch before it commits recovery state, so a crash can never leave a
-committed epoch whose rows were not written. Rows written after the last commit may be written
-again on resume; the money tables are ReplacingMergeTree on record ids, so they never double-count.
+Items are ``(table, value)`` pairs, where the value is
+
+- a record of the table's model (``("md_bars", bar)``), as every stage emits them;
+- a :class:`~schemas.columns.TickBatch` tagged ``md_trades`` or ``md_quotes`` (either: its trades
+  land in ``md_trades`` and its quotes in ``md_quotes``, see :func:`sinks.columns.tick_tables`);
+- a :class:`~schemas.columns.RawTickBatch` tagged ``md_raw`` (:func:`sinks.columns.raw_table`);
+- a ``pyarrow.Table`` already in the table's Arrow form.
+
+A value of another kind, or a batch under another table, fails the dataflow with the reason.
+
+Rows go to a :class:`sinks.background.BackgroundWriter`: ``write_batch`` hands them over and
+returns, and the writer's thread converts, batches (size and age bounds) and inserts, so the
+dataflow thread does not wait for ClickHouse. The sink takes either a BackgroundWriter or a plain
+:class:`sinks.writer.BatchingWriter`, which it wraps (the callers keep the writer they made and may
+``flush()`` it after the run: that takes it back from the thread with every row written, even when
+the dataflow aborted and never closed its sink). A full writer queue blocks ``write_batch``: that is
+the back-pressure that keeps a slow warehouse from filling memory.
+
+Recovery: ``snapshot()``, which Bytewax calls at the end of each epoch before it commits recovery
+state, waits until every row handed over so far is written (and raises a failed insert), so a crash
+can never leave a committed epoch whose rows were not written. Rows written after the last commit
+may be written again on resume; the money tables are ReplacingMergeTree on record ids, so they never
+double-count. A failed insert of the thread's own is raised by the next ``write_batch`` already.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from schemas import Record
+from schemas.columns import RawTickBatch, TickBatch
+from sinks.background import BackgroundWriter
+from sinks.columns import raw_table, tick_tables
+from sinks.writer import BatchingWriter
+
+TICK_TABLES = ("md_trades", "md_quotes")
 
 
-class _WarehousePartition(StatefulSinkPartition[tuple[str, Record], None]):
-    def __init__(self, writer: Any, counter: Any | None):
+class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
+    def __init__(self, writer: BackgroundWriter, counter: Any | None):
         self._writer = writer
         self._counter = counter
 
-    def write_batch(self, values: list[tuple[str, Record]]) -> None:
-        add = self._writer.add
-        for table, record in values:
-            add(table, record)
+    def write_batch(self, values: list[tuple[str, Any]]) -> None:
+        writer, run_id = self._writer, self._writer.run_id
+        records: dict[str, list[Record]] = {}  # runs of records per table, kept in order with the Arrow rows
+        counts: Counter[str] = Counter()
+
+        def add_records(table: str, run: list[Record]) -> None:
+            writer.add_many(table, run)  # a record of another model fails here, with the reason
+            counts[table] += len(run)
+
+        def add_arrow(table: str, arrow: pa.Table) -> None:
+            if table in records:
+                add_records(table, records.pop(table))
+            writer.add_arrow(table, arrow)
+            counts[table] += arrow.num_rows
+
+        for table, value in values:
+            kind = type(value)
+            if kind is TickBatch:
+                if table not in TICK_TABLES:
+                    raise TypeError(f"a TickBatch lands in {' and '.join(TICK_TABLES)}, not in {table}")
+                for tick_table, arrow in tick_tables(value, run_id).items():
+                    add_arrow(tick_table, arrow)
+            elif kind is RawTickBatch:
+                if table != "md_raw":
+                    raise TypeError(f"a RawTickBatch lands in md_raw, not in {table}")
+                if len(value):
+                    add_arrow(table, raw_table(value, run_id))
+            elif kind is pa.Table:
+                add_arrow(table, value)
+            else:
+                records.setdefault(table, []).append(value)
+        for table, run in records.items():
+            add_records(table, run)
         if self._counter is not None:
-            count = self._counter.count_records
-            for table, _ in values:
-                count(table, 1)
-        if self._writer.due():
-            self._writer.flush()
+            for table, n in counts.items():
+                self._counter.count_records(table, n)
 
     def snapshot(self) -> None:
         self._writer.flush()
         return None
 
     def close(self) -> None:
-        self._writer.flush()
+        self._writer.close()
 
 
-class WarehouseSink(FixedPartitionedSink[tuple[str, Record], None]):
+class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
     """One partition: one writer per process keeps inserts few and large."""
 
     PARTITION = "warehouse"
 
-    def __init__(self, writer: Any, counter: Any | None = None):
-        self._writer = writer
+    def __init__(self, writer: BackgroundWriter | BatchingWriter, counter: Any | None = None):
+        self._writer = writer if isinstance(writer, BackgroundWriter) else BackgroundWriter(writer)
         self._counter = counter
 
     def list_parts(self) -> list[str]:

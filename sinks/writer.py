@@ -1,8 +1,10 @@
 """Batches records per table and writes them columnar, with retries that never drop or double a batch.
 
-Life of a row: ``add`` appends it to its table's open buffer. ``flush`` seals each buffer into
-blocks of at most ``max_rows`` (converted to Arrow once, and given a unique insert deduplication
-token), then inserts the blocks in order. A block leaves the pending list only after its insert
+Life of a row: ``add`` appends it to its table's open buffer; ``add_arrow`` appends a table of rows
+already in the table's Arrow form (:mod:`sinks.columns`), in the same buffer and in the same order.
+``flush`` seals each buffer into blocks of at most ``max_rows`` (records converted to Arrow once, then
+every piece concatenated in order and cut; each block given a unique insert deduplication token),
+then inserts the blocks in order. A block leaves the pending list only after its insert
 succeeded; on error it is retried with exponential backoff (``backoff_s``, doubling, ``retries``
 times), and after the last retry :class:`WarehouseWriteError` is raised with the block still pending,
 so nothing is dropped silently: a later ``flush`` tries the same block again.
@@ -51,8 +53,10 @@ class WarehouseWriteError(RuntimeError):
 
 @dataclass
 class _Buffer:
-    records: list[Record] = field(default_factory=list)
-    opened_at: float = 0.0  # clock() when the first record arrived in the empty buffer
+    # in arrival order: runs of records (still to convert) and Arrow tables (already converted)
+    parts: list[list[Record] | pa.Table] = field(default_factory=list)
+    rows: int = 0
+    opened_at: float = 0.0  # clock() when the first row arrived in the empty buffer
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,20 @@ class _Block:
     token: str  # reused on every retry of this block
 
 
+class Borrower(Protocol):
+    """Who a writer is lent to (:class:`sinks.background.BackgroundWriter`): the thread that may use it."""
+
+    def is_own_thread(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class BatchingWriter:
+    """Not thread-safe: one thread uses it at a time. While it is lent to a
+    :class:`sinks.background.BackgroundWriter` (:meth:`lend`), only that writer's thread does; a call
+    from any other thread first takes it back (the background writer writes everything it was given
+    and stops its thread), so an owner's ``flush()`` after a run still writes every row."""
+
     def __init__(
         self,
         warehouse: ArrowInserter,
@@ -90,6 +107,21 @@ class BatchingWriter:
         self.rows_written_by_table: Counter[str] = Counter()
         self.blocks_written = 0
         self.insert_retries = 0
+        self._borrower: Borrower | None = None
+        self._arrow_schemas: dict[str, pa.Schema] = {}
+
+    # -- lending -----------------------------------------------------------------------------------
+
+    def lend(self, borrower: Borrower | None) -> None:
+        """Lend this writer to ``borrower``'s thread (None: the owner has it back)."""
+        if borrower is not None and self._borrower is not None and self._borrower is not borrower:
+            raise RuntimeError(f"writer of run {self.run_id} is already lent to another background writer")
+        self._borrower = borrower
+
+    def _reclaim(self) -> None:
+        borrower = self._borrower
+        if borrower is not None and not borrower.is_own_thread():
+            borrower.close()  # writes what it holds, stops its thread and calls lend(None)
 
     # -- buffering ---------------------------------------------------------------------------------
 
@@ -97,27 +129,72 @@ class BatchingWriter:
         self.add_many(table, (record,))
 
     def add_many(self, table: str, records: Iterable[Record]) -> None:
+        self._reclaim()
         records = list(records)
-        if not records:
-            return
-        model = layout(table).model  # an unknown table fails here, at the caller, not at flush
-        strangers = {type(r).__name__ for r in records if type(r) is not model}
-        if strangers:
-            raise TypeError(f"table {table} takes {model.__name__} records, not {', '.join(sorted(strangers))}")
+        if records:
+            check_records(table, records)
+            self.extend(table, records)
+
+    def add_arrow(self, table: str, arrow: pa.Table) -> None:
+        """Buffer rows already in ``table``'s Arrow form (its layout's schema, this writer's run_id);
+        a table of another form fails here, at the caller."""
+        self._reclaim()
+        self.check_arrow(table, arrow)
+        self.extend(table, arrow)
+
+    def extend(self, table: str, rows: list[Record] | pa.Table) -> None:
+        """Buffer rows already checked by :func:`check_records` or :meth:`check_arrow` (a
+        background writer checks them in its caller's thread, and does not pay for it twice). A
+        list of records becomes the writer's: the caller must not change it afterwards."""
+        self._reclaim()
+        if type(rows) is list:
+            if rows:
+                buffer = self._open(table, len(rows))
+                if buffer.parts and type(buffer.parts[-1]) is list:
+                    buffer.parts[-1].extend(rows)
+                else:
+                    buffer.parts.append(rows)
+        elif rows.num_rows:
+            self._open(table, rows.num_rows).parts.append(rows)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def check_arrow(self, table: str, arrow: pa.Table) -> None:
+        """Raise TypeError unless ``arrow`` has ``table``'s layout schema and this writer's run_id."""
+        expected = self._arrow_schemas.get(table)
+        if expected is None:
+            expected = self._arrow_schemas[table] = layout(table).to_arrow([], self.run_id).schema
+        if not arrow.schema.equals(expected, check_metadata=False):
+            got = {f.name: str(f.type) for f in arrow.schema}
+            want = {f.name: str(f.type) for f in expected}
+            diff = {n: (got.get(n, "missing"), want.get(n, "not a column")) for n in {*got, *want} if got.get(n) != want.get(n)}
+            detail = (", ".join(f"{n}: {g} (expected {w})" for n, (g, w) in sorted(diff.items())) if diff
+                      else f"column order {list(got)}, expected {list(want)}")
+            raise TypeError(f"Arrow rows for {table} do not have its layout's schema: {detail}")
+        runs = {v for chunk in arrow.column("run_id").chunks for v in chunk.dictionary.to_pylist()}
+        if arrow.num_rows and runs != {self.run_id}:
+            raise TypeError(f"Arrow rows for {table} are of run {sorted(map(str, runs))}, this writer writes run {self.run_id}")
+
+    def _open(self, table: str, rows: int) -> _Buffer:
         buffer = self._buffers.get(table)
         if buffer is None:
             buffer = self._buffers[table] = _Buffer()
-        if not buffer.records:
+        if not buffer.rows:
             buffer.opened_at = self._clock()
-        buffer.records.extend(records)
+        buffer.rows += rows
+        return buffer
 
     @property
     def pending_rows(self) -> int:
-        open_rows = sum(len(b.records) for b in self._buffers.values())
+        self._reclaim()
+        open_rows = sum(b.rows for b in self._buffers.values())
         return open_rows + sum(block.arrow_table.num_rows for block in self._sealed)
 
     def pending_by_table(self) -> dict[str, int]:
-        counts: Counter[str] = Counter({t: len(b.records) for t, b in self._buffers.items() if b.records})
+        self._reclaim()
+        counts: Counter[str] = Counter({t: b.rows for t, b in self._buffers.items() if b.rows})
         for block in self._sealed:
             counts[block.table] += block.arrow_table.num_rows
         return dict(counts)
@@ -125,18 +202,26 @@ class BatchingWriter:
     def due(self) -> bool:
         """True when some table's buffer is full or its oldest row has waited ``max_age_s``, or a
         block from a failed flush is still waiting."""
+        self._reclaim()
+        return self.due_in() == 0.0
+
+    def due_in(self) -> float | None:
+        """Seconds (of this writer's clock) until :meth:`due` turns true: 0.0 when it is, None when
+        nothing is pending."""
         if self._sealed:
-            return True
+            return 0.0
         now = self._clock()
-        return any(
-            b.records and (len(b.records) >= self.max_rows or now - b.opened_at >= self.max_age_s)
-            for b in self._buffers.values()
-        )
+        waits = [
+            0.0 if b.rows >= self.max_rows else max(0.0, self.max_age_s - (now - b.opened_at))
+            for b in self._buffers.values() if b.rows
+        ]
+        return min(waits, default=None)
 
     # -- writing -----------------------------------------------------------------------------------
 
     def flush(self) -> int:
         """Write every pending row; returns the rows written now. Raises WarehouseWriteError."""
+        self._reclaim()
         self._seal_all()
         written = 0
         while self._sealed:
@@ -153,18 +238,22 @@ class BatchingWriter:
     def close(self) -> None:
         self.flush()
 
+
     def _seal_all(self) -> None:
         for table, buffer in self._buffers.items():
-            records = buffer.records
-            if not records:
+            if not buffer.rows:
                 continue
             # Convert before clearing: if conversion raises, the rows stay in the open buffer.
+            to_arrow = layout(table).to_arrow
+            pieces = [to_arrow(part, self.run_id) if type(part) is list else part for part in buffer.parts]
+            rows = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+            # one chunk per block (and one run_id dictionary): ClickHouse reads it as one Arrow batch
             blocks = [
-                _Block(table, layout(table).to_arrow(records[i:i + self.max_rows], self.run_id), self._new_token(table))
-                for i in range(0, len(records), self.max_rows)
+                _Block(table, rows.slice(i, self.max_rows).combine_chunks(), self._new_token(table))
+                for i in range(0, buffer.rows, self.max_rows)
             ]
             self._sealed.extend(blocks)
-            buffer.records = []
+            buffer.parts, buffer.rows = [], 0
 
     def _new_token(self, table: str) -> str:
         return f"{self.run_id}/{table}/{uuid.uuid4().hex}"
@@ -180,3 +269,11 @@ class BatchingWriter:
                     raise WarehouseWriteError(block.table, block.arrow_table.num_rows, attempts, exc) from exc
                 self.insert_retries += 1
                 self._sleep(self.backoff_s * (2 ** attempt))
+
+
+def check_records(table: str, records: list[Record]) -> None:
+    """Raise unless ``table`` exists (KeyError) and every record is of its model (TypeError)."""
+    model = layout(table).model  # an unknown table fails here, at the caller, not at flush
+    strangers = {type(r).__name__ for r in records if type(r) is not model}
+    if strangers:
+        raise TypeError(f"table {table} takes {model.__name__} records, not {', '.join(sorted(strangers))}")

@@ -7,10 +7,13 @@ import polars as pl
 import pytest
 
 from schemas.feature_set import FEATURE_SET_V1
-from schemas import Aggressor, Order, RiskReject
+from schemas import Aggressor, Order, RawTick, RiskReject
+from schemas.columns import RawTickBatch, TickBatch
 from sinks import migrations
 from sinks.rows import LAYOUTS, layout
 from sinks.warehouse import Warehouse, WarehouseConnectError
+from sinks.background import BackgroundWriter
+from sinks.columns import raw_table, tick_tables
 from sinks.writer import BatchingWriter
 from tests.unit.sinks.records import MINUTE, T0, fill, one_of_each, pnl, trade
 from topics.catalog import TOPICS
@@ -240,6 +243,33 @@ def test_writer_flushes_large_batches_into_the_engine(warehouse: Warehouse):
     assert counts.rows == [(60_000, 60_000)]
     assert warehouse.query("SELECT sum(trade_count) FROM ohlcv_1m WHERE run_id = 'run-w'").scalar() == 60_000
     assert writer.rows_written_by_table == {"md_trades": 60_000, "exec_reports": 1}
+
+
+def test_tick_batches_written_as_arrow_by_the_writer_thread_land_as_their_records_would(warehouse: Warehouse):
+    records = [trade(i, symbol=("AAPL", "MSFT")[i % 2]) for i in range(500)]
+    records.insert(7, one_of_each()["md_quotes"])
+    raw = [RawTick(id=f"feed:{i}", ts_event=T0 + i, ts_ingest=T0 + i + 1, source="feed", symbol="AAPL", seq=i,
+                   payload={"type": "trade", "ts": T0 + i, "price": 100.0 + i / 3, "size": 1e-7,
+                            "side": (None, "buy")[i % 2], "trade_id": f'x"{i}\\'}) for i in range(300)]
+    writer = BatchingWriter(warehouse, "by-records", max_rows=128)
+    writer.add_many("md_trades", [r for r in records if r.id.startswith(("AAPL", "MSFT"))])
+    writer.add_many("md_quotes", [r for r in records if r.id == "q-1"])
+    writer.add_many("md_raw", raw)
+    writer.flush()
+    background = BackgroundWriter(BatchingWriter(warehouse, "by-columns", max_rows=128))
+    for start in range(0, len(records), 100):  # several batches, and blocks cut across them
+        for table, arrow in tick_tables(TickBatch.from_records(records[start:start + 100]), "by-columns").items():
+            background.add_arrow(table, arrow)
+    background.add_arrow("md_raw", raw_table(RawTickBatch.from_records(raw), "by-columns"))
+    background.close()
+
+    for table in ("md_trades", "md_quotes", "md_raw"):
+        columns = [c for c in layout(table).column_names if c != "run_id"]
+        rows = {run: warehouse.query(f"SELECT {', '.join(columns)} FROM {table} WHERE run_id = {{r:String}} ORDER BY id",
+                                     {"r": run}).rows for run in ("by-records", "by-columns")}
+        assert rows["by-columns"] == rows["by-records"] and rows["by-records"], table
+    assert warehouse.query("SELECT sum(trade_count) FROM ohlcv_1m WHERE run_id = 'by-columns'").scalar() == 500
+    assert background.rows_written_by_table == {"md_trades": 500, "md_quotes": 1, "md_raw": 300}
 
 
 # -- a row back into its record: the inverse of sinks.rows, for the round-trip test ---------------

@@ -1,8 +1,11 @@
 import pyarrow as pa
 import pytest
 
+from schemas.columns import TickBatch
+from sinks.columns import tick_tables
+from sinks.rows import layout
 from sinks.writer import BatchingWriter, WarehouseWriteError
-from tests.unit.sinks.records import fill, one_of_each, trade
+from tests.unit.sinks.records import T0, fill, one_of_each, trade
 
 
 class FlakyWarehouse:
@@ -174,3 +177,67 @@ def test_add_of_a_record_of_another_model_fails_at_the_caller():
 def test_add_to_an_unknown_table_fails_at_the_caller():
     with pytest.raises(KeyError, match="no warehouse table"):
         make_writer(FlakyWarehouse()).add("exec.reports", fill())
+
+
+# -- Arrow rows (sinks.columns) beside records --------------------------------------------------
+
+
+def trades_arrow(start: int, stop: int, run_id: str = "run-1") -> pa.Table:
+    return tick_tables(TickBatch.from_records([trade(i) for i in range(start, stop)]), run_id)["md_trades"]
+
+
+def test_arrow_rows_and_records_of_a_table_are_written_in_the_order_added_in_blocks_of_max_rows():
+    warehouse = FlakyWarehouse()
+    writer = make_writer(warehouse, max_rows=4)
+    writer.add_many("md_trades", [trade(0), trade(1)])
+    writer.add_arrow("md_trades", trades_arrow(2, 5))
+    writer.add("md_trades", trade(5))
+    writer.add_arrow("md_trades", trades_arrow(6, 10))
+
+    assert writer.pending_rows == 10 and writer.pending_by_table() == {"md_trades": 10}
+    assert writer.flush() == 10
+
+    ids = [t.column("id").to_pylist() for _, t, _ in warehouse.written]
+    assert ids == [[f"AAPL:t{i}" for i in range(0, 4)], [f"AAPL:t{i}" for i in range(4, 8)], ["AAPL:t8", "AAPL:t9"]]
+    assert all(t.column("id").num_chunks == 1 for _, t, _ in warehouse.written)
+    assert all(t.schema == layout("md_trades").to_arrow([trade()], "run-1").schema for _, t, _ in warehouse.written)
+    assert writer.rows_written_by_table["md_trades"] == 10 and writer.rows_written == 10
+
+
+def test_arrow_rows_count_towards_the_size_and_age_bounds():
+    clock = FakeClock()
+    writer = make_writer(FlakyWarehouse(), clock, max_rows=3, max_age_s=1.0)
+    writer.add_arrow("md_trades", trades_arrow(0, 2))
+    assert not writer.due() and writer.due_in() == pytest.approx(1.0)
+    clock.now += 0.25
+    assert writer.due_in() == pytest.approx(0.75)
+    writer.add_arrow("md_trades", trades_arrow(2, 3))
+    assert writer.due() and writer.due_in() == 0.0
+
+
+def test_failed_arrow_block_stays_pending_and_is_retried_under_its_token():
+    warehouse = FlakyWarehouse(failures=1)
+    writer = make_writer(warehouse, retries=0)
+    writer.add_arrow("md_trades", trades_arrow(0, 3))
+    with pytest.raises(WarehouseWriteError, match="md_trades of 3 rows"):
+        writer.flush()
+    assert writer.pending_rows == 3 and writer.due()
+
+    assert writer.flush() == 3
+
+    assert [token for _, _, token in warehouse.attempts] == [warehouse.written[0][2]] * 2
+
+
+def test_add_arrow_of_another_tables_form_fails_at_the_caller_naming_the_columns():
+    writer = make_writer(FlakyWarehouse())
+    quotes = tick_tables(TickBatch.from_records([one_of_each()["md_quotes"]]), "run-1")["md_quotes"]
+    with pytest.raises(TypeError, match=r"md_trades.*bid_price: double \(expected not a column\)"):
+        writer.add_arrow("md_trades", quotes)
+    ints = trades_arrow(0, 1).set_column(3, "ts_event", pa.array([T0], pa.int64()))
+    with pytest.raises(TypeError, match=r"ts_event: int64 \(expected timestamp\[ns, tz=UTC\]\)"):
+        writer.add_arrow("md_trades", ints)  # ClickHouse would misread plain int64 times
+    with pytest.raises(TypeError, match="run-other"):
+        writer.add_arrow("md_trades", trades_arrow(0, 1, run_id="run-other"))
+    with pytest.raises(KeyError, match="no warehouse table"):
+        writer.add_arrow("md.trades", trades_arrow(0, 1))
+    assert writer.pending_rows == 0

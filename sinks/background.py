@@ -1,0 +1,298 @@
+"""A warehouse writer thread: the caller hands rows over and goes on; one thread converts and inserts.
+
+:class:`BackgroundWriter` wraps a :class:`~sinks.writer.BatchingWriter`. ``add``, ``add_many`` and
+``add_arrow`` check their rows in the caller's thread (an unknown table, a record of another model
+or an Arrow table of another form fails there, as with the plain writer), put them on a queue and
+return at once. One thread, started on first use, hands the queue to the BatchingWriter in order,
+seals and inserts: the record -> Arrow conversion and the inserts leave the caller's thread, so a
+dataflow keeps computing while ClickHouse writes. The thread flushes on its own by the writer's size
+and age bounds (``max_rows``, ``max_age_s``), the same blocks with the same insert tokens and retry
+rules as the plain writer, so the order of blocks per table is the order of the adds.
+
+Back-pressure: at most ``max_pending_rows`` rows may be accepted and not yet written (queued,
+buffered or in a failed block). An add that would pass the bound **blocks the caller** until the
+thread has written enough (the thread flushes at once when a caller waits for room); an add larger
+than the bound waits until nothing is pending, then goes in alone. So a slow warehouse slows the
+dataflow down instead of filling memory.
+
+Failures are never swallowed: an insert that failed after every retry (WarehouseWriteError, naming
+table and rows) or any other error of the thread is raised once, in the caller's thread, by the next
+``flush()`` or ``close()``, or by the next add (before it accepts anything, so a failed add can be
+repeated). The failed block stays pending in the BatchingWriter; the thread makes no further
+insert on its own until the error has been raised, and the next ``flush()`` retries the block under
+its token, so it is written once and nothing is lost.
+
+Threads: one caller thread adds and flushes (a dataflow's sink partition); the counters may be read
+from any thread. While the thread runs, the BatchingWriter is lent to it (``BatchingWriter.lend``):
+its owner's ``flush()`` from another thread first closes this writer, so rows still queued here are
+written too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass
+from typing import Iterable
+
+import pyarrow as pa
+
+from schemas import Record
+from sinks.writer import BatchingWriter, check_records
+
+
+@dataclass(frozen=True)
+class _Work:
+    table: str
+    rows: list[Record] | pa.Table
+    rows_n: int
+    accepted_at: float  # the writer's clock() when add accepted the rows
+
+
+class BackgroundWriter:
+    def __init__(self, writer: BatchingWriter, max_pending_rows: int | None = None, name: str = "tapeflow-warehouse"):
+        """``max_pending_rows``: the back-pressure bound (default: four of the writer's blocks)."""
+        self.writer = writer
+        self.max_pending_rows = max_pending_rows if max_pending_rows is not None else 4 * writer.max_rows
+        if self.max_pending_rows < 1:
+            raise ValueError("max_pending_rows must be >= 1")
+        self.run_id = writer.run_id
+        self.name = name
+        self._cond = threading.Condition()
+        # -- guarded by _cond -------------------------------------------------------------------
+        self._queue: deque[_Work] = deque()
+        self._queued_by_table: Counter[str] = Counter()
+        self._queued = 0
+        self._buffered_by_table: dict[str, int] = {}  # the writer's pending rows, as the thread last saw
+        self._buffered = 0
+        self._oldest_at: float | None = None  # clock() when the oldest unwritten row was accepted
+        self._errors: deque[BaseException] = deque()  # raised to the caller, oldest first
+        self._flush_asked = 0  # tickets: a flush asks n, the thread answers up to n
+        self._flush_done = 0
+        self._clean_through = 0  # the last ticket whose flush wrote everything before it
+        self._room_waiters = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._thread_ident: int | None = None
+        self._rows_written = 0
+        self._rows_written_by_table: Counter[str] = Counter()
+        self._blocks_written = 0
+        self._insert_retries = 0
+
+    # -- the caller's side ---------------------------------------------------------------------
+
+    def add(self, table: str, record: Record) -> None:
+        self.add_many(table, (record,))
+
+    def add_many(self, table: str, records: Iterable[Record]) -> None:
+        records = list(records)
+        if records:
+            check_records(table, records)
+            self._put(table, records, len(records))
+
+    def add_arrow(self, table: str, arrow: pa.Table) -> None:
+        """Rows in ``table``'s Arrow form (:mod:`sinks.columns`); checked here, as the plain writer does."""
+        self.writer.check_arrow(table, arrow)
+        if arrow.num_rows:
+            self._put(table, arrow, arrow.num_rows)
+
+    def flush(self) -> int:
+        """Return once every row added before this call is written; the rows the thread wrote
+        meanwhile. Raises the pending error, or the error of this flush, in the caller's thread."""
+        with self._cond:
+            self._raise_pending()
+            before = self._rows_written
+            while True:
+                self._ensure_thread()
+                self._flush_asked += 1
+                ticket = self._flush_asked
+                self._cond.notify_all()
+                while self._flush_done < ticket:
+                    self._cond.wait()
+                if self._clean_through >= ticket:
+                    return self._rows_written - before
+                self._raise_pending()  # else another caller took this flush's error: ask again
+
+    def close(self) -> None:
+        """Flush, then stop the thread and give the BatchingWriter back to its owner, even if the
+        flush raised (its failed block stays pending there). A later add starts a new thread."""
+        try:
+            self.flush()
+        finally:
+            with self._cond:
+                thread = self._thread
+                self._stopping = True
+                self._cond.notify_all()
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
+            with self._cond:
+                if self._thread is thread:
+                    self._thread, self._thread_ident = None, None
+                    self.writer.lend(None)
+                self._stopping = False
+
+    def due(self) -> bool:
+        """True when an error waits to be raised (call ``flush()``), or when rows wait that the size
+        or age bound has made due (the thread is writing them; ``flush()`` would wait for it). The age
+        is that of the oldest row not yet written, of any table."""
+        with self._cond:
+            if self._errors:
+                return True
+            pending = self._queued + self._buffered
+            if not pending:
+                return False
+            return (pending >= self.writer.max_rows
+                    or self._oldest_at is not None and self.writer.clock() - self._oldest_at >= self.writer.max_age_s)
+
+    # -- counters (any thread) -----------------------------------------------------------------
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows accepted and not yet written: queued here, buffered in the writer or in a failed block."""
+        with self._cond:
+            return self._queued + self._buffered
+
+    def pending_by_table(self) -> dict[str, int]:
+        with self._cond:
+            counts = self._queued_by_table + Counter(self._buffered_by_table)
+            return {t: n for t, n in counts.items() if n}
+
+    @property
+    def rows_written(self) -> int:
+        with self._cond:
+            return self._rows_written
+
+    @property
+    def rows_written_by_table(self) -> Counter[str]:
+        with self._cond:
+            return Counter(self._rows_written_by_table)
+
+    @property
+    def blocks_written(self) -> int:
+        with self._cond:
+            return self._blocks_written
+
+    @property
+    def insert_retries(self) -> int:
+        with self._cond:
+            return self._insert_retries
+
+    @property
+    def failed(self) -> bool:
+        """Whether an error of the thread waits to be raised by the next add, flush or close."""
+        with self._cond:
+            return bool(self._errors)
+
+    def is_own_thread(self) -> bool:
+        """Whether the caller is this writer's thread (the one the BatchingWriter is lent to)."""
+        return threading.get_ident() == self._thread_ident
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _put(self, table: str, rows: list[Record] | pa.Table, n: int) -> None:
+        with self._cond:
+            self._raise_pending()
+            self._ensure_thread()
+            while self._pending() and self._pending() + n > self.max_pending_rows:
+                self._room_waiters += 1
+                self._cond.notify_all()
+                try:
+                    self._cond.wait()
+                finally:
+                    self._room_waiters -= 1
+                self._raise_pending()  # the thread failed while we waited: waiting on would be forever
+            was_idle = not self._pending()
+            now = self.writer.clock()
+            if was_idle:
+                self._oldest_at = now
+            self._queue.append(_Work(table, rows, n, now))
+            self._queued += n
+            self._queued_by_table[table] += n
+            # wake the thread only when it has something new to do: start the age clock, or write
+            if was_idle or self._pending() >= self.writer.max_rows:
+                self._cond.notify_all()
+
+    def _raise_pending(self) -> None:
+        if self._errors:
+            raise self._errors.popleft()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self.writer.lend(self)
+            self._thread = thread
+            thread.start()
+            # the thread waits for _cond (held here) before it touches the writer
+            self._thread_ident = thread.ident
+
+    def _pending(self) -> int:
+        return self._queued + self._buffered
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # not expected; a caller must not wait for a dead thread
+            with self._cond:
+                self._errors.append(exc)
+                self._flush_done = self._flush_asked
+                self._thread, self._thread_ident = None, None
+                self.writer.lend(None)
+                self._cond.notify_all()
+
+    def _loop(self) -> None:
+        writer, clock = self.writer, self.writer.clock
+        while True:
+            with self._cond:
+                while True:
+                    write = self._flush_asked > self._flush_done
+                    if self._stopping:
+                        break  # close() has flushed: no write of our own now, only the hand-over
+                    wait_s = None
+                    if not self._errors and self._pending():  # no insert of our own until an error is raised
+                        age = clock() - self._oldest_at if self._oldest_at is not None else 0.0
+                        write = write or (self._room_waiters > 0 or self._pending() >= writer.max_rows
+                                          or age >= writer.max_age_s or writer.due_in() == 0.0)
+                        wait_s = max(writer.max_age_s - age, 0.0)
+                    if write:
+                        break
+                    self._cond.wait(timeout=wait_s)
+                items = list(self._queue)
+                self._queue.clear()
+                ticket, stopping = self._flush_asked, self._stopping
+            error = None
+            try:
+                for work in items:
+                    writer.extend(work.table, work.rows)
+                with self._cond:
+                    for work in items:
+                        self._queued -= work.rows_n
+                        self._queued_by_table[work.table] -= work.rows_n
+                    self._take_count(writer)
+                if write:
+                    writer.flush()
+            except BaseException as exc:  # raised to the caller by the next flush, close or add
+                error = exc
+            with self._cond:
+                self._take_count(writer)
+                if error is not None:
+                    self._errors.append(error)
+                if ticket > self._flush_done:
+                    if error is None:
+                        self._clean_through = ticket
+                    self._flush_done = ticket
+                self._cond.notify_all()
+                if stopping and not write and not self._queue:
+                    return  # close() flushed first; what came after stays in the writer for its owner
+
+    def _take_count(self, writer: BatchingWriter) -> None:
+        """Copy the writer's counters (it is this thread's alone) for readers; under _cond."""
+        self._buffered_by_table = writer.pending_by_table()
+        self._buffered = sum(self._buffered_by_table.values())
+        self._rows_written = writer.rows_written
+        self._rows_written_by_table = Counter(writer.rows_written_by_table)
+        self._blocks_written = writer.blocks_written
+        self._insert_retries = writer.insert_retries
+        if not self._queued + self._buffered:
+            self._oldest_at = None
+        elif self._queue:  # rows queued during a write start their own age, not the written rows'
+            self._oldest_at = self._queue[0].accepted_at

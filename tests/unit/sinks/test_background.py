@@ -1,0 +1,322 @@
+"""The warehouse writer thread: adds return at once, flush waits, failures surface, back-pressure holds.
+
+Every call that could block runs in a helper thread joined with a generous guard, so a wrong
+implementation fails the test instead of hanging it; no assertion depends on how fast anything is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+import pyarrow as pa
+import pytest
+
+from schemas.columns import TickBatch
+from sinks.background import BackgroundWriter
+from sinks.columns import tick_tables
+from sinks.writer import BatchingWriter, WarehouseWriteError
+from tests.unit.sinks.records import fill, trade
+
+GUARD_S = 20.0  # only ever waited out by a broken implementation
+
+
+class GatedWarehouse:
+    """An inserter that can be held shut (``gate``) and made to fail its next ``failures`` inserts."""
+
+    def __init__(self, failures: int = 0):
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()  # set when an insert has begun
+        self.failures = failures
+        self.attempts: list[tuple[str, int, str | None]] = []
+        self.written: list[tuple[str, pa.Table, str | None]] = []
+        self.threads: set[str] = set()
+
+    def insert_arrow(self, table, arrow_table, *, dedup_token=None):
+        self.threads.add(threading.current_thread().name)
+        self.attempts.append((table, arrow_table.num_rows, dedup_token))
+        self.entered.set()
+        assert self.gate.wait(GUARD_S), "insert held shut past the guard"
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("connection reset by peer")
+        self.written.append((table, arrow_table, dedup_token))
+        return arrow_table.num_rows
+
+    def ids(self, table: str) -> list[str]:
+        return [i for t, block, _ in self.written if t == table for i in block.column("id").to_pylist()]
+
+
+class Call:
+    """``fn()`` in a thread of its own, to watch whether it blocks."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn):
+        try:
+            self.value = fn()
+        except BaseException as exc:
+            self.error = exc
+
+    def still_blocked(self, wait_s: float = 0.3) -> bool:
+        self.thread.join(wait_s)
+        return self.thread.is_alive()
+
+    def result(self) -> Any:
+        self.thread.join(GUARD_S)
+        assert not self.thread.is_alive(), "call still blocked past the guard"
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached within the guard"
+        time.sleep(0.001)
+
+
+def make(warehouse, *, max_rows=1000, max_age_s=3600.0, retries=0, max_pending_rows=None):
+    writer = BatchingWriter(warehouse, "run-1", max_rows=max_rows, max_age_s=max_age_s, retries=retries,
+                            backoff_s=0.0)
+    return writer, BackgroundWriter(writer, max_pending_rows=max_pending_rows)
+
+
+@pytest.fixture
+def closing():
+    opened: list[BackgroundWriter] = []
+    yield opened.append
+    for background in opened:
+        for writer in (background.writer,):
+            writer._warehouse.gate.set()
+            writer._warehouse.failures = 0
+        try:
+            background.close()
+        except WarehouseWriteError:
+            pass  # a test that left a failure behind has asserted on it already
+
+
+def test_add_returns_while_an_insert_is_held_and_flush_waits_for_it(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=2)
+    closing(background)
+    warehouse.gate.clear()
+    background.add_many("md_trades", [trade(0), trade(1)])  # a full block: the thread inserts it
+    assert warehouse.entered.wait(GUARD_S)
+
+    assert Call(lambda: background.add("md_trades", trade(2))).result() is None  # not held by the insert
+    flush = Call(background.flush)
+    assert flush.still_blocked()
+
+    warehouse.gate.set()
+    flush.result()
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1", "AAPL:t2"]
+    assert background.pending_rows == 0 and background.rows_written_by_table == {"md_trades": 3}
+    assert warehouse.threads == {"tapeflow-warehouse"}  # never the caller's thread
+
+
+def test_the_thread_writes_a_full_block_on_its_own_without_a_flush(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=3)
+    closing(background)
+    background.add_many("md_trades", [trade(i) for i in range(3)])
+    wait_until(lambda: background.rows_written == 3)
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1", "AAPL:t2"]
+
+
+def test_the_thread_writes_rows_that_reached_the_age_bound_on_its_own(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=1000, max_age_s=0.01)
+    closing(background)
+    background.add("exec_reports", fill("f-1"))
+    wait_until(lambda: background.rows_written == 1)
+    assert not background.due() and background.pending_rows == 0
+
+
+def test_a_failed_insert_surfaces_from_flush_and_the_next_flush_writes_the_block_once(closing):
+    warehouse = GatedWarehouse(failures=1)
+    _, background = make(warehouse)
+    closing(background)
+    background.add_many("md_trades", [trade(0), trade(1)])
+
+    with pytest.raises(WarehouseWriteError, match="md_trades of 2 rows") as raised:
+        Call(background.flush).result()
+    assert (raised.value.table, raised.value.rows) == ("md_trades", 2)
+    assert background.pending_rows == 2 and background.rows_written == 0
+
+    assert Call(background.flush).result() == 2
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1"]
+    assert len(warehouse.written) == 1
+    assert len({token for _, _, token in warehouse.attempts}) == 1  # the retry reused the block's token
+
+
+def test_a_failure_of_the_threads_own_write_is_raised_by_the_next_add_before_it_accepts_rows(closing):
+    warehouse = GatedWarehouse(failures=1)
+    _, background = make(warehouse, max_rows=2)
+    closing(background)
+    background.add_many("md_trades", [trade(0), trade(1)])
+    wait_until(lambda: background.failed)  # the thread's insert failed; the error waits for the caller
+    assert background.due()
+
+    with pytest.raises(WarehouseWriteError, match="md_trades of 2 rows"):
+        background.add("md_trades", trade(2))
+    assert background.pending_rows == 2  # the failed block, not the refused row
+    assert len(warehouse.attempts) == 1  # no insert of its own until the error was raised
+
+    background.add("md_trades", trade(2))
+    Call(background.flush).result()
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1", "AAPL:t2"]
+
+
+def test_an_add_past_the_bound_blocks_until_the_thread_has_written_room(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=1000, max_pending_rows=3)
+    closing(background)
+    warehouse.gate.clear()
+    background.add_many("md_trades", [trade(0), trade(1), trade(2)])  # at the bound: accepted
+
+    held = Call(lambda: background.add("md_trades", trade(3)))
+    assert held.still_blocked()
+    assert warehouse.entered.wait(GUARD_S)  # a caller waiting for room makes the thread write now
+    assert background.pending_rows == 3
+
+    warehouse.gate.set()
+    held.result()
+    Call(background.flush).result()
+    assert warehouse.ids("md_trades") == [f"AAPL:t{i}" for i in range(4)]
+
+
+def test_an_add_larger_than_the_bound_goes_in_alone_when_nothing_is_pending(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_pending_rows=2)
+    closing(background)
+    Call(lambda: background.add_many("md_trades", [trade(i) for i in range(5)])).result()
+    Call(background.flush).result()
+    assert background.rows_written == 5
+
+
+def test_a_waiting_add_raises_the_threads_failure_instead_of_waiting_forever(closing):
+    warehouse = GatedWarehouse(failures=1)
+    _, background = make(warehouse, max_pending_rows=2)
+    closing(background)
+    warehouse.gate.clear()
+    background.add_many("md_trades", [trade(0), trade(1)])
+    held = Call(lambda: background.add("md_trades", trade(2)))
+    assert warehouse.entered.wait(GUARD_S)
+
+    warehouse.gate.set()  # the insert fails
+    with pytest.raises(WarehouseWriteError):
+        held.result()
+
+
+def test_blocks_of_each_table_are_written_in_the_order_added(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=3)
+    closing(background)
+    expected_trades, expected_fills = [], []
+    for i in range(40):
+        background.add("md_trades", trade(i))
+        expected_trades.append(f"AAPL:t{i}")
+        if i % 3 == 0:
+            background.add("exec_reports", fill(f"f-{i}"))
+            expected_fills.append(f"er:f-{i}")
+        if i % 7 == 0:
+            arrow = tick_tables(TickBatch.from_records([trade(1000 + i)]), "run-1")["md_trades"]
+            background.add_arrow("md_trades", arrow)
+            expected_trades.append(f"AAPL:t{1000 + i}")
+    Call(background.flush).result()
+
+    assert warehouse.ids("md_trades") == expected_trades
+    assert warehouse.ids("exec_reports") == expected_fills
+    assert all(block.num_rows <= 3 for _, block, _ in warehouse.written)
+
+
+def test_arrow_of_another_form_fails_at_the_caller_and_arrow_rows_are_counted(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse)
+    closing(background)
+    tables = tick_tables(TickBatch.from_records([trade(0), trade(1)]), "run-1")
+    with pytest.raises(TypeError, match="md_quotes"):
+        background.add_arrow("md_quotes", tables["md_trades"])
+    with pytest.raises(TypeError, match="takes ExecutionReport"):
+        background.add("exec_reports", trade(0))
+
+    background.add_arrow("md_trades", tables["md_trades"])
+    assert background.pending_by_table() == {"md_trades": 2}
+    Call(background.flush).result()
+    assert background.rows_written_by_table == {"md_trades": 2} and background.blocks_written == 1
+
+
+def test_close_writes_everything_and_stops_the_thread_and_a_later_add_starts_a_new_one(closing):
+    warehouse = GatedWarehouse()
+    writer, background = make(warehouse)
+    closing(background)
+    background.add("md_trades", trade(0))
+    Call(background.close).result()
+    assert warehouse.ids("md_trades") == ["AAPL:t0"]
+    assert not any(t.name == "tapeflow-warehouse" for t in threading.enumerate())
+    assert writer.flush() == 0  # the owner has its writer back, with nothing left in it
+
+    background.add("md_trades", trade(1))
+    Call(background.flush).result()
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1"]
+
+
+def test_the_owners_flush_of_a_lent_writer_takes_it_back_with_every_queued_row_written(closing):
+    # an aborted dataflow never closes its sink; its owner flushes the BatchingWriter it passed in
+    warehouse = GatedWarehouse()
+    writer, background = make(warehouse)
+    closing(background)
+    background.add_many("md_trades", [trade(0), trade(1)])
+
+    Call(writer.flush).result()
+
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1"]
+    assert writer.pending_rows == 0 and background.pending_rows == 0
+
+
+def test_close_raises_a_failure_and_leaves_the_block_with_the_owner(closing):
+    warehouse = GatedWarehouse(failures=1)
+    writer, background = make(warehouse)
+    closing(background)
+    background.add("md_trades", trade(0))
+    with pytest.raises(WarehouseWriteError):
+        Call(background.close).result()
+
+    assert writer.pending_rows == 1
+    assert writer.flush() == 1 and warehouse.ids("md_trades") == ["AAPL:t0"]
+
+
+def test_counters_read_from_another_thread_while_rows_are_written(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=5)
+    closing(background)
+    stop, seen = threading.Event(), []
+
+    def read():
+        while not stop.is_set():
+            seen.append((background.pending_rows, sum(background.rows_written_by_table.values()),
+                         background.pending_by_table(), background.due()))
+
+    reader = Call(read)
+    for i in range(300):
+        background.add("md_trades" if i % 2 else "md_quotes", trade(i) if i % 2 else quote(i))
+    Call(background.flush).result()
+    stop.set()
+    reader.result()
+    assert seen and all(pending >= 0 and written <= 300 for pending, written, _, _ in seen)
+    assert background.rows_written_by_table == {"md_trades": 150, "md_quotes": 150}
+
+
+def quote(i: int):
+    from tests.unit.sinks.records import one_of_each
+
+    base = one_of_each()["md_quotes"]
+    return base.model_copy(update={"id": f"q-{i}"})
