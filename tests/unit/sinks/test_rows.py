@@ -1,5 +1,4 @@
 import math
-import time
 
 import pyarrow as pa
 import pytest
@@ -102,16 +101,3 @@ def test_records_of_another_model_are_refused():
 def test_unknown_table_names_the_known_ones():
     with pytest.raises(KeyError, match="md_trades"):
         layout("md.trades")
-
-
-def test_trade_conversion_exceeds_300k_rows_per_second():
-    trades = [trade(i, symbol=("AAPL", "MSFT", "NVDA")[i % 3], price=100.0 + i % 7) for i in range(100_000)]
-    to_arrow("md_trades", trades[:1000], "warm-up")
-    best = min(_timed(lambda: to_arrow("md_trades", trades, "r")) for _ in range(3))
-    assert len(trades) / best >= 300_000, f"{len(trades) / best:,.0f} rows/s"
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
