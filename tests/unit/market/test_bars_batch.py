@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.bars import BarBuilder, BarConfig, OpenBar
+from market.bars_columns import ordered_sums
 from schemas import Aggressor, Bar, DeadLetter, Quote, Trade
 from schemas.columns import TickBatch
 
@@ -175,6 +176,22 @@ def test_on_batch_when_feed_watermark_then_same_bars_no_later_than_the_watermark
         passed = [i for i, b in enumerate(batches) if b.watermark is not None and b.watermark >= bar.bar_end]
         assert not passed or number <= passed[0], (bar.id, number, passed)
     assert batched.stats()["bars_emitted"] == reference.stats()["bars_emitted"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.one_of(st.integers(1, 4), st.integers(60, 300)), min_size=1, max_size=12),
+       seed=st.integers(0, 2**32 - 1))
+def test_ordered_sums_when_segments_of_any_lengths_then_each_is_added_left_to_right(lengths, seed):
+    rng = np.random.default_rng(seed)
+    values = rng.choice([0.1, 0.2, 0.3, 1.0, 1e-3, 7.77, 3.3, 1e6, 1e16], size=(2, sum(lengths)))
+    init = rng.choice([0.0, 0.3, 1e16], size=(2, len(lengths)))
+    starts = np.cumsum(lengths) - lengths
+    expected = init.tolist()
+    for column in range(2):
+        for g, (start, length) in enumerate(zip(starts, lengths)):
+            for x in values[column, start:start + length].tolist():
+                expected[column][g] += x
+    assert ordered_sums(values, starts, np.array(lengths), init).tolist() == expected
 
 
 # -- examples ----------------------------------------------------------------------------------
