@@ -19,12 +19,16 @@ simply the first and the last trade. Unknown aggressors count in ``volume`` but 
 
 Output order: bars closed by one call come out sorted by ``(bar_end, interval)``, intervals in the
 configured order (by default 1s before 1m, so a minute's last 1s bar precedes the 1m bar);
-:meth:`BarBuilder.flush` sorts by ``(bar_end, symbol, interval)``.
+:meth:`BarBuilder.flush` and :meth:`BarBuilder.on_batch` sort by ``(bar_end, symbol, interval)``.
+
+Column batches: :meth:`BarBuilder.on_batch` folds a whole :class:`schemas.columns.TickBatch` with
+NumPy group-bys (``market/bars_columns.py``) into the same bars, dead letters and state as these
+per-tick methods, and closes bars on the feed's watermark when the batch carries one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,6 +36,9 @@ from schemas.trusted import trusted_constructor
 from schemas.base import now_ns
 from schemas.control import DeadLetter
 from schemas.market import INTERVAL_NANOS, Aggressor, Bar, BarInterval, Trade
+
+if TYPE_CHECKING:
+    from schemas.columns import TickBatch
 
 __all__ = ["BarConfig", "BarBuilder", "OpenBar", "REASON_LATE", "SOURCE_TOPIC", "STAGE"]
 
@@ -217,6 +224,22 @@ class BarBuilder:
             if ts >= book.next_close:
                 return self._close_ready(symbol, book, trade.ts_tick_ingest)
         return []
+
+    def on_batch(self, batch: "TickBatch") -> list[Bar | DeadLetter]:
+        """Fold a batch of trades and quotes (arrival order); return the bars it closed and dead letters.
+
+        Same records (but a bar's wall-clock ``ts_ingest``), per symbol in the same order, and same
+        state after as feeding the rows one at a time (trades to :meth:`on_trade`, quotes to
+        :meth:`advance` with their ``ts_tick_ingest``). Across symbols the output is sorted by
+        ``(bar_end, symbol, interval)``; a dead letter follows the bar its symbol emitted before it.
+        With ``batch.watermark`` set, every open bar ending at or before it then closes too,
+        carrying the batch's newest ``ts_tick_ingest`` (its last trade's for a batch with no rows);
+        a trade still arriving for such a bar is late. Details: ``market/bars_columns.py``.
+        """
+        # deferred: bars_columns builds on this module's classes
+        from market.bars_columns import fold_batch
+
+        return fold_batch(self, batch)
 
     def advance(self, symbol: str, ts_event: int, ts_tick_ingest: int | None = None) -> list[Bar]:
         """Move ``symbol``'s watermark without a trade (e.g. on a quote); return the bars that closes.

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from market.bars import BarBuilder, BarConfig
 from schemas import Aggressor, Bar, DeadLetter, Trade, content_hash
+from schemas.columns import TickBatch
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -227,10 +228,15 @@ def test_one_minute_bar_when_compared_to_its_one_second_bars_then_equal_aggregat
         assert minute.vwap == pytest.approx(notional / minute.volume, rel=1e-12)
 
 
-def test_bars_when_compared_to_polars_reference_then_equal_within_1e_9():
+def feed_in_batches(builder: BarBuilder, trades: list[Trade], rows: int = 700) -> list[Bar | DeadLetter]:
+    return [out for i in range(0, len(trades), rows) for out in builder.on_batch(TickBatch.from_records(trades[i:i + rows]))]
+
+
+@pytest.mark.parametrize("path", [feed, feed_in_batches], ids=["per_tick", "batches"])
+def test_bars_when_compared_to_polars_reference_then_equal_within_1e_9(path):
     tape = _random_tape(seed=2, n=5_000)
     builder = BarBuilder()
-    out = feed(builder, tape) + builder.flush()
+    out = path(builder, tape) + builder.flush()
     frame = pl.DataFrame({
         "symbol": [t.symbol for t in tape],
         "ts": [t.ts_event for t in tape],
