@@ -31,6 +31,9 @@ it, rejected prices never move it) and the trade-id memory. The band therefore c
 its own if a symbol gaps by more than the band: that is deliberate (a human or a config change
 should accept a gap that large).
 
+Batches: :meth:`NormalizeState.on_raw_batch` applies the same rules to a whole ``RawTickBatch`` with
+column operations (``market.normalize_columns``) and gives exactly what ``on_raw`` gives row by row.
+
 Record ids (deterministic, so replays dedupe in ClickHouse):
  - Trade: ``{source}:{symbol}:t:{trade_id}`` (the venue id is unique per symbol at a source)
  - Quote: ``{source}:{symbol}:q:{seq}`` (quotes carry no venue id; ``RawTick.seq`` is the feed's
@@ -41,6 +44,7 @@ Record ids (deterministic, so replays dedupe in ClickHouse):
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice
 from typing import Any
 
 import orjson
@@ -54,8 +58,10 @@ from market.tick_parsers import (
     ParsedTrade,
     read_event_ts,
 )
+from market.normalize_columns import normalize_raw_batch
 from schemas.trusted import trusted_constructor
 from schemas.base import NANOS_PER_SECOND
+from schemas.columns import RawTickBatch, TickBatch
 from schemas.control import DeadLetter
 from schemas.market import Quote, RawTick, Trade
 
@@ -159,6 +165,34 @@ class RecentTradeIds:
         order.append(trade_id)
         members.add(trade_id)
         return True
+
+    def first_known(self, trade_ids: list[str]) -> int | None:
+        """Index of the first of ``trade_ids`` that is in the window or repeats an earlier one of
+        them; None if all are new and distinct, the case :meth:`extend_new` takes.
+
+        A hit is not necessarily a duplicate (enough new ids before it may evict its twin): the
+        batch path only uses it as the row from which it goes one trade at a time.
+        """
+        distinct = set(trade_ids)
+        if len(distinct) == len(trade_ids) and distinct.isdisjoint(self._members):
+            return None  # the common case, answered by two C-level set operations
+        seen: set[str] = set()
+        for i, trade_id in enumerate(trade_ids):  # rare: a replay or a broken feed
+            if trade_id in self._members or trade_id in seen:
+                return i
+            seen.add(trade_id)
+        return None
+
+    def extend_new(self, trade_ids: list[str]) -> None:
+        """``add_if_new`` for each of ``trade_ids`` in order, in bulk; the ids must be new and
+        distinct (``first_known(trade_ids) is None``), so every one of them is added."""
+        order, members = self._order, self._members
+        maxlen = order.maxlen
+        evicted = len(order) + len(trade_ids) - maxlen
+        if evicted > 0:  # the oldest ids leave the set before the new ones enter it
+            members.difference_update(islice(order, 0, min(evicted, len(order))))
+        members.update(trade_ids[-maxlen:])  # more than maxlen new ids: only the last maxlen stay
+        order.extend(trade_ids)
 
     def __getstate__(self) -> tuple[int, str | list[str]]:
         # One string, not thousands: the desk pickles 8 windows of 20,000 ids every epoch, and a
@@ -267,6 +301,16 @@ class NormalizeState:
         except Exception as exc:  # noqa: BLE001 - a record is never lost, even to a bug
             return [self._reject(raw, REASON_INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", None)]
 
+    def on_raw_batch(self, batch: RawTickBatch) -> tuple[TickBatch, list[DeadLetter]]:
+        """``on_raw`` for every row of ``batch.to_records()`` in order, with column operations.
+
+        Returns the accepted rows as a TickBatch in input order (``ids=None``, ``watermark`` passed
+        through, also when no row is accepted) and one DeadLetter per rejected row, in input order;
+        records, dead letters and the state afterwards are exactly those of the per-tick path
+        (``market.normalize_columns`` says how).
+        """
+        return normalize_raw_batch(self, batch)
+
     def watermark(self, symbol: str) -> int | None:
         """Max accepted ts_event (trades and quotes) of ``symbol``; None before its first tick."""
         return self._watermark.get(symbol)
@@ -282,6 +326,13 @@ class NormalizeState:
             "rejected": rejected,
             "rejected_by_reason": dict(sorted(self._rejected.items())),
         }
+
+    def _trade_window(self, symbol: str) -> RecentTradeIds:
+        """The symbol's trade-id window, made empty on its first trade."""
+        recent = self._trade_ids.get(symbol)
+        if recent is None:
+            recent = self._trade_ids[symbol] = RecentTradeIds(self.config.dedupe_window)
+        return recent
 
     # -- rules --------------------------------------------------------------------------------
 
