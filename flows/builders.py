@@ -81,7 +81,7 @@ def _batch_by_symbol(batch, universe: tuple[str, ...]) -> list[tuple[str, object
         order = np.argsort(batch.symbol, kind="stable")
         codes = batch.symbol[order]
         bounds = np.flatnonzero(np.diff(codes)) + 1
-        out = [(symbols[codes[rows[0]]], batch.take(rows)) for rows in np.split(order, bounds) if len(rows)]
+        out = [(symbols[batch.symbol[rows[0]]], batch.take(rows)) for rows in np.split(order, bounds) if len(rows)]
     if batch.watermark is not None and universe:
         present = {symbol for symbol, _ in out}
         quiet = [s for s in universe if s not in present]
@@ -252,7 +252,16 @@ def desk_stage(
     ``cross_sections``: the signals stage's output; ``control``: operator commands (and, with a live
     venue, its execution reports).
     Returns ``(table, record)`` pairs for the warehouse."""
-    market_items = op.flat_map_batch(f"{step_id}_market", market, lambda batch: [(account, v) for _, v in batch])
+    def market_items_of(batch: list) -> list:
+        out = []
+        for _, v in batch:
+            if type(v) is TickBatch:  # until the desk takes column batches itself
+                out.extend((account, r) for r in v.to_records())
+            else:
+                out.append((account, v))
+        return out
+
+    market_items = op.flat_map_batch(f"{step_id}_market", market, market_items_of)
     section_items = op.flat_map_batch(
         f"{step_id}_sections", cross_sections, lambda batch: [(account, c) for c in batch if type(c) is CrossSection]
     )

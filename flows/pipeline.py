@@ -36,7 +36,7 @@ from trading.desk import DeskConfig, TradingDesk, default_portfolio
 from market.normalize import NormalizeConfig
 from strategies.signals import SignalState
 from flows.sink import WarehouseSink
-from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource, as_records
+from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
 from strategies.baseline import BaselineConfig, BaselineStrategy
 from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
@@ -161,8 +161,7 @@ def build_embedded_flow(
     flow = Dataflow("tapeflow_embedded")
     sink_key = WarehouseSink.PARTITION
 
-    fed = op.input("feed", flow, FeedSource(feed, progress, limits))
-    raw = op.flat_map("feed_records", fed, as_records)  # normalize and the raw sink still read records
+    raw = op.input("feed", flow, FeedSource(feed, progress, limits))
     normalized = normalize_stage("normalize", raw, config.normalize, feed_universe(feed))
     bars = bar_stage("bars", normalized.market, config.bar_intervals, config.lateness_ns, flush_at_end)
     features = feature_stage("features", bars, config.feature_interval)

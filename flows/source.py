@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, Protocol, Union
 
@@ -104,7 +104,10 @@ class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
             if type(item) is RawTickBatch:
                 if max_ticks is not None and len(item) and item.seq[-1] >= max_ticks:
                     self._limits.cut_short.set()
-                    item = item.take(np.flatnonzero(item.seq < max_ticks))  # seq ascends: a head
+                    kept = np.flatnonzero(item.seq < max_ticks)  # seq ascends: a head
+                    # The rows cut off come after a resume: the promise can reach only the first of them.
+                    watermark = None if item.watermark is None else min(item.watermark, int(item.ts_event[len(kept)]))
+                    item = replace(item.take(kept), watermark=watermark)
                     if not len(item):
                         break
                 items.append(item)

@@ -90,6 +90,10 @@ def test_feed_source_when_max_ticks_inside_a_batch_then_rows_below_the_limit_onl
     assert content(ticks) == content(list(SyntheticFeed(CONFIG).ticks()))[:max_ticks]
     assert sum(counter.counts) == max_ticks and part.snapshot() == max_ticks
     assert limits.cut_short.is_set() and limits.feed_done.is_set()
+    # a resumed run delivers the rows cut off: the last batch's promise must not reach past the first
+    rest = list(SyntheticFeed(CONFIG).ticks(max_ticks))
+    last = results[-1][-1]
+    assert last.watermark is not None and last.watermark <= rest[0].ts_event
 
 
 def test_feed_source_when_duration_zero_or_stop_then_feed_ends_cut_short():
