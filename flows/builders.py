@@ -14,10 +14,14 @@ feed's RawTickBatches through normalize, TickBatches through bars, the desk and 
 (RawTick, Trade, Quote) still pass where a source yields records (a Kafka topic, the Alpaca
 stream); every core takes both forms and gives the same results.
 
-Market data is keyed by symbol, as the cores' state is per symbol (so the worker count never
-changes a result, and recovery state is the same whatever the batching): a batch is split once per
-symbol with an integer operation. A batch's feed watermark reaches every symbol of the universe, an
-empty batch standing in where a symbol has no rows, so a quiet symbol's bars still close on time.
+Market data is keyed in one of two ways. A flow that runs on one worker (the fused embedded flow)
+keys the whole tape with one key (:data:`TAPE_KEY`): a core holds every symbol's state (the cores
+keep per-symbol state inside) and folds each feed batch whole, which is where the column batches pay
+(a bar fold costs about the same for 250 rows as for 2,000). A stage that may run on several workers
+(the split topology's) keys by symbol, so a symbol's state lives on one worker whatever the worker
+count and recovery state never depends on it; a batch is then split once per symbol with an integer
+operation, and its feed watermark reaches every symbol of the universe, an empty batch standing in
+where a symbol has no rows, so a quiet symbol's bars still close on time.
 """
 
 from __future__ import annotations
@@ -91,9 +95,14 @@ def _batch_by_symbol(batch, universe: tuple[str, ...]) -> list[tuple[str, object
     return out
 
 
-def by_symbol(step_id: str, up: Stream, universe: tuple[str, ...] | None = None) -> Stream:
-    """Ticks (batches or records) keyed by symbol."""
+TAPE_KEY = "tape"
+
+
+def by_symbol(step_id: str, up: Stream, universe: tuple[str, ...] | None = None, one_key: bool = False) -> Stream:
+    """Ticks (batches or records) keyed by symbol, or all by :data:`TAPE_KEY` with ``one_key``."""
     universe = tuple(universe or ())
+    if one_key:
+        return op.flat_map_batch(step_id, up, lambda items: [(TAPE_KEY, item) for item in items])
 
     def route(items: list) -> list:
         out = []
@@ -119,10 +128,11 @@ def _is_market(kv) -> bool:
 
 
 def normalize_stage(step_id: str, raw: Stream, config: NormalizeConfig,
-                    universe: tuple[str, ...] | None = None) -> NormalizedStreams:
+                    universe: tuple[str, ...] | None = None, one_key: bool = False) -> NormalizedStreams:
     """``universe``: the symbols a feed watermark is passed to even when a batch has none of their
-    rows (None: only those in the batch)."""
-    keyed = by_symbol(f"{step_id}_key_symbol", raw, universe)
+    rows (None: only those in the batch). ``one_key``: the whole tape under one key, for a flow that
+    runs on one worker (see the module docstring)."""
+    keyed = by_symbol(f"{step_id}_key_symbol", raw, universe, one_key)
     out = stateful_core(step_id, keyed, lambda: NormalizeState(config), _normalize_one)
     records = unkeyed(f"{step_id}_unkey", out, lambda v: type(v) is not TickBatch or len(v) > 0)
     market = op.flat_map_batch(f"{step_id}_market", out, lambda batch: [kv for kv in batch if _is_market(kv)])

@@ -30,13 +30,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from schemas import Record
-from schemas.columns import RawTickBatch, TickBatch
+from schemas.columns import TRADE, RawTickBatch, TickBatch
 from sinks.background import BackgroundWriter
-from sinks.columns import raw_table, tick_tables
 from sinks.writer import BatchingWriter
 
 TICK_TABLES = ("md_trades", "md_quotes")
@@ -48,7 +48,7 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
         self._counter = counter
 
     def write_batch(self, values: list[tuple[str, Any]]) -> None:
-        writer, run_id = self._writer, self._writer.run_id
+        writer = self._writer
         records: dict[str, list[Record]] = {}  # runs of records per table, kept in order with the Arrow rows
         counts: Counter[str] = Counter()
 
@@ -67,13 +67,20 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
             if kind is TickBatch:
                 if table not in TICK_TABLES:
                     raise TypeError(f"a TickBatch lands in {' and '.join(TICK_TABLES)}, not in {table}")
-                for tick_table, arrow in tick_tables(value, run_id).items():
-                    add_arrow(tick_table, arrow)
+                for tick_table in TICK_TABLES:
+                    if tick_table in records:
+                        add_records(tick_table, records.pop(tick_table))
+                writer.add_ticks(value)  # the writer thread makes its Arrow rows
+                trades = int(np.count_nonzero(value.kind == TRADE))
+                counts["md_trades"] += trades
+                counts["md_quotes"] += len(value) - trades
             elif kind is RawTickBatch:
                 if table != "md_raw":
                     raise TypeError(f"a RawTickBatch lands in md_raw, not in {table}")
-                if len(value):
-                    add_arrow(table, raw_table(value, run_id))
+                if table in records:
+                    add_records(table, records.pop(table))
+                writer.add_raw(value)
+                counts[table] += len(value)
             elif kind is pa.Table:
                 add_arrow(table, value)
             else:

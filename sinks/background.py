@@ -35,16 +35,19 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Iterable
 
+import numpy as np
 import pyarrow as pa
 
 from schemas import Record
+from schemas.columns import TRADE, RawTickBatch, TickBatch, concat_tick_batches
+from sinks.columns import raw_table, tick_tables
 from sinks.writer import BatchingWriter, check_records
 
 
 @dataclass(frozen=True)
 class _Work:
     table: str
-    rows: list[Record] | pa.Table
+    rows: list[Record] | pa.Table | TickBatch | RawTickBatch  # a TickBatch: its rows of ``table`` only
     rows_n: int
     accepted_at: float  # the writer's clock() when add accepted the rows
 
@@ -89,6 +92,20 @@ class BackgroundWriter:
         if records:
             check_records(table, records)
             self._put(table, records, len(records))
+
+    def add_ticks(self, batch: TickBatch) -> None:
+        """Trades and quotes as a column batch: the thread turns it into md_trades and md_quotes
+        rows, several batches at a time (one conversion for many small per-symbol batches)."""
+        trades = int(np.count_nonzero(batch.kind == TRADE))
+        if trades:
+            self._put("md_trades", batch, trades)
+        if len(batch) - trades:
+            self._put("md_quotes", batch, len(batch) - trades)
+
+    def add_raw(self, batch: RawTickBatch) -> None:
+        """Raw ticks as a column batch: the thread turns it into md_raw rows."""
+        if len(batch):
+            self._put("md_raw", batch, len(batch))
 
     def add_arrow(self, table: str, arrow: pa.Table) -> None:
         """Rows in ``table``'s Arrow form (:mod:`sinks.columns`); checked here, as the plain writer does."""
@@ -261,8 +278,8 @@ class BackgroundWriter:
                 ticket, stopping = self._flush_asked, self._stopping
             error = None
             try:
-                for work in items:
-                    writer.extend(work.table, work.rows)
+                for table, rows in _coalesced(items, writer.run_id):
+                    writer.extend(table, rows)
                 with self._cond:
                     for work in items:
                         self._queued -= work.rows_n
@@ -296,3 +313,25 @@ class BackgroundWriter:
             self._oldest_at = None
         elif self._queue:  # rows queued during a write start their own age, not the written rows'
             self._oldest_at = self._queue[0].accepted_at
+
+
+def _coalesced(items: list[_Work], run_id: str) -> list[tuple[str, list[Record] | pa.Table]]:
+    """The queued work as rows per table, in order: each run of consecutive column batches becomes
+    one Arrow conversion (a TickBatch queued for md_trades and md_quotes is converted once)."""
+    out: list[tuple[str, list[Record] | pa.Table]] = []
+    i = 0
+    while i < len(items):
+        rows = items[i].rows
+        if type(rows) is TickBatch:
+            batches: dict[int, TickBatch] = {}
+            while i < len(items) and type(items[i].rows) is TickBatch:
+                batches.setdefault(id(items[i].rows), items[i].rows)
+                i += 1
+            out.extend(tick_tables(concat_tick_batches(batches.values()), run_id).items())
+        elif type(rows) is RawTickBatch:
+            out.append(("md_raw", raw_table(rows, run_id)))
+            i += 1
+        else:
+            out.append((items[i].table, rows))
+            i += 1
+    return out
