@@ -22,27 +22,34 @@ for record and in order, so a stage's per-symbol state sees the same sequence ei
   do not matter; msgspec's typed decoder accepts no JSON that pydantic's parser refuses and reads
   the same values (strings, correctly rounded doubles, the last of duplicate keys), which
   ``tests/unit/topics/test_column_codec.py`` holds over generated and malformed messages.
-- ``md.raw``: the message must be byte for byte what :func:`topics.serde.encode` writes for a row
-  of a RawTickBatch (checked by encoding the decoded columns back, :mod:`topics.column_encode`, and
-  comparing). A RawTick's payload is an open dict whose key order and int-versus-float literals are
-  part of the record (``{"price": 100}`` is not ``{"price": 100.0}``) and which a typed decoder
-  cannot see; a message that is exactly the canonical encoding of a valid record decodes into that
-  record by the serde's round trip, whatever the parser. A message in any other form (another
-  producer's spacing, say) still decodes, one message at a time.
+- ``md.raw``: in addition, the message must be byte for byte msgspec's encoding of what it
+  decoded to (the RawTick's keys in order, the payload's ``type`` first), with id
+  ``{source}:{seq}`` and the payload's ``ts`` equal to ``ts_event``, as a RawTickBatch's row has
+  them. A RawTick's payload is an open dict whose key order and int-versus-float literals are part
+  of the record (``{"price": 100}`` is not ``{"price": 100.0}``) and which a typed decoder cannot
+  see; the byte comparison sees them. What the serde writes passes it (msgspec and orjson write
+  the same JSON) except a float of 1e16 or more, where msgspec writes ``1e16`` and orjson
+  ``1e+16``: such a tick (no price or size of a real tape) is decoded on its own.
 
-**Why msgspec** (``benchmarks/column_codec.py``: 200k messages of the synthetic tape, polls of
-5,000, CPU time on one core of the shared 2-core box, best of 3; the per-message path is
-``topics.serde.decode``, i.e. pydantic's ``validate_json``, plus ``from_records`` for a batch):
+**Why msgspec.** ``benchmarks/column_codec.py``: 200k ticks of the synthetic tape (140k trades,
+60k quotes) as the serde writes them, polls of 5,000, thousands of messages per second of CPU time
+on one core of the shared 2-core box (best of 3; the orjson and Arrow rows are their happy paths):
 
-=============================================  ===========  ================
-path                                            md.raw       md.trades/quotes
-=============================================  ===========  ================
-per message (records)                           FILLED-IN    FILLED-IN
-per message + from_records (a batch)            FILLED-IN    FILLED-IN
-orjson per message into columns                 FILLED-IN    FILLED-IN
-Arrow read_json + re-encode check               FILLED-IN    FILLED-IN
-msgspec into columns (this module)              FILLED-IN    FILLED-IN
-=============================================  ===========  ================
+==========================================  ======  =========  =========
+path                                        md.raw  md.trades  md.quotes
+==========================================  ======  =========  =========
+per message: ``serde.decode`` (records)        206        221        194
+per message + ``from_records`` (a batch)       148        161        162
+orjson per message into columns                265        425        464
+Arrow ``read_json`` + re-encode check          309        368        380
+msgspec into columns (this module)             418        885        833
+==========================================  ======  =========  =========
+
+Arrow's reader builds columns without a Python object per row, but it parses slower than msgspec
+here and reads ``100`` into a float column, sees no key order nor duplicate keys, so every poll
+must be re-encoded to be checked (about a third of its time); orjson builds a dict per message
+and then a type check per column. msgspec's typed decoding checks types and constraints as it
+parses, and its C encoder makes the md.raw check cheap.
 """
 
 from __future__ import annotations
@@ -280,7 +287,8 @@ def _raw_batches(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> l
     for code, name in enumerate(sources):
         mine = np.flatnonzero(fits & (source == code)) if len(sources) > 1 or not fits.all() else np.arange(n)
         if len(mine):
-            out.append((rows[mine], RawTickBatch(source=name, symbols=symbols, **{k: v[mine] for k, v in columns.items()})))
+            rows_of_source = {k: v[mine] for k, v in columns.items()}
+            out.append((rows[mine], RawTickBatch(source=name, symbols=symbols, **rows_of_source)))
     return out
 
 
@@ -293,7 +301,7 @@ def _canonical(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> np.
     key order, spacing) is left to the per-message path. msgspec writes a large exponent as
     ``1e16`` where orjson writes ``1e+16``: such a value (no price or size of a real tape) takes
     the per-message path too."""
-    offered = values if len(rows) == len(values) else [values[i] for i in rows.tolist()]
+    offered = values if len(rows) == len(values) and type(values) is list else [values[i] for i in rows.tolist()]
     encoded = list(map(_ENCODE, messages))
     if encoded == offered:  # one comparison for the common poll
         return np.ones(len(rows), dtype=bool)

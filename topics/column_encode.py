@@ -15,8 +15,9 @@ same double, in the same notation (``100.0``, ``1e-7``, ``1.2345678901234568e17`
 random doubles compared, none differed), both write NaN and ±inf as ``null``, and both escape the
 same characters in strings; the record's keys are written in its fields' declaration order.
 
-Measured on 200k messages of the synthetic tape (``benchmarks/column_codec.py``, one core):
-see :mod:`topics.column_codec` for the figures.
+``benchmarks/column_codec.py`` (200k ticks of the synthetic tape, batches of 5,000, CPU time on
+one core): md.raw 877k messages/s against 87k/s for ``to_records`` + ``serde.encode``; trades and
+quotes 965k/s against 140k/s.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from schemas.columns import AGGRESSORS, PAYLOAD_FORMAT, QUOTE, RAW_SIDES, TRADE, RawTickBatch, TickBatch
+from schemas.columns import AGGRESSORS, PAYLOAD_FORMAT, RAW_SIDES, TRADE, RawTickBatch, TickBatch
 from schemas.market import Quote, RawTick, Trade
 from topics.serde import HEADER_SCHEMA, HEADER_TS_INGEST, HEADER_VERSION, KafkaMessage
 
@@ -120,16 +121,19 @@ def _raw_json(batch: RawTickBatch, rows: np.ndarray, trade: bool) -> pl.Series:
     return pl.DataFrame(columns).select(record.struct.json_encode().cast(pl.Binary)).to_series()
 
 
-def _encode_ticks(batch: TickBatch) -> EncodedBatch:
-    trade = batch.kind == TRADE
+def tick_values_series(batch: TickBatch) -> pl.Series:
+    """The ``md.trades`` / ``md.quotes`` values of a batch's rows as a Polars Binary series, in row order."""
     ids = batch.record_ids()
-    values = _in_row_order(trade, lambda rows: _tick_json(batch, rows, ids[rows], Trade),
-                           lambda rows: _tick_json(batch, rows, ids[rows], Quote))
-    schema = (~trade).view(np.int8)  # 0: a trade, 1: a quote
+    return _in_row_order(batch.kind == TRADE, lambda rows: _tick_json(batch, rows, ids[rows], Trade),
+                         lambda rows: _tick_json(batch, rows, ids[rows], Quote))
+
+
+def _encode_ticks(batch: TickBatch) -> EncodedBatch:
+    schema = (batch.kind != TRADE).view(np.int8)  # 0: a trade, 1: a quote
     return EncodedBatch(
         topic=_pick(("md.trades", "md.quotes"), schema),
         key=_keys(batch.symbols, batch.symbol),
-        value=values.to_list(),
+        value=tick_values_series(batch).to_list(),
         headers=_headers(batch.ts_ingest, _pick((_HEADER_OF[Trade], _HEADER_OF[Quote]), schema)),
     )
 

@@ -52,7 +52,8 @@ class KafkaEndpoint:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
-def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: bool = False) -> Callable[[list, list], list]:
+def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool,
+            columnar: bool = False) -> Callable[[list, list], list]:
     """``(messages, errors) -> records``: confluent-kafka messages decoded into their topics'
     records (or dead letters), and consumer errors that are not transient as dead letters; with
     ``with_topic``, ``(topic, record)`` pairs (a dead letter's topic is ``dlq``). Transient errors

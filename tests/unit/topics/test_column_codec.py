@@ -47,9 +47,10 @@ def trade(draw, seq: int):
 def quote(draw, seq: int):
     bid = draw(price)
     # a crossed or locked book too (the model refuses it, so it is built without validation)
-    return Quote.model_construct(id=draw(text.filter(bool)), ts_event=draw(stamp), ts_ingest=draw(stamp), symbol=draw(text.filter(bool)),
-                 bid_price=bid, bid_size=draw(st.floats(min_value=0, max_value=1e12)), ask_price=bid * draw(st.floats(0.5, 2.0)),
-                 ask_size=draw(price), source="s1", ts_tick_ingest=draw(stamp))
+    return Quote.model_construct(
+        id=draw(text.filter(bool)), ts_event=draw(stamp), ts_ingest=draw(stamp), symbol=draw(text.filter(bool)),
+        bid_price=bid, bid_size=draw(st.floats(min_value=0, max_value=1e12)), ask_price=bid * draw(st.floats(0.5, 2.0)),
+        ask_size=draw(price), source="s1", ts_tick_ingest=draw(stamp))
 
 
 RECORD = {"md.raw": raw_tick, "md.trades": trade, "md.quotes": quote}

@@ -45,6 +45,9 @@ def tick_batches(draw):
     def floats():
         return np.array(draw(st.lists(any_float, min_size=n, max_size=n)), np.float64)
 
+    def codes(size: int, dtype) -> np.ndarray:
+        return np.array(draw(st.lists(st.integers(0, size - 1), min_size=n, max_size=n)), dtype)
+
     def stamps():
         return np.array(draw(st.lists(st.integers(0, 2**63 - 1), min_size=n, max_size=n)), np.int64)
 
@@ -55,12 +58,11 @@ def tick_batches(draw):
         ids = np.empty(n, dtype=object)
         ids[:] = draw(st.lists(tricky_text.filter(bool), min_size=n, max_size=n))
     return TickBatch(
-        symbols=symbols, symbol=np.array(draw(st.lists(st.integers(0, len(symbols) - 1), min_size=n, max_size=n)), np.int32),
-        sources=sources, source=np.array(draw(st.lists(st.integers(0, len(sources) - 1), min_size=n, max_size=n)), np.int32),
+        symbols=symbols, symbol=codes(len(symbols), np.int32), sources=sources, source=codes(len(sources), np.int32),
         kind=kind, seq=np.array(draw(st.lists(st.integers(-1, 10**6), min_size=n, max_size=n)), np.int64),
         ts_event=stamps(), ts_ingest=stamps(), ts_tick_ingest=stamps(),
         price=np.where(trade, floats(), np.nan), size=np.where(trade, floats(), np.nan),
-        aggressor=np.where(trade, np.array(draw(st.lists(st.integers(0, 2), min_size=n, max_size=n)), np.int8), 0).astype(np.int8),
+        aggressor=np.where(trade, codes(3, np.int8), 0).astype(np.int8),
         trade_id=trade_id, bid=np.where(trade, np.nan, floats()), ask=np.where(trade, np.nan, floats()),
         bid_size=np.where(trade, np.nan, floats()), ask_size=np.where(trade, np.nan, floats()), ids=ids,
     )
