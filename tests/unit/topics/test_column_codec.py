@@ -64,6 +64,7 @@ def mutate(draw, record) -> bytes:
     change = draw(st.sampled_from([
         "drop", "extra", "as_text", "huge_int", "int_for_float", "null", "nan_text", "reorder", "spaced",
         "not_json", "not_object", "escaped", "duplicate", "negative", "empty_text", "bool", "overflow", "float_int",
+        "long_digits",
     ]))
     if change == "drop":
         del target[key]
@@ -95,6 +96,9 @@ def mutate(draw, record) -> bytes:
         value = re.sub(rb":(-?\d[\d.e+-]*)", b":NaN", value, count=1)
     elif change == "overflow":
         value = re.sub(rb":(\d[\d.]*)([,}])", rb":1e400\2", value, count=1)
+    elif change == "long_digits":  # a number no shortest-repr writer makes: rounding must still agree
+        digits = draw(st.from_regex(r"[1-9][0-9]{0,24}\.[0-9]{1,25}(e-?[1-9][0-9]?)?", fullmatch=True))
+        value = re.sub(rb":(\d+\.\d+)([,}])", b":" + digits.encode() + rb"\2", value, count=1)
     elif change == "not_json":
         value = value[: draw(st.integers(0, len(value) - 1))]
     elif change == "not_object":
