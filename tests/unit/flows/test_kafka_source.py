@@ -457,3 +457,30 @@ def test_producing_step_items_when_a_batch_is_produced_then_the_serde_messages_o
     expected = [encode(t, r) for t, r in [("md.trades", trade), ("md.quotes", quote), ("md.quotes", ticks[2]),
                                           ("md.trades", trade), ("md.raw", raw), ("md.quotes", quote)]]
     assert items == [(PRODUCER_KEY, (f"p.{m.topic}", m.key, m.value, list(m.headers))) for m in expected]
+
+
+def _comparable(item):
+    topic, record = item
+    if type(record) is DeadLetter:  # its ts_ingest is the wall clock
+        return topic, record.model_dump(exclude={"ts_ingest", "ts_event"})
+    return topic, record.model_dump_json()
+
+
+def test_decoder_when_columnar_then_its_output_flattened_is_the_per_message_decoders():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.unit.topics.test_column_codec import flat, polls
+
+    endpoint = KafkaEndpoint(("127.0.0.1:1",), "p.")
+
+    @settings(max_examples=60, deadline=None)
+    @given(topic=st.sampled_from(["md.raw", "md.trades", "md.quotes"]), data=st.data())
+    def check(topic, data):
+        messages = [Message(i, value=v, topic=f"p.{topic}") for i, v in enumerate(data.draw(polls(topic)))]
+        columnar = decoder(endpoint, "normalize", with_topic=True, columnar=True)(messages, [])
+        one_by_one = decoder(endpoint, "normalize", with_topic=True)(messages, [])
+        flattened = [(t, r) for t, item in columnar for r in flat([item])]
+        assert [_comparable(x) for x in flattened] == [_comparable(x) for x in one_by_one]
+
+    check()
