@@ -343,7 +343,7 @@ BULK_FETCH_CONFIG = {"fetch.wait.max.ms": "200", "fetch.min.bytes": "1000000"}
 
 def consume(
     step_id: str, flow: Dataflow, endpoint: KafkaEndpoint, topics: list[str], stage: str, with_topic: bool = False,
-    bulk: bool = False, pause_s: float = 0.0, columnar: bool = False,
+    bulk: bool = False, pause_s: float = 0.0, columnar: bool = False, columnar_min: int = 1,
 ) -> Stream:
     """Records of ``topics`` (catalog names), and DeadLetters for messages that did not decode or
     consumer errors that are not transient, in one stream; with ``with_topic``, ``(topic, record)``
@@ -354,9 +354,12 @@ def consume(
     ``columnar``: the partitions of ``md.raw``, ``md.trades`` and ``md.quotes`` hand over each
     batch as RawTickBatches or TickBatches (runs of messages in offset order) with, in their
     places, the records and dead letters of the messages that do not fit the columns
-    (:func:`topics.kafka_records.decoder`); the other topics still give records."""
+    (:func:`topics.kafka_records.decoder`); the other topics still give records. ``columnar_min``:
+    a partition's batch of fewer messages gives records (a live tape's few messages at a time cost
+    less one by one than as columns)."""
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
-                          OFFSET_BEGINNING, batch_size=5_000, decode=decoder(endpoint, stage, with_topic, columnar),
+                          OFFSET_BEGINNING, batch_size=5_000,
+                          decode=decoder(endpoint, stage, with_topic, columnar, columnar_min),
                           extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s)
     return _kafka_input(step_id, flow, source)
 

@@ -59,7 +59,6 @@ from typing import Annotated, Any, Callable, Literal, Sequence
 
 import msgspec
 import numpy as np
-import polars as pl
 
 from schemas.columns import (
     AGGRESSOR_CODE,
@@ -260,8 +259,7 @@ def _raw_batches(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> l
     seq, ts_event = _ints(messages, "seq"), _ints(messages, "ts_event")
     # The batch's record has id ``{source}:{seq}`` and its payload's ``ts`` is ts_event.
     fits &= ts_event == _ints(payloads, "ts")
-    fits &= (pl.Series(list(map(attrgetter("id"), messages)), dtype=pl.String)
-             == pl.Series(sources, dtype=pl.String).gather(source) + ":" + pl.Series(seq).cast(pl.String)).to_numpy()
+    fits &= _ids_match(list(map(attrgetter("id"), messages)), sources, source, seq)
 
     def trade_column(name: str) -> np.ndarray:
         column = np.full(n, np.nan)
@@ -283,13 +281,27 @@ def _raw_batches(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> l
         side=side, trade_id=trade_id, bid=quote_column("bid"), ask=quote_column("ask"),
         bid_size=quote_column("bid_size"), ask_size=quote_column("ask_size"),
     )
+    if len(sources) == 1 and fits.all():  # the common poll: one feed, every message canonical
+        return [(rows, RawTickBatch(source=sources[0], symbols=symbols, **columns))]
     out = []
     for code, name in enumerate(sources):
-        mine = np.flatnonzero(fits & (source == code)) if len(sources) > 1 or not fits.all() else np.arange(n)
+        mine = np.flatnonzero(fits & (source == code))
         if len(mine):
             rows_of_source = {k: v[mine] for k, v in columns.items()}
             out.append((rows[mine], RawTickBatch(source=name, symbols=symbols, **rows_of_source)))
     return out
+
+
+def _ids_match(ids: list[str], sources: tuple[str, ...], source: np.ndarray, seq: np.ndarray) -> np.ndarray:
+    """Whether each id is ``{source}:{seq}`` (string work in C, through ``map``)."""
+    prefixes = [f"{name}:" for name in sources]
+    if len(prefixes) == 1:
+        expected = list(map(prefixes[0].__add__, map(str, seq.tolist())))
+    else:
+        expected = list(map(str.__add__, map(prefixes.__getitem__, source.tolist()), map(str, seq.tolist())))
+    if expected == ids:
+        return np.ones(len(ids), dtype=bool)
+    return np.fromiter(map(eq, expected, ids), dtype=bool, count=len(ids))
 
 
 def _canonical(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> np.ndarray:
@@ -311,6 +323,8 @@ def _canonical(rows: np.ndarray, messages: list, values: Sequence[bytes]) -> np.
 def _runs(n: int, parts: list[tuple[np.ndarray, Any]], per_message: Callable[[int], Any]) -> list:
     """Offset order: each maximal run of consecutive rows of one batch as those rows of it, and
     ``per_message(i)`` for every row ``i`` of no batch."""
+    if len(parts) == 1 and len(parts[0][0]) == n:  # every row in one batch (rows are distinct and < n)
+        return [parts[0][1]]
     owner = -1 - np.arange(n, dtype=np.int64)  # a row of no batch: a run of its own
     at = np.zeros(n, dtype=np.int64)  # a row's position in its batch
     for b, (rows, _) in enumerate(parts):

@@ -52,8 +52,8 @@ class KafkaEndpoint:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
-def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool,
-            columnar: bool = False) -> Callable[[list, list], list]:
+def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: bool = False,
+            columnar_min: int = 1) -> Callable[[list, list], list]:
     """``(messages, errors) -> records``: confluent-kafka messages decoded into their topics'
     records (or dead letters), and consumer errors that are not transient as dead letters; with
     ``with_topic``, ``(topic, record)`` pairs (a dead letter's topic is ``dlq``). Transient errors
@@ -64,7 +64,10 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool,
     partition's batch is of one topic) decodes in bulk (:func:`topics.column_codec.decode_ticks`)
     into RawTickBatches or TickBatches (paired with their topic under ``with_topic``), in offset
     order with the records and dead letters of the messages that do not fit the columns, which
-    are decoded here one by one exactly as without ``columnar``. Other topics give records."""
+    are decoded here one by one exactly as without ``columnar``. Other topics give records.
+    ``columnar_min``: a batch of fewer messages is decoded one by one (records): building columns
+    costs tens of microseconds whatever the size, more than a few messages cost one by one (see
+    :mod:`topics.column_codec`); the stages take either form."""
     bare = endpoint.bare
 
     def one(msg) -> object:
@@ -79,7 +82,7 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool,
         return (topic, record) if with_topic else record
 
     def decode_batch(messages: list, errors: list) -> list:
-        topic = bare(messages[0].topic()) if columnar and messages else None
+        topic = bare(messages[0].topic()) if columnar and messages and len(messages) >= columnar_min else None
         if topic in TICK_TOPICS:
             items = decode_ticks(topic, list(map(_value, messages)), lambda i: one(messages[i]))
             out = [(topic, item) if with_topic and type(item) in _BATCHES else item for item in items]

@@ -484,3 +484,16 @@ def test_decoder_when_columnar_then_its_output_flattened_is_the_per_message_deco
         assert [_comparable(x) for x in flattened] == [_comparable(x) for x in one_by_one]
 
     check()
+
+
+def test_decoder_when_columnar_and_a_batch_is_below_columnar_min_then_records():
+    from schemas import Trade
+    from schemas.columns import TickBatch
+    from tests.unit.schemas.test_records import every_record
+    from topics.serde import encode
+
+    trade = next(r for r in every_record() if type(r) is Trade)
+    decode = decoder(KafkaEndpoint(("127.0.0.1:1",)), "bars", with_topic=False, columnar=True, columnar_min=3)
+    two = [Message(i, value=encode("md.trades", trade).value, topic="md.trades") for i in range(2)]
+    assert decode(two, []) == [trade, trade]
+    assert [type(item) for item in decode(two + two[:1], [])] == [TickBatch]

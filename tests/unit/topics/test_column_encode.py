@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from schemas import Quote, RawTick, Trade
 from schemas.columns import QUOTE, TRADE, RawTickBatch, TickBatch
 from tests.unit.schemas.test_columns import raw_ticks
+from topics import column_encode
 from topics.column_encode import encode_batch
 from topics.serde import encode
 
@@ -26,12 +29,18 @@ def serde_messages(batch) -> list:
     return [encode(TOPIC_OF[type(r)], r) for r in batch.to_records()]
 
 
-@settings(max_examples=150, deadline=None)
-@given(raw_ticks(), st.sampled_from(["src", "synthetic:7", 'odd "source" \\ é']))
-def test_raw_batch_when_encoded_in_bulk_then_every_message_is_the_serde_message_of_its_record(ticks, source):
+# Small batches are written by orjson row by row, large ones by Polars: both paths, whatever the size
+paths = pytest.mark.parametrize("small_batch", [0, 10**9], ids=["polars", "orjson"])
+
+
+@paths
+@settings(max_examples=100, deadline=None)
+@given(ticks=raw_ticks(), source=st.sampled_from(["src", "synthetic:7", 'odd "source" \\ é']))
+def test_raw_batch_when_encoded_in_bulk_then_every_message_is_the_serde_message_of_its_record(small_batch, ticks, source):
     ticks = [t.model_copy(update={"source": source, "id": f"{source}:{t.seq}"}) for t in ticks]
     batch = RawTickBatch.from_records(ticks)
-    assert encode_batch(batch).messages() == serde_messages(batch)
+    with patch.object(column_encode, "SMALL_BATCH", small_batch):
+        assert encode_batch(batch).messages() == serde_messages(batch)
 
 
 @st.composite
@@ -68,10 +77,13 @@ def tick_batches(draw):
     )
 
 
-@settings(max_examples=150, deadline=None)
-@given(tick_batches())
-def test_tick_batch_when_encoded_in_bulk_then_trades_and_quotes_go_to_their_topics_as_the_serde_writes_them(batch):
-    encoded = encode_batch(batch)
+@paths
+@settings(max_examples=100, deadline=None)
+@given(batch=tick_batches())
+def test_tick_batch_when_encoded_in_bulk_then_trades_and_quotes_go_to_their_topics_as_the_serde_writes_them(
+        small_batch, batch):
+    with patch.object(column_encode, "SMALL_BATCH", small_batch):
+        encoded = encode_batch(batch)
     assert encoded.messages() == serde_messages(batch)
     assert encoded.topic == ["md.trades" if k == TRADE else "md.quotes" for k in batch.kind]
 
