@@ -3,21 +3,32 @@ of each record, with no record object per row.
 
 Kafka carries one JSON record per message (DESIGN §2), so a stage that works on a
 :class:`~schemas.columns.TickBatch` or :class:`~schemas.columns.RawTickBatch` still writes one
-message per tick; this module writes a batch's messages from its columns with Polars
-(``struct.json_encode`` in Rust) instead of building a pydantic record per row and serializing it.
+message per tick; this module writes a batch's messages from its columns instead of building a
+pydantic record per row and serializing it: a large batch with Polars (``struct.json_encode`` in
+Rust), a small one (fewer than :data:`SMALL_BATCH` rows) with orjson over one plain dict per row,
+where a Polars call's fixed cost (~0.5 ms) would dominate.
 
 Contract: for every row ``r`` of a batch, the message at ``r`` equals
 ``topics.serde.encode(topic, record)`` for ``record = batch.to_records()[r]``: topic (a trade on
 ``md.trades``, a quote on ``md.quotes``, a raw tick on ``md.raw``), key (the symbol), value (byte for
 byte) and headers. ``tests/unit/topics/test_column_encode.py`` holds it over generated batches.
 Why the bytes agree: orjson and Polars both write floats as the shortest text that reads back to the
-same double, in the same notation (``100.0``, ``1e-7``, ``1.2345678901234568e17``; 3.5 million
+same double, in the same notation (``100.0``, ``1e-7``, ``1.2345678901234568e+17``; 3.5 million
 random doubles compared, none differed), both write NaN and ±inf as ``null``, and both escape the
 same characters in strings; the record's keys are written in its fields' declaration order.
 
-``benchmarks/column_codec.py`` (200k ticks of the synthetic tape, batches of 5,000, CPU time on
-one core): md.raw 877k messages/s against 87k/s for ``to_records`` + ``serde.encode``; trades and
-quotes 965k/s against 140k/s.
+``benchmarks/column_codec.py`` (200k ticks of the synthetic tape, CPU time on one core of the
+shared box, thousands of messages per second, this module against ``to_records`` + ``serde.encode``):
+
+=================  ==========  ==========  ==========
+batches of         100         1,000       5,000
+=================  ==========  ==========  ==========
+md.raw             676 / 290   626 / 145   480 / 109
+trades and quotes  786 / 308   756 / 178   571 / 122
+=================  ==========  ==========  ==========
+
+(The figures move by up to a factor of two with the process's heap: the garbage collector's passes
+over the per-row header lists and records are part of both paths.)
 """
 
 from __future__ import annotations
