@@ -5,6 +5,7 @@ deduplicate, see README "Effectively-once")."""
 from __future__ import annotations
 
 import threading
+from itertools import repeat
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -12,9 +13,9 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
 
-from schemas import Quote, RawTick, Trade
 from schemas.columns import RawTickBatch, TickBatch
 from topics.catalog import TOPICS, table_name
+from topics.column_encode import encode_batch
 from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint
 from topics.serde import encode
 
@@ -39,7 +40,6 @@ PRODUCER_CONFIG = {
 }
 
 TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}
-TOPIC_OF_RECORD = {RawTick: "md.raw", Trade: "md.trades", Quote: "md.quotes"}  # a batch's rows
 
 
 PRODUCER_KEY = "kafka"  # the producing step's one key
@@ -52,23 +52,30 @@ DENSE_LINGER_MS = 2
 
 def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint, dense: bool = False) -> None:
     """Write ``(topic, record)`` pairs (catalog names, or warehouse table names) to Kafka, keyed
-    as the catalog says, with the schema headers. ``dense``: a stage that writes the tape itself
-    (every tick), whose messages are batched for up to :data:`DENSE_LINGER_MS`."""
+    as the catalog says, with the schema headers. A TickBatch or RawTickBatch in place of a record
+    is written as one message per row (each trade to md.trades, each quote to md.quotes, each raw
+    tick to md.raw, whatever its pair's topic), encoded in bulk from its columns. ``dense``: a
+    stage that writes the tape itself (every tick), whose messages are batched for up to
+    :data:`DENSE_LINGER_MS`."""
     full_name = {name: endpoint.topic(topic) for table, topic in TOPIC_OF_TABLE.items() for name in (table, topic)}
+    _kafka_output(step_id, op.flat_map_batch(f"{step_id}_encode", up, lambda batch: to_messages(batch, full_name)),
+                  list(endpoint.brokers), DENSE_LINGER_MS if dense else None)
 
-    def to_messages(batch: list) -> list[tuple]:
-        out = []
-        for topic, record in batch:
-            if type(record) is TickBatch or type(record) is RawTickBatch:
-                # Kafka carries one JSON record per message, whatever form the stage worked in
-                out.extend(to_messages([(TOPIC_OF_RECORD[type(r)], r) for r in record.to_records()]))
-                continue
-            message = encode(TOPIC_OF_TABLE.get(topic, topic), record)
-            out.append((PRODUCER_KEY, (full_name[topic], message.key, message.value, list(message.headers))))
-        return out
 
-    _kafka_output(step_id, op.flat_map_batch(f"{step_id}_encode", up, to_messages), list(endpoint.brokers),
-                  DENSE_LINGER_MS if dense else None)
+def to_messages(pairs: list, full_name: dict[str, str]) -> list[tuple]:
+    """``(topic or table, record or batch)`` pairs -> the producing step's ``(PRODUCER_KEY,
+    (full topic, key, value, headers))`` items, in order."""
+    out = []
+    for topic, record in pairs:
+        if type(record) is TickBatch or type(record) is RawTickBatch:
+            # Kafka carries one JSON record per message, whatever form the stage worked in
+            messages = encode_batch(record)
+            out.extend(zip(repeat(PRODUCER_KEY), zip(map(full_name.__getitem__, messages.topic), messages.key,
+                                                     messages.value, messages.headers)))
+            continue
+        message = encode(TOPIC_OF_TABLE.get(topic, topic), record)
+        out.append((PRODUCER_KEY, (full_name[topic], message.key, message.value, list(message.headers))))
+    return out
 
 
 class _Producing(StatefulBatchLogic):

@@ -343,16 +343,23 @@ BULK_FETCH_CONFIG = {"fetch.wait.max.ms": "200", "fetch.min.bytes": "1000000"}
 
 def consume(
     step_id: str, flow: Dataflow, endpoint: KafkaEndpoint, topics: list[str], stage: str, with_topic: bool = False,
-    bulk: bool = False, pause_s: float = 0.0,
+    bulk: bool = False, pause_s: float = 0.0, columnar: bool = False, columnar_min: int = 1,
 ) -> Stream:
     """Records of ``topics`` (catalog names), and DeadLetters for messages that did not decode or
     consumer errors that are not transient, in one stream; with ``with_topic``, ``(topic, record)``
     pairs (a dead letter's topic is ``dlq``). The partitions decode as they read: no per-message
     object or extra step between the consumer and the records. ``bulk``: fetch up to 200 ms' worth
     at a time (:data:`BULK_FETCH_CONFIG`), for a stage whose latency does not matter. ``pause_s``:
-    how long a partition that has caught up waits before its next batch (:class:`_KafkaPartition`)."""
+    how long a partition that has caught up waits before its next batch (:class:`_KafkaPartition`).
+    ``columnar``: the partitions of ``md.raw``, ``md.trades`` and ``md.quotes`` hand over each
+    batch as RawTickBatches or TickBatches (runs of messages in offset order) with, in their
+    places, the records and dead letters of the messages that do not fit the columns
+    (:func:`topics.kafka_records.decoder`); the other topics still give records. ``columnar_min``:
+    a partition's batch of fewer messages gives records (a live tape's few messages at a time cost
+    less one by one than as columns)."""
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
-                          OFFSET_BEGINNING, batch_size=5_000, decode=decoder(endpoint, stage, with_topic),
+                          OFFSET_BEGINNING, batch_size=5_000,
+                          decode=decoder(endpoint, stage, with_topic, columnar, columnar_min),
                           extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s)
     return _kafka_input(step_id, flow, source)
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from operator import methodcaller
 from typing import Callable
 
 from confluent_kafka import KafkaError as ClientError
 
 from schemas import DeadLetter, now_ns
+from schemas.columns import RawTickBatch, TickBatch
+from topics.column_codec import TICK_TOPICS, decode_ticks
 from topics.serde import DecodeError, decode, schema_header
 
 PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead letter
@@ -49,26 +52,42 @@ class KafkaEndpoint:
         return topic[len(self.prefix):] if self.prefix and topic.startswith(self.prefix) else topic
 
 
-def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool) -> Callable[[list, list], list]:
+def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: bool = False,
+            columnar_min: int = 1) -> Callable[[list, list], list]:
     """``(messages, errors) -> records``: confluent-kafka messages decoded into their topics'
     records (or dead letters), and consumer errors that are not transient as dead letters; with
     ``with_topic``, ``(topic, record)`` pairs (a dead letter's topic is ``dlq``). Transient errors
     (the broker out of reach) are logged only: librdkafka retries them, and a broker restart must
-    not leave records behind."""
+    not leave records behind.
+
+    ``columnar``: a batch of ``md.raw``, ``md.trades`` or ``md.quotes`` messages (a source
+    partition's batch is of one topic) decodes in bulk (:func:`topics.column_codec.decode_ticks`)
+    into RawTickBatches or TickBatches (paired with their topic under ``with_topic``), in offset
+    order with the records and dead letters of the messages that do not fit the columns, which
+    are decoded here one by one exactly as without ``columnar``. Other topics give records.
+    ``columnar_min``: a batch of fewer messages is decoded one by one (records): building columns
+    costs tens of microseconds whatever the size, more than a few messages cost one by one (see
+    :mod:`topics.column_codec`); the stages take either form."""
     bare = endpoint.bare
 
+    def one(msg) -> object:
+        topic = bare(msg.topic())
+        value = msg.value()
+        try:
+            record = decode(topic, value, schema_header(msg.headers()))
+        except DecodeError as err:
+            record = dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
+                                  msg.offset(), msg.timestamp())
+            topic = "dlq"
+        return (topic, record) if with_topic else record
+
     def decode_batch(messages: list, errors: list) -> list:
-        out = []
-        for msg in messages:
-            topic = bare(msg.topic())
-            value = msg.value()
-            try:
-                record = decode(topic, value, schema_header(msg.headers()))
-            except DecodeError as err:
-                record = dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
-                                      msg.offset(), msg.timestamp())
-                topic = "dlq"
-            out.append((topic, record) if with_topic else record)
+        topic = bare(messages[0].topic()) if columnar and messages and len(messages) >= columnar_min else None
+        if topic in TICK_TOPICS:
+            items = decode_ticks(topic, list(map(_value, messages)), lambda i: one(messages[i]))
+            out = [(topic, item) if with_topic and type(item) in _BATCHES else item for item in items]
+        else:
+            out = [one(msg) for msg in messages]
         for e in errors:
             if transient(e.err):
                 log.warning("%s: %s (transient: the client retries)", stage, e.err.str())
@@ -80,6 +99,10 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool) -> Callable[[
         return out
 
     return decode_batch
+
+
+_BATCHES = (RawTickBatch, TickBatch)
+_value = methodcaller("value")
 
 
 def dead_letter(topic: str, stage: str, reason: str, detail: str, key: bytes | None, value: bytes | None,

@@ -396,3 +396,104 @@ def test_producing_step_when_batches_arrive_then_sent_without_waiting_and_flushe
     assert step.snapshot() is None and producer.flushes == 1  # before the epoch's offsets commit
     step.on_eof()
     assert producer.flushes == 2
+
+
+def test_source_partition_when_columnar_then_tick_batches_in_offset_order_with_the_rest_in_place():
+    from schemas.columns import RawTickBatch
+    from topics.serde import encode
+
+    def tick(seq: int, payload_format: str = "tapeflow.v1") -> RawTick:
+        payload = {"type": "trade", "ts": 10 + seq, "price": 100.0 + seq, "size": 5.0, "side": "buy", "trade_id": str(seq)}
+        return RawTick(id=f"feed:{seq}", ts_event=10 + seq, ts_ingest=99, source="feed", symbol="SYN0", seq=seq,
+                       payload_format=payload_format, payload=payload)
+
+    ticks = [tick(0), tick(1), tick(2, payload_format="alpaca.v2"), tick(3), tick(4)]
+    values = [encode("md.raw", t).value for t in ticks]
+    values.insert(3, b"not json")
+    batch = [Message(i, value=v, topic="p.md.raw") for i, v in enumerate(values)]
+    batch.append(Message(6, ClientError.TOPIC_AUTHORIZATION_FAILED))
+    decode = decoder(KafkaEndpoint(("127.0.0.1:1",), "p."), "normalize", with_topic=True, columnar=True)
+    source = _KafkaPartition(_WorkerConsumer(lambda at: Consumer([batch]), 5_000), Broker().ask_end, "p.md.raw", 0, 0,
+                             Clock(), decode=decode)
+    out = source.next_batch()
+    assert [(topic, type(item).__name__) for topic, item in out] == [
+        ("md.raw", "RawTickBatch"), ("md.raw", "RawTick"), ("dlq", "DeadLetter"), ("md.raw", "RawTickBatch"),
+        ("dlq", "DeadLetter")]
+    first, other_format, dead, second, consumer_error = (item for _, item in out)
+    assert type(first) is RawTickBatch and first.to_records() == ticks[:2] and second.to_records() == ticks[3:]
+    assert other_format == ticks[2]  # decoded as a record, in its place
+    assert (dead.reason, dead.id, dead.payload) == ("not_json", "dlq:normalize:md.raw:0:3", "not json")
+    assert consumer_error.reason == "consumer_error"
+    assert source.snapshot() == 6
+
+
+def test_decoder_when_columnar_then_trades_in_one_batch_and_other_topics_as_records():
+    from schemas import Signal, Trade
+    from schemas.columns import TickBatch
+    from tests.unit.schemas.test_records import every_record
+    from topics.serde import encode
+
+    trade = next(r for r in every_record() if type(r) is Trade)
+    signal = next(r for r in every_record() if type(r) is Signal)
+    decode = decoder(KafkaEndpoint(("127.0.0.1:1",)), "trading", with_topic=False, columnar=True)
+    trades = decode([Message(i, value=encode("md.trades", trade).value, topic="md.trades") for i in range(3)], [])
+    assert [type(t) for t in trades] == [TickBatch] and trades[0].to_records() == [trade] * 3
+    assert decode([Message(0, value=encode("signals", signal).value, topic="signals")], []) == [signal]
+
+
+def test_producing_step_items_when_a_batch_is_produced_then_the_serde_messages_of_its_rows_in_order():
+    from flows.kafka_sink import PRODUCER_KEY, TOPIC_OF_TABLE, to_messages
+    from schemas import Quote, Trade
+    from schemas.columns import RawTickBatch, TickBatch
+    from tests.unit.schemas.test_records import every_record
+    from topics.serde import encode
+
+    records = every_record()
+    trade, quote, raw = (next(r for r in records if type(r) is kind) for kind in (Trade, Quote, RawTick))
+    ticks = [trade, quote, quote.model_copy(update={"symbol": "MSFT"}), trade]
+    full_name = {name: f"p.{topic}" for table, topic in TOPIC_OF_TABLE.items() for name in (table, topic)}
+    items = to_messages([("md_trades", TickBatch.from_records(ticks)), ("md_raw", RawTickBatch.from_records([raw])),
+                         ("md_quotes", quote)], full_name)
+    expected = [encode(t, r) for t, r in [("md.trades", trade), ("md.quotes", quote), ("md.quotes", ticks[2]),
+                                          ("md.trades", trade), ("md.raw", raw), ("md.quotes", quote)]]
+    assert items == [(PRODUCER_KEY, (f"p.{m.topic}", m.key, m.value, list(m.headers))) for m in expected]
+
+
+def _comparable(item):
+    topic, record = item
+    if type(record) is DeadLetter:  # its ts_ingest is the wall clock
+        return topic, record.model_dump(exclude={"ts_ingest", "ts_event"})
+    return topic, record.model_dump_json()
+
+
+def test_decoder_when_columnar_then_its_output_flattened_is_the_per_message_decoders():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from tests.unit.topics.test_column_codec import flat, polls
+
+    endpoint = KafkaEndpoint(("127.0.0.1:1",), "p.")
+
+    @settings(max_examples=60, deadline=None)
+    @given(topic=st.sampled_from(["md.raw", "md.trades", "md.quotes"]), data=st.data())
+    def check(topic, data):
+        messages = [Message(i, value=v, topic=f"p.{topic}") for i, v in enumerate(data.draw(polls(topic)))]
+        columnar = decoder(endpoint, "normalize", with_topic=True, columnar=True)(messages, [])
+        one_by_one = decoder(endpoint, "normalize", with_topic=True)(messages, [])
+        flattened = [(t, r) for t, item in columnar for r in flat([item])]
+        assert [_comparable(x) for x in flattened] == [_comparable(x) for x in one_by_one]
+
+    check()
+
+
+def test_decoder_when_columnar_and_a_batch_is_below_columnar_min_then_records():
+    from schemas import Trade
+    from schemas.columns import TickBatch
+    from tests.unit.schemas.test_records import every_record
+    from topics.serde import encode
+
+    trade = next(r for r in every_record() if type(r) is Trade)
+    decode = decoder(KafkaEndpoint(("127.0.0.1:1",)), "bars", with_topic=False, columnar=True, columnar_min=3)
+    two = [Message(i, value=encode("md.trades", trade).value, topic="md.trades") for i in range(2)]
+    assert decode(two, []) == [trade, trade]
+    assert [type(item) for item in decode(two + two[:1], [])] == [TickBatch]
