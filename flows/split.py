@@ -38,6 +38,7 @@ from bytewax.dataflow import Dataflow
 
 from flows.builders import (
     bar_stage,
+    by_symbol,
     feature_stage,
     normalize_stage,
     signal_stage,
@@ -55,7 +56,14 @@ from flows.sink import WarehouseSink
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
+from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
+
+# A poll of md.raw (md.trades, md.quotes) is decoded into a column batch from this many messages on:
+# columns cost a fixed ~40 us (~18 us) a poll, so a live tape's polls of a few messages decode
+# faster one by one (topics/column_codec.py has the figures).
+COLUMNS_FROM_RAW = 50
+COLUMNS_FROM_TICKS = 10
 
 STAGES = ("market", "normalize", "bars", "features", "signals", "trading", "risk", "execution", "pnl", "sink")
 CHAINED = {"market": ("normalize", "bars", "features")}  # a chained stage and the stages it runs in one process
@@ -74,7 +82,8 @@ class SplitConfig:
 
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_normalize")
-    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S)
+    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S, columnar=True,
+                  columnar_min=COLUMNS_FROM_RAW)
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
@@ -91,7 +100,8 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
     those of the three unchained stages (bars see quotes too, which only advance the watermark
     normalize has already enforced over trades and quotes together)."""
     flow = Dataflow("tapeflow_market")
-    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S)
+    raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S, columnar=True,
+                  columnar_min=COLUMNS_FROM_RAW)
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
@@ -104,8 +114,9 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
 
 def bars_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_bars")
-    trades = consume("in", flow, cfg.endpoint, ["md.trades"], "bars", pause_s=PAUSE_DENSE_S)
-    good = keyed_by("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade), lambda t: t.symbol)
+    trades = consume("in", flow, cfg.endpoint, ["md.trades"], "bars", pause_s=PAUSE_DENSE_S, columnar=True,
+                     columnar_min=COLUMNS_FROM_TICKS)
+    good = by_symbol("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade or type(r) is TickBatch))
     bars = bar_stage("bars", good, cfg.bar_intervals, cfg.lateness_ns)
     dead = op.filter("undecodable", trades, lambda r: type(r) is DeadLetter)
     produce("out", tagged_for_warehouse("tag", op.merge("all", bars, dead)), cfg.endpoint)
@@ -218,6 +229,7 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dat
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
     pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True,
+                    columnar=True, columnar_min=COLUMNS_FROM_TICKS,
                     pause_s=SINK_PAUSE_S)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
     partition = WarehouseSink.PARTITION

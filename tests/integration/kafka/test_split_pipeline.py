@@ -169,7 +169,8 @@ def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_an
     assert_no_duplicate_ids(module_warehouse, "crashed")
 
 
-@pytest.mark.parametrize("trading", [[], ["--separate-trading"]], ids=["fused", "separate"])
+@pytest.mark.parametrize("trading", [[], ["--separate-trading"], ["--chain", "none"]],
+                         ids=["fused", "separate", "unchained"])
 def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_summary_reads_the_warehouse(
         kafka_topics, tmp_path, trading):
     env = {**os.environ, "TAPEFLOW_WAREHOUSE": f"chdb://{tmp_path}/wh", "TAPEFLOW_EPOCH_INTERVAL_S": "0.5"}
@@ -179,10 +180,13 @@ def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_s
          "--run-id", "split-cli", "--progress-interval", "2", *trading],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "stages started: normalize" in done.stderr and "| lag " in done.stderr
+    unchained = "none" in trading
+    assert f"stages started: {'normalize' if unchained else 'market'}" in done.stderr and "| lag " in done.stderr
     started = re.search(r"stages started: (.*?); logs", done.stderr).group(1)
-    assert ("risk (pid" in started and "pnl (pid" in started) == bool(trading), started
-    assert ("trading (pid" in started) != bool(trading), started
+    assert ("bars (pid" in started and "features (pid" in started) == unchained, started
+    separate = "--separate-trading" in trading
+    assert ("risk (pid" in started and "pnl (pid" in started) == separate, started
+    assert ("trading (pid" in started) != separate, started
     assert "feed done: sent 60,000 delivered 60,000 failed 0" in done.stderr
     assert re.search(r"md_raw\s+60000", done.stdout), done.stdout
     orders = int(re.search(r"orders ([\d,]+) \(approved", done.stdout).group(1).replace(",", ""))
