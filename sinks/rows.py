@@ -31,6 +31,7 @@ column (C loops, no per-record Python frames) and Arrow builds each array in one
 from __future__ import annotations
 
 import enum
+import json
 import math
 import types
 import typing
@@ -112,8 +113,16 @@ def _typed(get: Callable[[Sequence[Any]], list], arrow_type: pa.DataType) -> Ext
 
 
 def _json(get: Callable[[Sequence[Any]], list]) -> Extract:
-    dumps = orjson.dumps
-    return lambda records: pa.array([dumps(v) for v in get(records)], pa.binary())
+    return lambda records: pa.array([_json_text(v) for v in get(records)], pa.binary())
+
+
+def _json_text(value: Any) -> bytes:
+    """orjson's bytes; a payload it cannot write (an int beyond 64 bits, which a producer may send
+    and JSON allows) in the standard library's JSON instead of failing the whole insert."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, default=repr, separators=(",", ":")).encode()
 
 
 def _enum_values(get: Callable[[Sequence[Any]], list]) -> Extract:

@@ -101,3 +101,13 @@ def test_records_of_another_model_are_refused():
 def test_unknown_table_names_the_known_ones():
     with pytest.raises(KeyError, match="md_trades"):
         layout("md.trades")
+
+
+def test_raw_payload_when_a_producer_sent_an_int_beyond_64_bits_then_it_lands_as_json_text():
+    from topics.serde import decode
+
+    # JSON allows it and the md.raw schema takes any payload; one such message must not fail the insert
+    raw = decode("md.raw", b'{"id":"x:1","ts_event":1,"ts_ingest":1,"source":"x","symbol":"A","seq":1,'
+                           b'"payload":{"type":"trade","price":100000000000000000000000000000}}')
+    table = to_arrow("md_raw", [raw], "r")
+    assert table.column("payload").to_pylist() == [b'{"type":"trade","price":100000000000000000000000000000}']
