@@ -223,6 +223,12 @@ class SimVenue:
                 self._stats["ioc_canceled"] += 1
                 reports.append(self._close(order, ts_event, ts_tick_ingest, "ioc_remainder"))
 
+    def on_ticks(self, run, on_reports) -> None:
+        for row, record in enumerate(run.to_records()):
+            reports = self.on_trade(record) if type(record) is Trade else self.on_quote(record)
+            if reports:
+                on_reports(row, reports)
+
     def on_time(self, ts_event: int, ts_tick_ingest: int | None = None) -> list[ExecutionReport]:
         """Advance event time without a market event: expires DAY orders past their session close.
 

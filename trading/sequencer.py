@@ -1,0 +1,437 @@
+"""The event-time sequencer every account stage composes: the one place the desk decides *when* an
+input is final, knowing nothing of risk, the venue or the ledger.
+
+The desk's inputs (trades and quotes per symbol, cross-sections, in the split topology orders and
+execution reports, from different topics and partitions) interleave however the engine and the
+broker batched them. The sequencer restores one event-time order: everything goes into one heap
+keyed by ``(ts_event, priority, symbol, arrival)`` and comes out (:meth:`EventSequencer.release`)
+only below a horizon that no later arrival can undercut. The owner computes that horizon from the
+bounds here:
+
+- the *market horizon*: with a feed watermark W (a :class:`schemas.columns.TickBatch` from a feed
+  that delivers in event-time order, see ``schemas.columns.WATERMARK``), W itself: nothing older
+  can come. Without one (Kafka, Alpaca), every symbol's newest event time minus the lateness window
+  (normalize never lets an older event of that symbol through), for each of its market streams
+  (trades and quotes come from different topics); a symbol more than ``silent_after_ns`` behind the
+  newest is silent and holds nothing back; with a ``universe``, nothing is final until every stream
+  of it has been seen;
+- the *signal watermark* S: the bar time of the newest cross-section. Cross-sections come in bar
+  order on the bar clock, so the next one is at S + interval or later (:meth:`section_horizon`);
+- before the first cross-section, the *earliest-section bound*: none can come before the features'
+  warm-up has passed (:meth:`earliest_section`).
+
+At equal event times a cross-section goes first (and, in the split execution stage, the orders it
+caused), then bar ends, then trades and quotes, then (split risk and pnl stages) the venue's
+reports; ties within those break on the symbol, then on arrival (one symbol's events always arrive
+in tape order, however the symbols interleave).
+
+Bar ends are derived here from the trades: a symbol that traded in ``[T - interval, T)`` gets a
+:class:`BarEnd` at ``T``, so the owner needs no third stream to stay in order with.
+
+A redelivered input (same id: at-least-once delivery) is dropped, so it can never fill an order
+twice; one older than what was already released goes to the dlq as ``late`` rather than silently
+changing history.
+
+Ticks as columns: a TickBatch's accepted rows are queued as one entry, sorted in event order, and
+released as runs (TickBatch slices) that no other queued event falls inside, so the owner can
+process a run with array operations. A run is exactly the rows the same records would have been,
+in the same order.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, replace
+from typing import Iterator
+
+import numpy as np
+
+from market.features import WARMUP_BARS
+from market.normalize import RecentTradeIds
+from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, Order, Quote, Record, Trade, now_ns
+from schemas.columns import QUOTE, TRADE, TickBatch
+from schemas.trusted import trusted_constructor
+from strategies.signals import CrossSection
+
+# At equal event times: cross-sections (and, in the split execution stage, the orders they caused),
+# then bar ends, then market events, then (split risk and pnl stages) the venue's reports.
+CROSS_SECTION, BAR_END, TICK, REPORT = 0, 1, 2, 3
+
+# Ids remembered per symbol to drop redelivered market events (a Kafka restart redelivers at most
+# an epoch's worth); older duplicates are also refused by the late check.
+RECENT_IDS_PER_SYMBOL = 20_000
+# Order / report ids remembered for redelivery checks (far more than an epoch).
+RECENT_ROUTED_IDS = 100_000
+
+# Queued market records are snapshotted as their field dicts and rebuilt with these.
+_MARKET_CONSTRUCTORS = {Trade: trusted_constructor(Trade), Quote: trusted_constructor(Quote)}
+
+Horizon = tuple[int, int]  # everything strictly below this (ts_event, priority) key is final
+
+
+@dataclass(frozen=True)
+class BarEnd:
+    """The end of a bar in which ``symbol`` traded: the desk's own bar clock."""
+
+    symbol: str
+    bar_end: int
+    ts_tick_ingest: int
+
+
+class _QueuedTicks:
+    """A TickBatch's accepted rows waiting in the heap, sorted by their event key; ``arrival`` is
+    each row's arrival number (the tie-break among one symbol's events at one time)."""
+
+    __slots__ = ("ticks", "arrival")
+
+    def __init__(self, ticks: TickBatch, arrival: np.ndarray) -> None:
+        self.ticks = ticks
+        self.arrival = arrival
+
+    def key(self) -> tuple[int, int, str, int]:
+        ticks = self.ticks
+        return (int(ticks.ts_event[0]), TICK, ticks.symbols[ticks.symbol[0]], int(self.arrival[0]))
+
+    def rows_before(self, bound: tuple | None) -> int:
+        """How many leading rows have a key strictly below ``bound`` (a horizon or a queue key)."""
+        ts = self.ticks.ts_event
+        if bound is None:
+            return len(ts)
+        at, priority = bound[0], bound[1]
+        if priority != TICK or len(bound) == 2:
+            return int(np.searchsorted(ts, at, "right" if priority > TICK else "left"))
+        lo, hi = int(np.searchsorted(ts, at, "left")), int(np.searchsorted(ts, at, "right"))
+        names, codes, arrival = self.ticks.symbols, self.ticks.symbol, self.arrival
+        for row in range(lo, hi):  # ties on the event time: rare, row by row
+            if (names[codes[row]], int(arrival[row])) >= bound[2:4]:
+                return row
+        return hi
+
+    def split(self, rows: int) -> tuple[TickBatch, "_QueuedTicks | None"]:
+        run = self.ticks.take(slice(0, rows))
+        if rows == len(self.arrival):
+            return run, None
+        return run, _QueuedTicks(self.ticks.take(slice(rows, None)), self.arrival[rows:])
+
+
+class EventSequencer:
+    """One heap in event-time order, the watermarks that say how much of it is final, and the
+    redelivery and late checks at its door. ``bar_interval``: the features' interval, on which
+    cross-sections come and bar ends are derived; ``stage`` names the owner in routed dead letters.
+
+    Release yields, in event order: CrossSection, :class:`BarEnd`, Trade, Quote, TickBatch runs
+    (no other queued event falls inside one), Order and ExecutionReport (queued with
+    :meth:`queue_routed`)."""
+
+    def __init__(self, bar_interval: str, lateness_ns: int, silent_after_ns: int,
+                 universe: tuple[str, ...] | None = None, market_streams: tuple[str, ...] = ("trade", "quote"),
+                 stage: str = "desk") -> None:
+        self.bar_interval = bar_interval
+        self.interval_ns = INTERVAL_NANOS[bar_interval]
+        self.lateness_ns = lateness_ns
+        self.silent_after_ns = silent_after_ns
+        self.universe = universe
+        self.market_streams = market_streams
+        self.stage = stage
+        self.queue: list[tuple] = []
+        self.released: Horizon = (-1, 0)  # the key up to which the queue was processed
+        self.signal_watermark = -1  # bar time of the newest cross-section
+        self.feed_watermark = -1  # an ordered feed's promise: no market event older than this will come
+        self.counts = {"duplicates": 0, "late": 0}
+        self._arrivals = 0
+        # (symbol, "trade" | "quote") -> newest event time seen: trades and quotes come from
+        # different topics in the split topology, each in order per symbol but not with each other
+        self._market_seen: dict[tuple[str, str], int] = {}
+        self._market_first: dict[tuple[str, str], int] = {}  # each stream's first (earliest) event time
+        self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
+        self._recent_ids: dict[str, RecentTradeIds] = {}
+        self._recent_routed = RecentTradeIds(RECENT_ROUTED_IDS)
+
+    def __len__(self) -> int:
+        """Queued events, a queued TickBatch counting as one."""
+        return len(self.queue)
+
+    # ------------------------------------------------------------------ recovery snapshots
+
+    def __getstate__(self) -> dict:
+        # The queue holds up to a bar and the lateness window of tape (thousands of trades and
+        # quotes at 5,000 ticks/s) and is pickled every epoch: pydantic's own pickling of each
+        # record cost ~30 ms per snapshot, a pause on the tick-to-order path. Their field dicts
+        # pickle ten times faster and rebuild the same records without validation. Queued
+        # TickBatches are NumPy columns and pickle as buffers.
+        state = self.__dict__.copy()
+        state["queue"] = [(*entry[:4], type(entry[4]), entry[4].__dict__) if type(entry[4]) in _MARKET_CONSTRUCTORS
+                          else entry for entry in self.queue]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state["queue"] = [entry if len(entry) == 5 else (*entry[:4], _MARKET_CONSTRUCTORS[entry[4]](entry[5]))
+                          for entry in state["queue"]]
+        self.__dict__.update(state)
+
+    # ------------------------------------------------------------------ inputs
+
+    def queue_market(self, record: Trade | Quote) -> DeadLetter | None:
+        """Queue a trade or quote; a redelivery is dropped (None), a late one comes back as a dead letter."""
+        symbol, ts = record.symbol, record.ts_event
+        seen = self._recent_ids.get(symbol)
+        if seen is None:
+            seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+        if not seen.add_if_new(record.id):
+            self.counts["duplicates"] += 1
+            return None
+        if (ts, TICK) < self.released:
+            self.counts["late"] += 1
+            return self._late(record)
+        self._push(ts, TICK, symbol, record)
+        stream = (symbol, "trade" if type(record) is Trade else "quote")
+        if ts > self._market_seen.get(stream, -1):
+            self._market_seen[stream] = ts
+        if stream not in self._market_first:
+            self._market_first[stream] = ts
+        if type(record) is Trade:
+            bar_end = (ts // self.interval_ns + 1) * self.interval_ns
+            if bar_end > self._bar_scheduled.get(symbol, -1):
+                self._bar_scheduled[symbol] = bar_end
+                self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, record.ts_tick_ingest))
+        return None
+
+    def queue_ticks(self, batch: TickBatch) -> list[DeadLetter]:
+        """Queue a TickBatch's rows as if each were its record, in row order (the same redelivery
+        and late checks, the same stream watermarks and bar ends); return the late rows' dead letters.
+        Its ``watermark``, if any, raises the feed watermark."""
+        if batch.watermark is not None and batch.watermark > self.feed_watermark:
+            self.feed_watermark = batch.watermark
+        n = len(batch)
+        if n == 0:
+            return []
+        names = batch.symbols
+        keep = self._first_deliveries(batch)
+        ts = batch.ts_event
+        released_ts, released_priority = self.released
+        late = ts < released_ts if released_priority <= TICK else ts <= released_ts
+        late &= keep
+        dead: list[DeadLetter] = []
+        if late.any():
+            self.counts["late"] += int(late.sum())
+            dead = [self._late(record) for record in batch.take(late).to_records()]
+            keep &= ~late
+        arrival = np.arange(self._arrivals + 1, self._arrivals + 1 + n, dtype=np.int64)
+        self._arrivals += n
+        if not keep.all():
+            rows = np.flatnonzero(keep)
+            if len(rows) == 0:
+                return dead
+            batch, arrival, ts = batch.take(rows), arrival[rows], ts[rows]
+        self._note_streams(batch)
+        self._schedule_bar_ends(batch)
+        if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):
+            # Not strictly increasing: order by (event time, symbol name, arrival) like the heap.
+            rank = np.empty(len(names), dtype=np.int64)
+            rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+            order = np.lexsort((arrival, rank[batch.symbol], ts))
+            batch, arrival = batch.take(order), arrival[order]
+        queued = _QueuedTicks(replace(batch, watermark=None), arrival)
+        heapq.heappush(self.queue, (*queued.key(), queued))
+        return dead
+
+    def queue_section(self, section: CrossSection) -> None:
+        if self.signal_watermark >= 0 and section.bar_end < self.signal_watermark + self.interval_ns:
+            raise ValueError(
+                f"cross-section at {section.bar_end} is off the desk's bar clock ({self.bar_interval}) after "
+                f"the one at {self.signal_watermark}: DeskConfig.bar_interval must be the features' interval")
+        self._push(section.bar_end, CROSS_SECTION, "", section)
+        self.signal_watermark = max(self.signal_watermark, section.bar_end)
+
+    def queue_routed(self, record: Order | ExecutionReport) -> DeadLetter | None:
+        """An order (queued with the cross-sections) or an execution report (after the tape) from
+        another stage; a redelivery is dropped, one older than what was released is dead-lettered."""
+        if not self._recent_routed.add_if_new(record.id):
+            self.counts["duplicates"] += 1
+            return None
+        key = (record.ts_event, CROSS_SECTION if type(record) is Order else REPORT)
+        if key < self.released:
+            self.counts["late"] += 1
+            return DeadLetter(
+                id=f"dlq:{self.stage}:{record.id}", ts_event=record.ts_event, ts_ingest=now_ns(),
+                source_topic="orders.approved" if type(record) is Order else "exec.reports", stage=self.stage,
+                reason="late", detail=f"event time {record.ts_event} is before what the {self.stage} stage "
+                f"already processed ({self.released[0]}): the upstream broke its watermark",
+                symbol=record.symbol, payload=record.to_json().decode())
+        self._push(key[0], key[1], record.symbol, record)
+        return None
+
+    # ------------------------------------------------------------------ horizons
+
+    def market_horizon(self) -> int | None:
+        """No trade or quote older than this can still arrive (None: not every stream of the
+        universe has been seen yet, and no feed watermark)."""
+        if self.feed_watermark >= 0:
+            return self.feed_watermark
+        seen = self._market_seen
+        if not seen:
+            return None
+        universe = self.universe
+        if universe is not None:
+            kinds = self.market_streams
+            if len(seen) < len(universe) * len(kinds) and not all((s, k) in seen for s in universe for k in kinds):
+                return None
+        newest = max(seen.values())
+        market = min(ts for ts in seen.values() if ts >= newest - self.silent_after_ns)
+        return market - self.lateness_ns
+
+    def knows_every_symbol(self) -> bool:
+        """Whether the earliest-section bound is final: a universe waits for every symbol, and
+        behind a feed watermark nothing unseen can start earlier."""
+        return self.market_horizon() is not None and (self.universe is not None or self.feed_watermark >= 0)
+
+    def earliest_section(self) -> int | None:
+        """No cross-section can come before the features' warm-up has passed: a symbol's first
+        vector is on its ``WARMUP_BARS``-th bar, and bars are epoch-aligned and exist only where a
+        trade fell, so none ends before the ``WARMUP_BARS``-th interval from the earliest event's.
+        (An event that arrives later with an older time is no earlier than the market horizon, so it
+        cannot move this bound below a horizon already released; behind a feed watermark no unseen
+        event is older than it.) None before any market event."""
+        if not self._market_first:
+            return None
+        first = min(self._market_first.values())
+        if self.feed_watermark >= 0:
+            first = min(first, self.feed_watermark)
+        return (first // self.interval_ns + WARMUP_BARS) * self.interval_ns
+
+    def section_horizon(self) -> Horizon:
+        """The fused desk's horizon: the market horizon, capped by the next cross-section's earliest
+        bar time (or, before the first one, by the earliest-section bound)."""
+        market = self.market_horizon()
+        if market is None:
+            return (-1, 0)
+        if self.signal_watermark < 0:
+            earliest = self.earliest_section()
+            if earliest is None or not self.knows_every_symbol():
+                return (-1, 0)  # who else will trade is unknown: hold the tape until the first cross-section
+            # No cross-section yet, and none can come before the features' warm-up has passed: the
+            # tape up to then is processed now instead of being held (at 10k ticks/s the warm-up
+            # alone would otherwise hold some 350,000 events).
+            return (min(market, earliest), 0)
+        # Cross-sections come on the bar clock, in bar order: after the one at S, none can come before
+        # S + interval, so the tape up to there is processed as the market passes it instead of
+        # waiting for the next cross-section (which would then find a second of tape to work
+        # through before its orders could go out).
+        return min((market, 0), (self.signal_watermark + self.interval_ns, CROSS_SECTION))
+
+    # ------------------------------------------------------------------ release
+
+    def release(self, horizon: Horizon | None) -> Iterator[object]:
+        """Pop everything strictly below ``horizon`` (everything, with None) in event order.
+        A generator: each item is popped as the owner asks for the next, so :attr:`released` is
+        always the key of what the owner is processing."""
+        queue = self.queue
+        while queue:
+            head = queue[0]
+            if horizon is not None and (head[0], head[1]) >= horizon:
+                break
+            heapq.heappop(queue)
+            item = head[4]
+            if type(item) is _QueuedTicks:
+                rows = item.rows_before(horizon)
+                if queue:
+                    rows = min(rows, item.rows_before(queue[0][:4]))
+                run, rest = item.split(rows)
+                if rest is not None:
+                    heapq.heappush(queue, (*rest.key(), rest))
+                self.released = (int(run.ts_event[-1]), TICK)
+                yield run
+            else:
+                self.released = (head[0], head[1])
+                yield item
+
+    # ------------------------------------------------------------------ internals
+
+    def _push(self, ts: int, priority: int, symbol: str, item: object) -> None:
+        # Ties break on the symbol, then on arrival: one symbol's events arrive in tape order
+        # whatever the batching, but how symbols interleave does not.
+        self._arrivals += 1
+        heapq.heappush(self.queue, (ts, priority, symbol, self._arrivals, item))
+
+    def _late(self, record: Trade | Quote) -> DeadLetter:
+        return DeadLetter(
+            id=f"dlq:desk:{record.id}",
+            ts_event=record.ts_event,
+            ts_ingest=now_ns(),
+            source_topic="md.trades" if type(record) is Trade else "md.quotes",
+            stage="desk",
+            reason="late",
+            detail=f"event time {record.ts_event} is before what the desk already processed ({self.released[0]})",
+            symbol=record.symbol,
+            payload=record.to_json().decode(),
+        )
+
+    def _first_deliveries(self, batch: TickBatch) -> np.ndarray:
+        """Rows whose id this symbol has not seen (earlier in the batch included): set operations
+        per symbol, row by row only where a duplicate is present."""
+        ids = batch.record_ids()
+        keep = np.ones(len(batch), dtype=bool)
+        for code, rows in _rows_by_code(batch.symbol):
+            symbol = batch.symbols[code]
+            seen = self._recent_ids.get(symbol)
+            if seen is None:
+                seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+            fresh = seen.add_new(ids[rows].tolist())
+            if fresh is not None:
+                duplicates = rows[~np.asarray(fresh, dtype=bool)]
+                keep[duplicates] = False
+                self.counts["duplicates"] += len(duplicates)
+        return keep
+
+    def _note_streams(self, batch: TickBatch) -> None:
+        """Each (symbol, trade|quote) stream's newest event time, and its first one."""
+        names, seen, first = batch.symbols, self._market_seen, self._market_first
+        stream = batch.symbol.astype(np.int64) * 2 + (batch.kind == QUOTE)
+        for code, rows in _rows_by_code(stream):
+            key = (names[code >> 1], "quote" if code & 1 else "trade")
+            times = batch.ts_event[rows]
+            newest = int(times.max())
+            if newest > seen.get(key, -1):
+                seen[key] = newest
+            if key not in first:
+                first[key] = int(times[0])
+
+    def _schedule_bar_ends(self, batch: TickBatch) -> None:
+        """A bar end for every bar a symbol's trades reach beyond the latest one scheduled, stamped
+        with the tick ingest time of the trade that reached it first (in arrival order)."""
+        trades = np.flatnonzero(batch.kind == TRADE)
+        if len(trades) == 0:
+            return
+        interval = self.interval_ns
+        bar_ends = (batch.ts_event[trades] // interval + 1) * interval
+        for code, rows in _rows_by_code(batch.symbol[trades]):
+            symbol = batch.symbols[code]
+            ends = bar_ends[rows]
+            scheduled = self._bar_scheduled.get(symbol, -1)
+            if int(ends[-1]) <= scheduled and int(ends.max()) <= scheduled:
+                continue
+            before = np.maximum.accumulate(np.concatenate(([scheduled], ends[:-1])))
+            for row in np.flatnonzero(ends > before).tolist():
+                bar_end = int(ends[row])
+                self._push(bar_end, BAR_END, symbol,
+                           BarEnd(symbol, bar_end, int(batch.ts_tick_ingest[trades[rows[row]]])))
+            self._bar_scheduled[symbol] = max(scheduled, int(ends.max()))
+
+
+def _rows_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(code, its row indices in row order) for every distinct code."""
+    if len(codes) == 0:
+        return
+    first = int(codes[0])
+    if bool((codes == first).all()):
+        yield first, np.arange(len(codes))
+        return
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    ends = np.append(starts[1:], len(order))
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        yield int(ordered[start]), order[start:end]
+
+
+__all__ = ["BAR_END", "CROSS_SECTION", "REPORT", "TICK", "BarEnd", "EventSequencer", "Horizon"]
