@@ -147,11 +147,16 @@ class TradingDesk:
         batch instead of per item (the result is the same, the queue is processed in key order)."""
         out: list[Tagged] = []
         sequencer = self.sequencer
+        ticks: list[TickBatch] = []  # consecutive tick batches, queued as one
         for item in items:
             kind = type(item)
             if kind is TickBatch:
-                out.extend((T_DLQ, dead) for dead in sequencer.queue_ticks(item))
-            elif kind is Trade or kind is Quote:
+                ticks.append(item)
+                continue
+            if ticks:
+                out.extend((T_DLQ, dead) for dead in sequencer.queue_tick_batches(ticks))
+                ticks = []
+            if kind is Trade or kind is Quote:
                 dead = sequencer.queue_market(item)
                 if dead is not None:
                     out.append((T_DLQ, dead))
@@ -159,6 +164,8 @@ class TradingDesk:
                 sequencer.queue_section(item)
             else:
                 out.extend(self._now(item))
+        if ticks:
+            out.extend((T_DLQ, dead) for dead in sequencer.queue_tick_batches(ticks))
         out.extend(self._release(sequencer.section_horizon()))
         return out
 

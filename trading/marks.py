@@ -67,14 +67,18 @@ class MarkedLedger:
 
 class RunMarks:
     """A run's marks, applied to a :class:`MarkedLedger` as far as a row at a time (:meth:`through`),
-    then completely (:meth:`finish`)."""
+    then completely (:meth:`finish`). A short run goes row by row: below ``ROW_BY_ROW_BELOW`` rows
+    the array operations' fixed cost is the larger one."""
 
-    __slots__ = ("marked", "run", "applied", "_unmarked")
+    ROW_BY_ROW_BELOW = 24
+
+    __slots__ = ("marked", "run", "applied", "_unmarked", "_last_rows")
 
     def __init__(self, marked: MarkedLedger, run: TickBatch) -> None:
         self.marked = marked
         self.run = run
         self.applied = 0  # rows [0, applied) are in the ledger's marks
+        self._last_rows: list[tuple[int, int]] | None = None  # the run's last row per (symbol, kind)
         mark = marked.ledger.mark
         # Symbols the ledger has no mark for yet, which a quote's mid marks before their first trade.
         self._unmarked = {code for code, symbol in enumerate(run.symbols) if mark(symbol) is None}
@@ -82,41 +86,62 @@ class RunMarks:
     def through(self, row: int) -> None:
         """The ledger's marks as they were right after ``row`` (a fill there values the book with them)."""
         if row + 1 > self.applied:
-            self._mark(self.applied, row + 1)
-            self.applied = row + 1
+            self._apply(row + 1)
 
     def finish(self) -> None:
         """Every mark of the run: the ledger's, risk's reference prices and the touch."""
         run, marked = self.run, self.marked
+        if len(run) < self.ROW_BY_ROW_BELOW:
+            self._one_by_one(self.applied, len(run))
+            return
+        whole = self.applied == 0
         if self.applied < len(run):
-            self._mark(self.applied, len(run))
-            self.applied = len(run)
-        names, codes = run.symbols, run.symbol
-        if marked.risk is not None:
-            on_trade = marked.risk.on_trade
-            for row in _last_per_code(codes, run.kind == TRADE):
-                on_trade(names[codes[row]], float(run.price[row]), int(run.ts_event[row]))
-        touch = marked.touch
-        for row in _last_per_code(codes, run.kind == QUOTE):
-            touch[names[codes[row]]] = (float(run.bid[row]), float(run.ask[row]))
+            self._apply(len(run))
+        last_rows = self._last_rows if whole else _last_rows(run, 0, len(run))
+        names, codes, risk, touch = run.symbols, run.symbol, marked.risk, marked.touch
+        for stream, row in last_rows:
+            if stream & 1:
+                touch[names[codes[row]]] = (float(run.bid[row]), float(run.ask[row]))
+            elif risk is not None:
+                risk.on_trade(names[codes[row]], float(run.price[row]), int(run.ts_event[row]))
 
-    def _mark(self, start: int, stop: int) -> None:
+    def _apply(self, stop: int) -> None:
+        start = self.applied
+        self.applied = stop
+        if len(self.run) < self.ROW_BY_ROW_BELOW:
+            self._one_by_one(start, stop)
+            return
         run, ledger = self.run, self.marked.ledger
         names = run.symbols
-        codes, kind = run.symbol[start:stop], run.kind[start:stop]
-        trades = kind == TRADE
-        prices = run.price[start:stop][trades]
-        if len(prices) and not bool(((prices > 0) & np.isfinite(prices)).all()):
-            bad = prices[~((prices > 0) & np.isfinite(prices))][0]
-            raise ValueError(f"a mark must be finite and > 0, got {bad!r} in a run of ticks")
+        prices = run.price[start:stop][run.kind[start:stop] == TRADE]
+        valid = (prices > 0) & np.isfinite(prices)
+        if not bool(valid.all()):
+            raise ValueError(f"a mark must be finite and > 0, got {prices[~valid][0]!r} in a run of ticks")
         if self._unmarked:
             self._mark_first_mids(start, stop)
-        rows = _last_per_code(codes, trades)
-        if rows:
-            prints = np.bincount(codes[trades], minlength=len(names))
-            for row in rows:
-                at, code = start + row, int(codes[row])
-                ledger.on_last_mark(names[code], float(run.price[at]), int(run.ts_event[at]), int(prints[code]))
+        self._last_rows = _last_rows(run, start, stop, with_prints := [])
+        for (stream, row), prints in zip(self._last_rows, with_prints):
+            if not stream & 1:
+                ledger.on_last_mark(names[run.symbol[row]], float(run.price[row]), int(run.ts_event[row]), prints)
+
+    def _one_by_one(self, start: int, stop: int) -> None:
+        """Rows [start, stop) exactly as records: ledger, risk and touch at each."""
+        run, marked = self.run, self.marked
+        ledger, risk, touch, names = marked.ledger, marked.risk, marked.touch, run.symbols
+        columns = (run.kind[start:stop].tolist(), run.symbol[start:stop].tolist(), run.ts_event[start:stop].tolist(),
+                   run.price[start:stop].tolist(), run.bid[start:stop].tolist(), run.ask[start:stop].tolist(),
+                   run.ts_tick_ingest[start:stop].tolist())
+        for kind, code, ts, price, bid, ask, tick in zip(*columns):
+            symbol = names[code]
+            if kind == TRADE:
+                if risk is not None:
+                    risk.on_trade(symbol, price, ts)
+                ledger.on_mark(symbol, price, ts, tick)
+            else:
+                touch[symbol] = (bid, ask)
+                if ledger.mark(symbol) is None:
+                    ledger.on_mark(symbol, (bid + ask) / 2.0, ts, tick)
+        self.applied = max(self.applied, stop)
 
     def _mark_first_mids(self, start: int, stop: int) -> None:
         """A symbol with no mark yet is marked to the mid of its first quote, unless a trade came first."""
@@ -133,11 +158,11 @@ class RunMarks:
                 ledger.on_mark(run.symbols[code], mid, int(run.ts_event[first]), int(run.ts_tick_ingest[first]))
 
 
-def _last_per_code(codes: np.ndarray, mask: np.ndarray) -> list[int]:
-    """The row of the last ``mask`` row of every code present, in code order."""
-    rows = np.flatnonzero(mask)
-    if len(rows) == 0:
-        return []
-    reversed_rows = rows[::-1]
-    _, first = np.unique(codes[reversed_rows], return_index=True)
-    return reversed_rows[first].tolist()
+def _last_rows(run: TickBatch, start: int, stop: int, prints: list[int] | None = None) -> list[tuple[int, int]]:
+    """``(stream, row)`` of the last row of every (symbol, kind) stream in rows [start, stop), where
+    stream = 2 * symbol code + (1 for quotes); ``prints`` gets each stream's row count."""
+    stream = run.symbol[start:stop].astype(np.int64) * 2 + (run.kind[start:stop] == QUOTE)
+    streams, from_end, counts = np.unique(stream[::-1], return_index=True, return_counts=True)
+    if prints is not None:
+        prints.extend(counts.tolist())
+    return list(zip(streams.tolist(), (stop - 1 - from_end).tolist()))

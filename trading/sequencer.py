@@ -41,7 +41,7 @@ in the same order.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -49,7 +49,7 @@ import numpy as np
 from market.features import WARMUP_BARS
 from market.normalize import RecentTradeIds
 from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, Order, Quote, Record, Trade, now_ns
-from schemas.columns import QUOTE, TRADE, TickBatch
+from schemas.columns import QUOTE, TRADE, TickBatch, concat_tick_batches
 from schemas.trusted import trusted_constructor
 from strategies.signals import CrossSection
 
@@ -62,6 +62,9 @@ CROSS_SECTION, BAR_END, TICK, REPORT = 0, 1, 2, 3
 RECENT_IDS_PER_SYMBOL = 20_000
 # Order / report ids remembered for redelivery checks (far more than an epoch).
 RECENT_ROUTED_IDS = 100_000
+
+# A TickBatch this short is checked row by row: below it, array operations' fixed cost is the larger.
+ROW_BY_ROW_BELOW = 24
 
 # Queued market records are snapshotted as their field dicts and rebuilt with these.
 _MARKET_CONSTRUCTORS = {Trade: trusted_constructor(Trade), Quote: trusted_constructor(Quote)}
@@ -108,10 +111,9 @@ class _QueuedTicks:
         return hi
 
     def split(self, rows: int) -> tuple[TickBatch, "_QueuedTicks | None"]:
-        run = self.ticks.take(slice(0, rows))
         if rows == len(self.arrival):
-            return run, None
-        return run, _QueuedTicks(self.ticks.take(slice(rows, None)), self.arrival[rows:])
+            return self.ticks, None
+        return self.ticks.take(slice(0, rows)), _QueuedTicks(self.ticks.take(slice(rows, None)), self.arrival[rows:])
 
 
 class EventSequencer:
@@ -223,17 +225,25 @@ class EventSequencer:
             if len(rows) == 0:
                 return dead
             batch, arrival, ts = batch.take(rows), arrival[rows], ts[rows]
+        in_order = len(ts) < 2 or bool((ts[1:] >= ts[:-1]).all())
         self._note_streams(batch)
-        self._schedule_bar_ends(batch)
-        if len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all()):
+        self._schedule_bar_ends(batch, in_order)
+        if not in_order or (len(ts) > 1 and not bool((ts[1:] > ts[:-1]).all())):
             # Not strictly increasing: order by (event time, symbol name, arrival) like the heap.
             rank = np.empty(len(names), dtype=np.int64)
             rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
             order = np.lexsort((arrival, rank[batch.symbol], ts))
             batch, arrival = batch.take(order), arrival[order]
-        queued = _QueuedTicks(replace(batch, watermark=None), arrival)
+        queued = _QueuedTicks(batch, arrival)
         heapq.heappush(self.queue, (*queued.key(), queued))
         return dead
+
+    def queue_tick_batches(self, batches: list[TickBatch]) -> list[DeadLetter]:
+        """Consecutive TickBatches as one (the same as queueing them one after another): fewer,
+        longer runs when a feed hands over many small batches at once."""
+        if len(batches) == 1:
+            return self.queue_ticks(batches[0])
+        return self.queue_ticks(_joined(batches))
 
     def queue_section(self, section: CrossSection) -> None:
         if self.signal_watermark >= 0 and section.bar_end < self.signal_watermark + self.interval_ns:
@@ -370,68 +380,119 @@ class EventSequencer:
         """Rows whose id this symbol has not seen (earlier in the batch included): set operations
         per symbol, row by row only where a duplicate is present."""
         ids = batch.record_ids()
+        codes = batch.symbol
         keep = np.ones(len(batch), dtype=bool)
-        for code, rows in _rows_by_code(batch.symbol):
+        if len(batch) < ROW_BY_ROW_BELOW:
+            names, recent = batch.symbols, self._recent_ids
+            for row, (code, record_id) in enumerate(zip(codes.tolist(), ids.tolist())):
+                seen = recent.get(names[code])
+                if seen is None:
+                    seen = recent[names[code]] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+                if not seen.add_if_new(record_id):
+                    keep[row] = False
+                    self.counts["duplicates"] += 1
+            return keep
+        if len(batch.symbols) == 1 or bool((codes == codes[0]).all()):
+            order, groups = None, [(int(codes[0]), 0, len(codes))]
+            id_list = ids.tolist()
+        else:
+            order = np.argsort(codes, kind="stable")
+            ordered = codes[order]
+            starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))).tolist()
+            groups = list(zip(ordered[starts].tolist(), starts, starts[1:] + [len(codes)]))
+            id_list = ids[order].tolist()
+        for code, start, end in groups:
             symbol = batch.symbols[code]
             seen = self._recent_ids.get(symbol)
             if seen is None:
                 seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
-            fresh = seen.add_new(ids[rows].tolist())
+            fresh = seen.add_new(id_list[start:end])
             if fresh is not None:
+                rows = np.arange(start, end) if order is None else order[start:end]
                 duplicates = rows[~np.asarray(fresh, dtype=bool)]
                 keep[duplicates] = False
                 self.counts["duplicates"] += len(duplicates)
         return keep
 
     def _note_streams(self, batch: TickBatch) -> None:
-        """Each (symbol, trade|quote) stream's newest event time, and its first one."""
-        names, seen, first = batch.symbols, self._market_seen, self._market_first
+        """Each (symbol, trade|quote) stream's first event time (in arrival order) and, without a
+        feed watermark (which replaces them), its newest."""
+        names, first = batch.symbols, self._market_first
+        if len(batch) < ROW_BY_ROW_BELOW:
+            seen, track = self._market_seen, self.feed_watermark < 0
+            for code, kind, ts in zip(batch.symbol.tolist(), batch.kind.tolist(), batch.ts_event.tolist()):
+                key = (names[code], "quote" if kind == QUOTE else "trade")
+                if key not in first:
+                    first[key] = ts
+                if track and ts > seen.get(key, -1):
+                    seen[key] = ts
+            return
         stream = batch.symbol.astype(np.int64) * 2 + (batch.kind == QUOTE)
-        for code, rows in _rows_by_code(stream):
-            key = (names[code >> 1], "quote" if code & 1 else "trade")
-            times = batch.ts_event[rows]
-            newest = int(times.max())
-            if newest > seen.get(key, -1):
-                seen[key] = newest
+        streams, first_rows, inverse = np.unique(stream, return_index=True, return_inverse=True)
+        keys = [(names[code >> 1], "quote" if code & 1 else "trade") for code in streams.tolist()]
+        ts = batch.ts_event
+        for key, row in zip(keys, first_rows.tolist()):
             if key not in first:
-                first[key] = int(times[0])
+                first[key] = int(ts[row])
+        if self.feed_watermark >= 0:
+            return
+        newest = np.full(len(streams), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(newest, inverse, ts)
+        seen = self._market_seen
+        for key, ts_newest in zip(keys, newest.tolist()):
+            if ts_newest > seen.get(key, -1):
+                seen[key] = ts_newest
 
-    def _schedule_bar_ends(self, batch: TickBatch) -> None:
+    def _schedule_bar_ends(self, batch: TickBatch, in_order: bool) -> None:
         """A bar end for every bar a symbol's trades reach beyond the latest one scheduled, stamped
-        with the tick ingest time of the trade that reached it first (in arrival order)."""
+        with the tick ingest time of the trade that reached it first (in arrival order).
+        ``in_order``: the rows' event times never decrease, so neither do each symbol's bars."""
         trades = np.flatnonzero(batch.kind == TRADE)
         if len(trades) == 0:
             return
+        names, scheduled = batch.symbols, self._bar_scheduled
         interval = self.interval_ns
         bar_ends = (batch.ts_event[trades] // interval + 1) * interval
-        for code, rows in _rows_by_code(batch.symbol[trades]):
-            symbol = batch.symbols[code]
-            ends = bar_ends[rows]
-            scheduled = self._bar_scheduled.get(symbol, -1)
-            if int(ends[-1]) <= scheduled and int(ends.max()) <= scheduled:
-                continue
-            before = np.maximum.accumulate(np.concatenate(([scheduled], ends[:-1])))
-            for row in np.flatnonzero(ends > before).tolist():
-                bar_end = int(ends[row])
-                self._push(bar_end, BAR_END, symbol,
-                           BarEnd(symbol, bar_end, int(batch.ts_tick_ingest[trades[rows[row]]])))
-            self._bar_scheduled[symbol] = max(scheduled, int(ends.max()))
+        top = int(bar_ends.max())
+        if all(scheduled.get(symbol, -1) >= top for symbol in names):
+            return  # every bar these trades fall in is scheduled already
+        codes = batch.symbol[trades]
+        order = np.argsort(codes, kind="stable")
+        codes, bar_ends, trades = codes[order], bar_ends[order], trades[order]
+        if in_order:
+            # Each symbol's bars in arrival order are non-decreasing: the first row of every
+            # (symbol, bar) beyond the scheduled one reaches a new bar.
+            firsts = np.flatnonzero(np.concatenate(([True], (codes[1:] != codes[:-1]) | (bar_ends[1:] != bar_ends[:-1]))))
+        else:
+            # Any order: a row reaches a new bar when it is beyond every earlier row of its symbol.
+            starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+            before = np.empty_like(bar_ends)
+            for start, end in zip(starts.tolist(), np.append(starts[1:], len(codes)).tolist()):
+                before[start] = -1
+                before[start + 1:end] = np.maximum.accumulate(bar_ends[start:end - 1])
+            firsts = np.flatnonzero(bar_ends > before)
+        ticks = batch.ts_tick_ingest
+        for code, bar_end, row in zip(codes[firsts].tolist(), bar_ends[firsts].tolist(), trades[firsts].tolist()):
+            symbol = names[code]
+            if bar_end > scheduled.get(symbol, -1):
+                scheduled[symbol] = bar_end
+                self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, int(ticks[row])))
+
+_PER_ROW = tuple(f.name for f in fields(TickBatch) if f.name not in ("symbols", "sources", "ids", "watermark"))
 
 
-def _rows_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(code, its row indices in row order) for every distinct code."""
-    if len(codes) == 0:
-        return
-    first = int(codes[0])
-    if bool((codes == first).all()):
-        yield first, np.arange(len(codes))
-        return
-    order = np.argsort(codes, kind="stable")
-    ordered = codes[order]
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    ends = np.append(starts[1:], len(order))
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        yield int(ordered[start]), order[start:end]
+def _joined(batches: list[TickBatch]) -> TickBatch:
+    """``batches`` as one, in order, with the highest watermark any of them carries."""
+    watermarks = [b.watermark for b in batches if b.watermark is not None]
+    watermark = max(watermarks) if watermarks else None
+    first = batches[0]
+    explicit = first.ids is not None
+    if all(b.symbols == first.symbols and b.sources == first.sources and (b.ids is not None) == explicit
+           for b in batches):  # one feed's batches share their dictionaries: plain concatenation
+        columns = {name: np.concatenate([getattr(b, name) for b in batches]) for name in _PER_ROW}
+        ids = np.concatenate([b.ids for b in batches]) if explicit else None
+        return TickBatch(symbols=first.symbols, sources=first.sources, ids=ids, watermark=watermark, **columns)
+    return replace(concat_tick_batches(batches), watermark=watermark)
 
 
 __all__ = ["BAR_END", "CROSS_SECTION", "REPORT", "TICK", "BarEnd", "EventSequencer", "Horizon"]

@@ -21,6 +21,7 @@ from trading.desk import (
 from strategies.signals import CrossSection
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ExecutionReport, Order, OrderAction, OrderType, Quote, StageWatermark, Trade, content_hash
+from schemas.columns import TickBatch
 from tests.unit.trading.test_desk import SYMBOLS, by_table, desk_inputs
 
 MONEY = (T_INTENT, T_APPROVED, T_REJECTED, T_REPORTS, T_POSITIONS, T_PNL)
@@ -37,7 +38,7 @@ class Topics:
 
     def publish(self, item) -> None:
         kind = type(item)
-        if kind is Trade or kind is Quote:
+        if kind is Trade or kind is Quote or kind is TickBatch:
             for name in self.inbox:
                 self.inbox[name].append(item)
         elif kind is CrossSection:
@@ -98,6 +99,31 @@ def test_separate_stages_when_wired_through_topics_then_same_orders_fills_positi
     assert released_before(out, cutoff) == released_before(fused, cutoff)
     # the lock-step got as far as the tape allows: within a few bars of the fused desk
     assert cutoff > max(r.ts_event for r in by_table(fused, T_REPORTS)) - 5_000_000_000
+
+
+def as_tick_batches(arrivals: list, rows: int) -> list:
+    """The market records as TickBatches of up to ``rows`` (no watermark: Kafka promises none),
+    cross-sections where they arrived."""
+    out, ticks = [], []
+    for item in arrivals:
+        if type(item) is CrossSection or len(ticks) == rows:
+            if ticks:
+                out.append(TickBatch.from_records(ticks))
+            ticks = []
+        if type(item) is CrossSection:
+            out.append(item)
+        else:
+            ticks.append(item)
+    return out + ([TickBatch.from_records(ticks)] if ticks else [])
+
+
+@pytest.mark.parametrize("rows,batch", [(7, 16), (400, 4)])
+def test_separate_stages_when_the_tape_comes_as_tick_batches_then_same_as_the_fused_desk(arrivals, fused, rows, batch):
+    topics = Topics(DeskConfig(universe=SYMBOLS), batch)
+    out = topics.run(as_tick_batches(arrivals, rows), 50)
+    cutoff = min(stage.sequencer.released[0] for stage in topics.stages.values())
+    assert len([r for r in by_table(out, T_REPORTS) if r.is_fill and r.ts_event < cutoff]) > 50
+    assert released_before(out, cutoff) == released_before(fused, cutoff)
 
 
 def test_separate_stages_when_executing_passively_then_same_limits_cancels_and_fills_as_the_fused_desk(arrivals):
