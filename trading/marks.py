@@ -79,9 +79,8 @@ class RunMarks:
         self.run = run
         self.applied = 0  # rows [0, applied) are in the ledger's marks
         self._last_rows: list[tuple[int, int]] | None = None  # the run's last row per (symbol, kind)
-        mark = marked.ledger.mark
         # Symbols the ledger has no mark for yet, which a quote's mid marks before their first trade.
-        self._unmarked = {code for code, symbol in enumerate(run.symbols) if mark(symbol) is None}
+        self._unmarked: set[int] | None = None
 
     def through(self, row: int) -> None:
         """The ledger's marks as they were right after ``row`` (a fill there values the book with them)."""
@@ -117,6 +116,9 @@ class RunMarks:
         valid = (prices > 0) & np.isfinite(prices)
         if not bool(valid.all()):
             raise ValueError(f"a mark must be finite and > 0, got {prices[~valid][0]!r} in a run of ticks")
+        if self._unmarked is None:
+            mark = ledger.mark
+            self._unmarked = {code for code, symbol in enumerate(names) if mark(symbol) is None}
         if self._unmarked:
             self._mark_first_mids(start, stop)
         self._last_rows = _last_rows(run, start, stop, with_prints := [])

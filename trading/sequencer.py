@@ -41,21 +41,22 @@ in the same order.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
 from market.features import WARMUP_BARS
 from market.normalize import RecentTradeIds
-from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, Order, Quote, Record, Trade, now_ns
-from schemas.columns import QUOTE, TRADE, TickBatch, concat_tick_batches
+from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, Order, Quote, Trade, now_ns
+from schemas.columns import QUOTE, TRADE, TickBatch
 from schemas.trusted import trusted_constructor
 from strategies.signals import CrossSection
+from trading.tick_runs import TICK, QueuedTicks, joined
 
 # At equal event times: cross-sections (and, in the split execution stage, the orders they caused),
-# then bar ends, then market events, then (split risk and pnl stages) the venue's reports.
-CROSS_SECTION, BAR_END, TICK, REPORT = 0, 1, 2, 3
+# then bar ends, then market events (TICK = 2), then (split risk and pnl stages) the venue's reports.
+CROSS_SECTION, BAR_END, REPORT = 0, 1, 3
 
 # Ids remembered per symbol to drop redelivered market events (a Kafka restart redelivers at most
 # an epoch's worth); older duplicates are also refused by the late check.
@@ -79,41 +80,6 @@ class BarEnd:
     symbol: str
     bar_end: int
     ts_tick_ingest: int
-
-
-class _QueuedTicks:
-    """A TickBatch's accepted rows waiting in the heap, sorted by their event key; ``arrival`` is
-    each row's arrival number (the tie-break among one symbol's events at one time)."""
-
-    __slots__ = ("ticks", "arrival")
-
-    def __init__(self, ticks: TickBatch, arrival: np.ndarray) -> None:
-        self.ticks = ticks
-        self.arrival = arrival
-
-    def key(self) -> tuple[int, int, str, int]:
-        ticks = self.ticks
-        return (int(ticks.ts_event[0]), TICK, ticks.symbols[ticks.symbol[0]], int(self.arrival[0]))
-
-    def rows_before(self, bound: tuple | None) -> int:
-        """How many leading rows have a key strictly below ``bound`` (a horizon or a queue key)."""
-        ts = self.ticks.ts_event
-        if bound is None:
-            return len(ts)
-        at, priority = bound[0], bound[1]
-        if priority != TICK or len(bound) == 2:
-            return int(np.searchsorted(ts, at, "right" if priority > TICK else "left"))
-        lo, hi = int(np.searchsorted(ts, at, "left")), int(np.searchsorted(ts, at, "right"))
-        names, codes, arrival = self.ticks.symbols, self.ticks.symbol, self.arrival
-        for row in range(lo, hi):  # ties on the event time: rare, row by row
-            if (names[codes[row]], int(arrival[row])) >= bound[2:4]:
-                return row
-        return hi
-
-    def split(self, rows: int) -> tuple[TickBatch, "_QueuedTicks | None"]:
-        if rows == len(self.arrival):
-            return self.ticks, None
-        return self.ticks.take(slice(0, rows)), _QueuedTicks(self.ticks.take(slice(rows, None)), self.arrival[rows:])
 
 
 class EventSequencer:
@@ -148,6 +114,7 @@ class EventSequencer:
         self._bar_scheduled: dict[str, int] = {}  # symbol -> latest bar end scheduled from its trades
         self._recent_ids: dict[str, RecentTradeIds] = {}
         self._recent_routed = RecentTradeIds(RECENT_ROUTED_IDS)
+        self._streams_known: tuple[str, ...] | None = None  # a symbol dictionary whose streams all have a first time
 
     def __len__(self) -> int:
         """Queued events, a queued TickBatch counting as one."""
@@ -234,7 +201,7 @@ class EventSequencer:
             rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
             order = np.lexsort((arrival, rank[batch.symbol], ts))
             batch, arrival = batch.take(order), arrival[order]
-        queued = _QueuedTicks(batch, arrival)
+        queued = QueuedTicks(batch, arrival)
         heapq.heappush(self.queue, (*queued.key(), queued))
         return dead
 
@@ -243,7 +210,7 @@ class EventSequencer:
         longer runs when a feed hands over many small batches at once."""
         if len(batches) == 1:
             return self.queue_ticks(batches[0])
-        return self.queue_ticks(_joined(batches))
+        return self.queue_ticks(joined(batches))
 
     def queue_section(self, section: CrossSection) -> None:
         if self.signal_watermark >= 0 and section.bar_end < self.signal_watermark + self.interval_ns:
@@ -342,7 +309,7 @@ class EventSequencer:
                 break
             heapq.heappop(queue)
             item = head[4]
-            if type(item) is _QueuedTicks:
+            if type(item) is QueuedTicks:
                 rows = item.rows_before(horizon)
                 if queue:
                     rows = min(rows, item.rows_before(queue[0][:4]))
@@ -418,6 +385,8 @@ class EventSequencer:
         """Each (symbol, trade|quote) stream's first event time (in arrival order) and, without a
         feed watermark (which replaces them), its newest."""
         names, first = batch.symbols, self._market_first
+        if self.feed_watermark >= 0 and names == self._streams_known:
+            return  # behind a feed watermark only first times count, and these symbols have them all
         if len(batch) < ROW_BY_ROW_BELOW:
             seen, track = self._market_seen, self.feed_watermark < 0
             for code, kind, ts in zip(batch.symbol.tolist(), batch.kind.tolist(), batch.ts_event.tolist()):
@@ -435,6 +404,8 @@ class EventSequencer:
             if key not in first:
                 first[key] = int(ts[row])
         if self.feed_watermark >= 0:
+            if all((name, kind) in first for name in names for kind in self.market_streams):
+                self._streams_known = names
             return
         newest = np.full(len(streams), np.iinfo(np.int64).min, dtype=np.int64)
         np.maximum.at(newest, inverse, ts)
@@ -462,7 +433,8 @@ class EventSequencer:
         if in_order:
             # Each symbol's bars in arrival order are non-decreasing: the first row of every
             # (symbol, bar) beyond the scheduled one reaches a new bar.
-            firsts = np.flatnonzero(np.concatenate(([True], (codes[1:] != codes[:-1]) | (bar_ends[1:] != bar_ends[:-1]))))
+            changes = (codes[1:] != codes[:-1]) | (bar_ends[1:] != bar_ends[:-1])
+            firsts = np.flatnonzero(np.concatenate(([True], changes)))
         else:
             # Any order: a row reaches a new bar when it is beyond every earlier row of its symbol.
             starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
@@ -477,22 +449,5 @@ class EventSequencer:
             if bar_end > scheduled.get(symbol, -1):
                 scheduled[symbol] = bar_end
                 self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, int(ticks[row])))
-
-_PER_ROW = tuple(f.name for f in fields(TickBatch) if f.name not in ("symbols", "sources", "ids", "watermark"))
-
-
-def _joined(batches: list[TickBatch]) -> TickBatch:
-    """``batches`` as one, in order, with the highest watermark any of them carries."""
-    watermarks = [b.watermark for b in batches if b.watermark is not None]
-    watermark = max(watermarks) if watermarks else None
-    first = batches[0]
-    explicit = first.ids is not None
-    if all(b.symbols == first.symbols and b.sources == first.sources and (b.ids is not None) == explicit
-           for b in batches):  # one feed's batches share their dictionaries: plain concatenation
-        columns = {name: np.concatenate([getattr(b, name) for b in batches]) for name in _PER_ROW}
-        ids = np.concatenate([b.ids for b in batches]) if explicit else None
-        return TickBatch(symbols=first.symbols, sources=first.sources, ids=ids, watermark=watermark, **columns)
-    return replace(concat_tick_batches(batches), watermark=watermark)
-
 
 __all__ = ["BAR_END", "CROSS_SECTION", "REPORT", "TICK", "BarEnd", "EventSequencer", "Horizon"]

@@ -182,8 +182,7 @@ class SimVenue:
         ts = run.ts_event
         start, n = 0, len(run)
         if n < ROW_BY_ROW_BELOW:
-            for row in range(n):
-                self._on_row(run, row, on_reports)
+            self._one_by_one(run, on_reports)
             return
         while start < n:
             # A DAY order expires at the first event of any symbol at/after its close: that row
@@ -255,6 +254,32 @@ class SimVenue:
             return False
         entry[0] = int(rows[candidates[index]])
         return True
+
+    def _one_by_one(self, run: TickBatch, on_reports) -> None:
+        """A short run row by row; with no session close in it, a row of a symbol with no working
+        order only adds its print to the recent volume or sets the half spread."""
+        names = run.symbols
+        close = self._book.next_expiry()
+        working = self._book.symbols_with_orders() if close is None or close > run.ts_event[-1] else None
+        stats, volume, half_spread = self._stats, self._volume, self._half_spread
+        rows = zip(run.kind.tolist(), run.symbol.tolist(), run.ts_event.tolist(), run.price.tolist(), run.size.tolist(),
+                   run.bid.tolist(), run.ask.tolist(), run.bid_size.tolist(), run.ask_size.tolist(),
+                   run.ts_tick_ingest.tolist())
+        for row, (kind, code, ts, price, size, bid, ask, bid_size, ask_size, tick) in enumerate(rows):
+            if working is not None and names[code] not in working:
+                if kind == TRADE:
+                    stats["trades_seen"] += 1
+                    volume.record(names[code], ts, size)
+                else:
+                    stats["quotes_seen"] += 1
+                    half_spread[names[code]] = (ask - bid) / 2.0
+                continue
+            if kind == TRADE:
+                reports = self._on_trade_at(names[code], ts, price, size, tick)
+            else:
+                reports = self._on_quote_at(names[code], ts, bid, ask, bid_size, ask_size, tick)
+            if reports:
+                on_reports(row, reports)
 
     def _on_row(self, run: TickBatch, row: int, on_reports) -> None:
         symbol, ts, tick = run.symbols[run.symbol[row]], int(run.ts_event[row]), int(run.ts_tick_ingest[row])

@@ -18,6 +18,7 @@ from schemas import Quote, Trade, content_hash
 from schemas.columns import TickBatch
 from strategies.signals import CrossSection
 from trading.desk import T_DLQ, T_REPORTS, DeskConfig, TradingDesk, default_portfolio
+from trading.tick_runs import QueuedTicks
 from tests.unit.trading.test_desk import MS, T0, by_table, desk_inputs, quote, run_desk, section, trade
 
 CONFIGS = {
@@ -38,6 +39,14 @@ def one_by_one(config: str) -> tuple[tuple, dict]:
     return tuple(run_desk(list(tape()), desk)), desk.counts
 
 
+def derived_ids(batch: TickBatch) -> TickBatch:
+    """The batch with no ids, its quotes' feed positions in ``seq``: record_ids() derives the same ids."""
+    seq = np.array([int(i.rsplit(":", 1)[1]) if k else -1 for i, k in zip(batch.ids.tolist(), batch.kind.tolist())])
+    derived = replace(batch, ids=None, seq=seq)
+    assert derived.record_ids().tolist() == batch.ids.tolist()
+    return derived
+
+
 def as_batches(arrivals: list, sizes: list[int], marks: list[str], calls: list[int]) -> list[list]:
     """The tape's ticks cut into TickBatches of ``sizes`` (cycled), each with a watermark per ``marks``
     (none, its last tick's time, or the next tick's), cross-sections where they arrived; handed to
@@ -53,7 +62,10 @@ def as_batches(arrivals: list, sizes: list[int], marks: list[str], calls: list[i
             return
         mark = marks[len(items) % len(marks)]
         watermark = {"none": None, "last": ticks[-1].ts_event, "next": following[position - 1]}[mark]
-        items.append(replace(TickBatch.from_records(ticks), watermark=watermark))
+        batch = replace(TickBatch.from_records(ticks), watermark=watermark)
+        if len(items) % 2:  # as normalize hands them over: ids derived from the feed's seq
+            batch = derived_ids(batch)
+        items.append(batch)
         ticks = []
 
     for item in arrivals:
@@ -100,7 +112,8 @@ def test_desk_when_ticks_come_as_batches_with_or_without_watermarks_then_records
 def interleaved(batch: TickBatch, rng: random.Random) -> TickBatch:
     """The batch's rows with the symbols interleaved at random, each symbol's own rows in order (as
     keyed partitions deliver them)."""
-    queues = {code: [row for row in range(len(batch)) if batch.symbol[row] == code] for code in set(batch.symbol.tolist())}
+    codes = batch.symbol.tolist()
+    queues = {code: [row for row, c in enumerate(codes) if c == code] for code in set(codes)}
     order = []
     while queues:
         code = rng.choice(sorted(queues))
@@ -154,7 +167,7 @@ def test_desk_when_pickled_with_tick_batches_queued_then_continues_identically()
     out = []
     for group in groups[:half]:
         out.extend(desk.on_batch(group))
-    assert any(type(entry[4]).__name__ == "_QueuedTicks" for entry in desk.sequencer.queue)
+    assert any(type(entry[4]) is QueuedTicks for entry in desk.sequencer.queue)
     restored = pickle.loads(pickle.dumps(desk))
     out += run_batches(groups[half:], restored)
     assert content_hash(r for _, r in out) == content_hash(r for _, r in whole)

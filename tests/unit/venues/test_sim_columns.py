@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import Order, Quote, Side, TimeInForce, Trade, content_hash
+from schemas import Order, Side, TimeInForce, Trade, content_hash
 from schemas.columns import TickBatch
 from tests.unit.venues.factories import MS, T0, cancel, order, quote, trade
 from venues import SimVenue, SimVenueConfig
