@@ -35,6 +35,10 @@ The fill model, precisely:
 - **GTC** orders stay until filled or canceled.
 - **Fees.** ``fee = qty * price * fee_bps / 1e4 + qty * fee_per_share``, rounded to ``fee_increment``.
 
+Ticks as columns: :meth:`SimVenue.on_ticks` takes a run of trades and quotes as a
+:class:`schemas.columns.TickBatch` and gives exactly the reports row-by-row calls would, at their
+rows; only the rows that can reach a working order go through the matching one by one.
+
 Ids: ``venue_order_id = "<venue>:<coid>"``, fill ``fill_id = "<coid>:<n>"`` (n-th fill of the
 order) and report ``id = "exec:<coid>:<n>"`` (n-th report about that client order id).
 
