@@ -262,16 +262,7 @@ def desk_stage(
     ``cross_sections``: the signals stage's output; ``control``: operator commands (and, with a live
     venue, its execution reports).
     Returns ``(table, record)`` pairs for the warehouse."""
-    def market_items_of(batch: list) -> list:
-        out = []
-        for _, v in batch:
-            if type(v) is TickBatch:  # until the desk takes column batches itself
-                out.extend((account, r) for r in v.to_records())
-            else:
-                out.append((account, v))
-        return out
-
-    market_items = op.flat_map_batch(f"{step_id}_market", market, market_items_of)
+    market_items = op.flat_map_batch(f"{step_id}_market", market, lambda batch: [(account, v) for _, v in batch])
     section_items = op.flat_map_batch(
         f"{step_id}_sections", cross_sections, lambda batch: [(account, c) for c in batch if type(c) is CrossSection]
     )

@@ -170,7 +170,7 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     flow = Dataflow("tapeflow_trading")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
-                     pause_s=PAUSE_DENSE_S)
+                     pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS)
     relevant = op.filter(
         "relevant", inputs,
         lambda r: type(r) is not ControlCommand or (r.target in ("global", account) and r.issued_by != "risk"),
@@ -194,7 +194,8 @@ def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_sta
     account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
     flow = Dataflow(f"tapeflow_{name}")
     account = cfg.trading.desk.account
-    inputs = consume("in", flow, cfg.endpoint, topics, name, pause_s=PAUSE_DENSE_S)
+    inputs = consume("in", flow, cfg.endpoint, topics, name, pause_s=PAUSE_DENSE_S, columnar=True,
+                     columnar_min=COLUMNS_FROM_TICKS)
     relevant = op.filter("relevant", inputs, lambda r: getattr(r, "account", account) == account and not drop(r))
     keyed = keyed_by("key_account", relevant, lambda _: account)
     out = stateful_core(

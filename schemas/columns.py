@@ -21,7 +21,7 @@ the columns a kind does not have hold NaN (floats) or None (trade ids).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -347,3 +347,20 @@ def concat_tick_batches(batches: Iterable[TickBatch]) -> TickBatch:
         ids = np.concatenate([b.record_ids() for b in batches])
     return TickBatch(symbols=symbols, symbol=symbol, sources=sources, source=source, ids=ids,
                      watermark=watermark, **columns)
+
+
+def rows_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(code, the indices of its rows in row order)`` for every distinct value of ``codes``
+    (dictionary codes such as ``TickBatch.symbol``), in code order: a group-by as one stable sort."""
+    if len(codes) == 0:
+        return
+    first = int(codes[0])
+    if bool((codes == first).all()):
+        yield first, np.arange(len(codes))
+        return
+    order = np.argsort(codes, kind="stable")
+    ordered = codes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    ends = np.append(starts[1:], len(order))
+    for start, end in zip(starts.tolist(), ends.tolist()):
+        yield int(ordered[start]), order[start:end]

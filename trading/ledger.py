@@ -162,6 +162,19 @@ class Ledger:
         self._mark_ts[symbol] = ts_event
         self._counters["marks_applied"] += 1
 
+    def on_last_mark(self, symbol: str, price: float, ts_event: int, prints: int) -> None:
+        """The last of ``prints`` trades of ``symbol`` in a run of the tape in event order: the
+        state :meth:`on_mark` leaves after each of them, in one call (only the last one stays)."""
+        if not (math.isfinite(price) and price > 0):
+            raise ValueError(f"mark for {symbol} must be finite and > 0, got {price!r}")
+        last_ts = self._mark_ts.get(symbol)
+        if last_ts is not None and ts_event < last_ts:
+            self._counters["stale_marks_ignored"] += prints
+            return
+        self._marks[symbol] = float(price)
+        self._mark_ts[symbol] = ts_event
+        self._counters["marks_applied"] += prints
+
     def snapshot(
         self, ts_event: int, ts_tick_ingest: int, symbols: set[str] | None = None
     ) -> list[LedgerOutput]:

@@ -8,9 +8,10 @@ ledger in one operator. Here each runs in its own process, between Kafka topics:
     execution  orders.approved, md.trades, md.quotes   -> exec.reports (+ watermarks)
     pnl        exec.reports, md.trades, md.quotes      -> positions, pnl
 
-Each stage reuses the desk's event-time machinery (one heap, the market watermark, the bar clock)
-and the same cores (PortfolioConstructor, RiskState, SimVenue, Ledger), so with limits that do not
-bind the three give the same orders, fills, positions and P&L as the fused desk.
+Each stage composes the desk's event-time sequencer (:class:`trading.sequencer.EventSequencer`:
+one heap, the market watermark, the bar clock, redelivery and late checks) with only the cores it
+uses (PortfolioConstructor and RiskState, SimVenue, Ledger), so with limits that do not bind the
+three give the same orders, fills, positions and P&L as the fused desk.
 
 Feedback without losing determinism. Risk sizes its orders at bar end T against the positions and
 working orders the fills *before T* left; execution may not step the venue past T before it knows
@@ -45,80 +46,84 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from trading.desk import (
-    _CROSS_SECTION,
-    _REPORT,
-    T_APPROVED,
-    T_CONTROL,
-    T_DLQ,
-    T_PNL,
-    T_POSITIONS,
-    T_REPORTS,
-    DeskConfig,
-    Tagged,
-    TradingDesk,
-)
-from market.normalize import RecentTradeIds
-from trading.ledger import ACCOUNT_SCOPE
-from schemas import DeadLetter, ExecutionReport, Order, PnlSnapshot, Record, StageWatermark, now_ns
+from schemas import ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, StageWatermark, Trade, now_ns
+from schemas.columns import TickBatch
+from strategies.portfolio import PortfolioConstructor
+from strategies.signals import CrossSection
+from trading.desk import T_APPROVED, T_CONTROL, T_DLQ, T_PNL, T_POSITIONS, T_REPORTS, DeskConfig, Tagged, desk_sequencer
+from trading.ledger import ACCOUNT_SCOPE, Ledger
+from trading.marks import MarkedLedger
+from trading.order_path import OrderPath
+from trading.risk import RiskState
+from trading.sequencer import REPORT, BarEnd, Horizon
 from venues.routed import RoutedVenue
-
-RECENT_IDS = 100_000  # order / report ids remembered for redelivery checks (far more than an epoch)
+from venues.sim import SimVenue
 
 
 def _watermark(stage: str, account: str, ts: int) -> StageWatermark:
     return StageWatermark(id=f"wm:{stage}:{account}:{ts}", ts_event=ts, ts_ingest=now_ns(), stage=stage, account=account)
 
 
-class _SplitStage(TradingDesk):
-    """Shared by the three stages: an upstream watermark caps the horizon, repeats are dropped."""
+class _SplitStage:
+    """Shared by the three stages: their inputs into the sequencer (an upstream watermark caps the
+    horizon, repeats are dropped), released once per batch, then the stage's own punctuation."""
 
     STAGE = ""
 
-    def __init__(self, config: DeskConfig | None = None, venue=None):
-        super().__init__(config, venue)
+    def __init__(self, config: DeskConfig | None = None):
+        self.config = config or DeskConfig()
+        self.sequencer = desk_sequencer(self.config, self.STAGE)
         self._upstream = -1  # the upstream stage's latest watermark
         self._emitted = -1  # our own latest watermark
-        self._recent = RecentTradeIds(RECENT_IDS)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.sequencer.counts)
 
     def on_batch(self, items: list) -> list[Tagged]:
-        out = super().on_batch(items)
+        out: list[Tagged] = []
+        for item in items:
+            out.extend(self._queue(item))
+        out.extend(self._release(self._horizon()))
         out.extend(self._punctuation())
         return out
 
     def on_item(self, item: object) -> list[Tagged]:
-        kind = type(item)
-        if kind is StageWatermark:
-            self._upstream = max(self._upstream, item.ts_event)
-            return []
-        if kind is Order or kind is ExecutionReport:
-            return self._queue_routed(item)
-        return super().on_item(item)
-
-    def _queue_routed(self, record: Order | ExecutionReport) -> list[Tagged]:
-        if not self._recent.add_if_new(record.id):
-            self.counts["duplicates"] += 1
-            return []
-        key = (record.ts_event, _CROSS_SECTION if type(record) is Order else _REPORT)
-        if key < self._released:
-            self.counts["late"] += 1
-            return [(T_DLQ, self._late_routed(record))]
-        self._push(key[0], key[1], record.symbol, record)
-        return []
-
-    def _late_routed(self, record: Order | ExecutionReport) -> DeadLetter:
-        return DeadLetter(
-            id=f"dlq:{self.STAGE}:{record.id}", ts_event=record.ts_event, ts_ingest=now_ns(),
-            source_topic="orders.approved" if type(record) is Order else "exec.reports", stage=self.STAGE,
-            reason="late", detail=f"event time {record.ts_event} is before what the {self.STAGE} stage "
-            f"already processed ({self._released[0]}): the upstream broke its watermark",
-            symbol=record.symbol, payload=record.to_json().decode())
-
-    def _punctuation(self) -> list[Tagged]:
-        return []
+        return self.on_batch([item])
 
     def flush(self) -> list[Tagged]:
         """Nothing: releasing past the watermarks would break the lock-step (module docstring)."""
+        return []
+
+    def _queue(self, item: object) -> list[Tagged]:
+        kind = type(item)
+        sequencer = self.sequencer
+        if kind is TickBatch:
+            return [(T_DLQ, dead) for dead in sequencer.queue_ticks(item)]
+        if kind is Trade or kind is Quote:
+            dead = sequencer.queue_market(item)
+        elif kind is Order or kind is ExecutionReport:
+            dead = sequencer.queue_routed(item)
+        elif kind is StageWatermark:
+            self._upstream = max(self._upstream, item.ts_event)
+            return []
+        else:
+            raise TypeError(f"the {self.STAGE} stage does not take {kind.__name__}")
+        return [] if dead is None else [(T_DLQ, dead)]
+
+    def _release(self, horizon: Horizon) -> list[Tagged]:
+        out: list[Tagged] = []
+        for item in self.sequencer.release(horizon):
+            self._process(item, out)
+        return out
+
+    def _horizon(self) -> Horizon:
+        raise NotImplementedError
+
+    def _process(self, item: object, out: list[Tagged]) -> None:
+        raise NotImplementedError
+
+    def _punctuation(self) -> list[Tagged]:
         return []
 
 
@@ -131,43 +136,56 @@ class RiskStage(_SplitStage):
     STAGE = "risk"
 
     def __init__(self, config: DeskConfig | None = None):
-        super().__init__(config, RoutedVenue())
+        super().__init__(config)
+        account = self.config.account
+        self.risk = RiskState(account, self.config.limits)
+        self.venue = RoutedVenue()
+        self.ledger = Ledger(account, self.config.capital)
+        self.marked = MarkedLedger(self.ledger, self.risk)
+        self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
+                                self.marked)
         self._pending_sections: list[int] = []  # bar ends queued, not processed yet (bar order)
 
-    def _queue_section(self, section) -> None:
-        super()._queue_section(section)
-        self._pending_sections.append(section.bar_end)
+    @property
+    def counts(self) -> dict[str, int]:
+        return {**self.orders.counts, "fills": self.marked.fills, **self.sequencer.counts}
 
-    def _on_section(self, section, out: list[Tagged]) -> None:
-        self._pending_sections.pop(0)  # released in bar order
-        super()._on_section(section, out)
+    def _queue(self, item: object) -> list[Tagged]:
+        kind = type(item)
+        if kind is CrossSection:
+            self.sequencer.queue_section(item)
+            self._pending_sections.append(item.bar_end)
+            return []
+        if kind is ControlCommand:
+            return [(T_CONTROL, item), *((T_CONTROL, c) for c in self.risk.on_control(item))]
+        return super()._queue(item)
 
-    def _horizon(self) -> tuple[int, int]:
+    def _horizon(self) -> Horizon:
         # Reports at the execution watermark itself may still come: stop just before them.
-        return min(super()._horizon(), (self._upstream, _REPORT))
+        return min(self.sequencer.section_horizon(), (self._upstream, REPORT))
 
-    def _on_trade(self, trade, out: list[Tagged]) -> None:
-        self.risk.on_trade(trade.symbol, trade.price, trade.ts_event)
-        self.ledger.on_mark(trade.symbol, trade.price, trade.ts_event, trade.ts_tick_ingest)
-
-    def _on_quote(self, quote, out: list[Tagged]) -> None:
-        self._note_quote(quote)  # the touch, where passive orders rest, and the first mark
-
-    def _on_bar_end(self, bar, out: list[Tagged]) -> None:
-        self._risk_view(self._bar_snapshot(bar), out)
-
-    def _on_queued(self, item, out: list[Tagged]) -> None:
-        if type(item) is ExecutionReport:
+    def _process(self, item: object, out: list[Tagged]) -> None:
+        kind = type(item)
+        if kind is TickBatch:
+            self.marked.on_run(item)
+        elif kind is Trade:
+            self.marked.on_trade(item)
+        elif kind is Quote:
+            self.marked.on_quote(item)  # the touch, where passive orders rest, and the first mark
+        elif kind is BarEnd:
+            self._risk_view(self.marked.bar_snapshot(item), out)
+        elif kind is ExecutionReport:
             self._book([item], out)
         else:
-            self._on_section(item, out)
+            self._pending_sections.pop(0)  # released in bar order
+            self.orders.on_section(item, out, self._book)
 
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
         for report in reports:
             self.venue.on_report(report)
             self.risk.on_execution_report(report)
             if report.is_fill:
-                self._risk_view(self._book_fill(report), out)
+                self._risk_view(self.marked.book_fill(report), out)
 
     def _risk_view(self, records: Iterable[Record], out: list[Tagged]) -> None:
         """Snapshots feed the breaker (a trip is a control record); publishing them is pnl's job."""
@@ -176,12 +194,13 @@ class RiskStage(_SplitStage):
                 out.extend((T_CONTROL, c) for c in self.risk.on_pnl(record))
 
     def _punctuation(self) -> list[Tagged]:
+        sequencer = self.sequencer
         if self._pending_sections:
             promise = self._pending_sections[0]
-        elif self._watermark >= 0:
-            promise = self._watermark + self._interval_ns
-        elif self.config.universe is not None and self._market_horizon() is not None:
-            promise = self._earliest_section()
+        elif sequencer.signal_watermark >= 0:
+            promise = sequencer.signal_watermark + sequencer.interval_ns
+        elif sequencer.knows_every_symbol() and (earliest := sequencer.earliest_section()) is not None:
+            promise = earliest
         else:
             return []
         if promise <= self._emitted:
@@ -195,32 +214,43 @@ class ExecutionStage(_SplitStage):
 
     STAGE = "execution"
 
-    def _horizon(self) -> tuple[int, int]:
-        market = self._market_horizon()
+    def __init__(self, config: DeskConfig | None = None, venue=None):
+        super().__init__(config)
+        self.venue = venue if venue is not None else SimVenue(self.config.venue)
+        self._counts = {"approved": 0, "fills": 0}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {**self._counts, **self.sequencer.counts}
+
+    def _horizon(self) -> Horizon:
+        market = self.sequencer.market_horizon()
         if market is None:
             return (-1, 0)
         return min((market, 0), (self._upstream, 0))
 
-    def _on_trade(self, trade, out: list[Tagged]) -> None:
-        self._book(self.venue.on_trade(trade), out)
-
-    def _on_quote(self, quote, out: list[Tagged]) -> None:
-        self._book(self.venue.on_quote(quote), out)
-
-    def _on_bar_end(self, bar, out: list[Tagged]) -> None:
-        self._book(self.venue.on_time(bar.bar_end, bar.ts_tick_ingest), out)
-
-    def _on_queued(self, item, out: list[Tagged]) -> None:
-        if type(item) is not Order:
-            raise TypeError(f"the execution stage queues orders, not {type(item).__name__}")
-        self.counts["approved"] += 1
-        self._book(self.venue.on_order(item), out)
+    def _process(self, item: object, out: list[Tagged]) -> None:
+        kind = type(item)
+        venue = self.venue
+        if kind is TickBatch:
+            venue.on_ticks(item, lambda row, reports: self._book(reports, out))
+        elif kind is Trade:
+            self._book(venue.on_trade(item), out)
+        elif kind is Quote:
+            self._book(venue.on_quote(item), out)
+        elif kind is BarEnd:
+            self._book(venue.on_time(item.bar_end, item.ts_tick_ingest), out)
+        elif kind is Order:
+            self._counts["approved"] += 1
+            self._book(venue.on_order(item), out)
+        else:
+            raise TypeError(f"the execution stage queues orders, not {kind.__name__}")
 
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
         for report in reports:
             out.append((T_REPORTS, report))
             if report.is_fill:
-                self.counts["fills"] += 1
+                self._counts["fills"] += 1
 
     def _punctuation(self) -> list[Tagged]:
         ts, _ = self._horizon()
@@ -236,26 +266,36 @@ class PnlStage(_SplitStage):
 
     STAGE = "pnl"
 
-    def _horizon(self) -> tuple[int, int]:
-        market = self._market_horizon()
+    def __init__(self, config: DeskConfig | None = None):
+        super().__init__(config)
+        self.ledger = Ledger(self.config.account, self.config.capital)
+        self.marked = MarkedLedger(self.ledger)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"fills": self.marked.fills, **self.sequencer.counts}
+
+    def _horizon(self) -> Horizon:
+        market = self.sequencer.market_horizon()
         if market is None:
             return (-1, 0)
-        return min((market, 0), (self._upstream, _REPORT))
+        return min((market, 0), (self._upstream, REPORT))
 
-    def _on_trade(self, trade, out: list[Tagged]) -> None:
-        self.ledger.on_mark(trade.symbol, trade.price, trade.ts_event, trade.ts_tick_ingest)
-
-    def _on_quote(self, quote, out: list[Tagged]) -> None:
-        self._note_quote(quote)
-
-    def _on_bar_end(self, bar, out: list[Tagged]) -> None:
-        self._snapshots(self._bar_snapshot(bar), out)
-
-    def _on_queued(self, item, out: list[Tagged]) -> None:
-        if type(item) is not ExecutionReport:
-            raise TypeError(f"the pnl stage queues execution reports, not {type(item).__name__}")
-        if item.is_fill:
-            self._snapshots(self._book_fill(item), out)
+    def _process(self, item: object, out: list[Tagged]) -> None:
+        kind = type(item)
+        if kind is TickBatch:
+            self.marked.on_run(item)
+        elif kind is Trade:
+            self.marked.on_trade(item)
+        elif kind is Quote:
+            self.marked.on_quote(item)
+        elif kind is BarEnd:
+            self._snapshots(self.marked.bar_snapshot(item), out)
+        elif kind is ExecutionReport:
+            if item.is_fill:
+                self._snapshots(self.marked.book_fill(item), out)
+        else:
+            raise TypeError(f"the pnl stage queues execution reports, not {kind.__name__}")
 
     def _snapshots(self, records: Iterable[Record], out: list[Tagged]) -> None:
         for record in records:

@@ -147,6 +147,9 @@ class AlpacaVenue:
     def on_quote(self, quote: object) -> list[ExecutionReport]:
         return []
 
+    def on_ticks(self, run: object, on_reports: object) -> None:
+        """The tape as columns: orders fill at Alpaca, not against it."""
+
     def on_time(self, ts_event: int, ts_tick_ingest: int | None = None) -> list[ExecutionReport]:
         return []
 

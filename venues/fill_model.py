@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_right
+
+import numpy as np
 
 from venues.sim_config import SimVenueConfig
 
@@ -66,66 +69,151 @@ class Increment:
 class RecentVolume:
     """Traded volume per symbol over the trailing window ``(ts - window_ns, ts]`` of event time.
 
-    A running sum per symbol plus the window's prints, evicted from the front, keeps recording and
-    reading O(1) amortized. Eviction assumes each symbol's tape arrives in event-time order, which
-    normalize's lateness window guarantees up to its bound. Prints are evicted as new ones are
-    recorded too, so a symbol that never fills holds one window of prints, not its whole tape.
+    Two running sums per symbol, of every print recorded and of every print evicted, each added up
+    in print order, keep recording and reading O(1) amortized, and make the volume a function of
+    the prints alone: recorded one at a time or as columns (:meth:`record_many`), read often or
+    rarely, the same prints give the same float. (One sum updated as prints come and go would
+    depend on when reads evict.) A print whose window holds none of the earlier prints starts both
+    sums afresh, so a symbol that pauses longer than the window sheds its history. Eviction
+    assumes each symbol's tape arrives in event-time order, which normalize's lateness window
+    guarantees up to its bound.
+
+    Columns are appended as they come and added up when the volume is read (rarely: only where an
+    order can fill) or every ``_SETTLE_AFTER`` prints, so a symbol that never fills holds about one
+    window of prints, not its whole tape.
 
     The prints live in two flat arrays per symbol (event times, sizes) rather than a deque of
     tuples: a 60 s window at thousands of trades a second is some 200,000 prints, and the desk's
     recovery snapshot pickles them every epoch (as tuples that took some 30 ms, blocking the stage).
     """
 
-    __slots__ = ("window_ns", "_times", "_sizes", "_head", "_total")
+    __slots__ = ("window_ns", "_times", "_sizes", "_head", "_added", "_evicted", "_last", "_summed")
+
+    _SETTLE_AFTER = 4_096
 
     def __init__(self, window_ns: int) -> None:
         self.window_ns = window_ns
         self._times: dict[str, array] = {}
         self._sizes: dict[str, array] = {}
         self._head: dict[str, int] = {}  # index of the oldest print still in the window
-        self._total: dict[str, float] = {}
+        self._added: dict[str, float] = {}  # every print summed since the last fresh start
+        self._evicted: dict[str, float] = {}  # those of them out of the window
+        self._last: dict[str, int] = {}  # the newest summed print's event time
+        self._summed: dict[str, int] = {}  # prints [0, summed) are in the sums
 
     def record(self, symbol: str, ts_event: int, size: float) -> None:
         times = self._times.get(symbol)
-        if times is None:
-            times = self._times[symbol] = array("q")
-            self._sizes[symbol] = array("d")
-            self._head[symbol] = 0
-            self._total[symbol] = 0.0
+        if times is not None and self._summed[symbol] < len(times):
+            self._settle(symbol)
+        if times is None or self._last[symbol] <= ts_event - self.window_ns:
+            times = self._start(symbol)
         times.append(ts_event)
         self._sizes[symbol].append(size)
-        self._total[symbol] += size
+        self._added[symbol] += size
+        self._last[symbol] = ts_event
+        self._summed[symbol] = len(times)
         self._evict(symbol, ts_event - self.window_ns)
 
-    def volume(self, symbol: str, ts_event: int) -> float:
-        if symbol not in self._times:
-            return 0.0
-        return self._evict(symbol, ts_event - self.window_ns)
+    def record_many(self, symbol: str, ts_events: np.ndarray, sizes: np.ndarray) -> None:
+        """A symbol's prints in event order: the state :meth:`record` one by one leaves."""
+        if len(ts_events) == 0:
+            return
+        times = self._times.get(symbol)
+        if times is None:
+            times = self._start(symbol)
+            self._last[symbol] = int(ts_events[0])  # nothing before the first print: not a fresh start
+        times.frombytes(np.ascontiguousarray(ts_events, dtype=np.int64).tobytes())
+        self._sizes[symbol].frombytes(np.ascontiguousarray(sizes, dtype=np.float64).tobytes())
+        if len(times) - self._summed[symbol] > self._SETTLE_AFTER:
+            self._settle(symbol)
 
-    def _evict(self, symbol: str, horizon: int) -> float:
+    def volume(self, symbol: str, ts_event: int) -> float:
+        times = self._times.get(symbol)
+        if times is None:
+            return 0.0
+        if self._summed[symbol] < len(times):
+            self._settle(symbol)
+        if self._evict(symbol, ts_event - self.window_ns):
+            return self._added[symbol] - self._evicted[symbol]
+        return 0.0  # an emptied window is exactly zero, not the residue of float subtraction
+
+    def _start(self, symbol: str) -> array:
+        times = self._times[symbol] = array("q")
+        self._sizes[symbol] = array("d")
+        self._head[symbol] = self._summed[symbol] = 0
+        self._added[symbol] = self._evicted[symbol] = 0.0
+        return times
+
+    def _settle(self, symbol: str) -> None:
+        """Sum the prints appended as columns, as :meth:`record` would have one by one."""
         times, sizes = self._times[symbol], self._sizes[symbol]
-        head, total, end = self._head[symbol], self._total[symbol], len(times)
-        while head < end and times[head] <= horizon:
-            total -= sizes[head]
-            head += 1
-        # An emptied window is exactly zero, not the residue of float subtraction.
-        total = total if head < end else 0.0
+        summed, end = self._summed[symbol], len(times)
+        window = self.window_ns
+        new_times = np.frombuffer(times, dtype=np.int64)[summed:end]
+        previous = np.empty(end - summed, dtype=np.int64)
+        previous[0] = self._last[symbol]
+        previous[1:] = new_times[:-1]
+        fresh = np.flatnonzero(previous <= new_times - window)
+        last = int(new_times[-1])
+        del new_times, previous  # no view may outlive a resize of the arrays
+        if len(fresh):
+            # A print whose window holds none of the earlier ones: start afresh from the last such.
+            first = summed + int(fresh[-1])
+            self._head[symbol], summed = first, first
+            self._added[symbol] = self._evicted[symbol] = 0.0
+        self._added[symbol] = _add_in_order(self._added[symbol], np.frombuffer(sizes, dtype=np.float64)[summed:end])
+        self._summed[symbol] = end
+        self._last[symbol] = last
+        self._evict(symbol, last - window)
+
+    def _evict(self, symbol: str, horizon: int) -> bool:
+        """Evict the summed prints at/before ``horizon``; whether any print is left in the window."""
+        times = self._times[symbol]
+        head, end = self._head[symbol], len(times)
+        if head >= end:
+            return False
+        if times[head] > horizon:
+            return True
+        stop = bisect_right(times, horizon, head, end)  # prints are in event order
+        sizes = self._sizes[symbol]
+        if stop - head <= 32:
+            evicted = self._evicted[symbol]
+            for index in range(head, stop):
+                evicted += sizes[index]
+        else:
+            evicted = _add_in_order(self._evicted[symbol], np.frombuffer(sizes, dtype=np.float64)[head:stop])
+        self._evicted[symbol] = evicted
+        head = stop
         if head > 4_096 and head * 2 > end:  # drop the evicted front now and then, not per print
             del times[:head], sizes[:head]
+            self._summed[symbol] -= head
+            end -= head
             head = 0
-        self._head[symbol], self._total[symbol] = head, total
-        return total
+        self._head[symbol] = head
+        return head < end
 
     def __getstate__(self) -> tuple:
+        for symbol, times in self._times.items():
+            if self._summed[symbol] < len(times):
+                self._settle(symbol)
         live = {s: (self._times[s][h:].tobytes(), self._sizes[s][h:].tobytes()) for s, h in self._head.items()}
-        return self.window_ns, live, dict(self._total)
+        return self.window_ns, live, dict(self._added), dict(self._evicted), dict(self._last)
 
     def __setstate__(self, state: tuple) -> None:
-        self.window_ns, live, self._total = state
-        self._times, self._sizes = {}, {}
+        self.window_ns, live, self._added, self._evicted, self._last = state
+        self._times, self._sizes, self._summed = {}, {}, {}
         for symbol, (times, sizes) in live.items():
             self._times[symbol], self._sizes[symbol] = array("q", times), array("d", sizes)
+            self._summed[symbol] = len(self._times[symbol])
         self._head = {symbol: 0 for symbol in live}
+
+
+def _add_in_order(total: float, values: np.ndarray) -> float:
+    """``total + values[0] + values[1] + ...`` left to right, as a Python loop would add them
+    (an accumulate is sequential; a NumPy sum is pairwise and rounds differently)."""
+    if len(values) == 0:
+        return total
+    return float(np.add.accumulate(np.concatenate(([total], values)))[-1])
 
 
 class FillModel:

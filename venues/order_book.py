@@ -230,6 +230,30 @@ class SimOrderBook:
         book = self._symbols.get(symbol)
         return book is not None and bool(book.market_buys or book.market_sells or book.limit_buys or book.limit_sells)
 
+    def symbols_with_orders(self) -> set[str]:
+        """Symbols with a working order (pending or live)."""
+        return {order.order.symbol for order in self._working.values()}
+
+    def reach(self, symbol: str) -> tuple[int | None, bool, float | None, float | None] | None:
+        """What a market event of ``symbol`` could do to its working orders: the earliest pending
+        live time (an event at/after it activates), whether a live market order works (any event
+        may fill it), the best live buy and sell limits (a print or the opposite touch at/through
+        one fills it). None: no working order, the event can change nothing."""
+        book = self._symbols.get(symbol)
+        if book is None:
+            return None
+        pending = book.pending[0][0] if book.pending else None
+        market = bool(book.market_buys or book.market_sells)
+        buy = book.limit_buys[0][-1].limit_price if book.limit_buys else None
+        sell = book.limit_sells[0][-1].limit_price if book.limit_sells else None
+        if pending is None and not market and buy is None and sell is None:
+            return None
+        return pending, market, buy, sell
+
+    def next_expiry(self) -> int | None:
+        """The earliest session close of a DAY order (perhaps one no longer working: conservative)."""
+        return self._expiries[0][0] if self._expiries else None
+
     def due_for_expiry(self, ts_event: int) -> list[SimOrder]:
         """Working DAY orders whose session close is at/before ``ts_event``, oldest first."""
         due: list[SimOrder] = []

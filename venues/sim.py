@@ -35,6 +35,10 @@ The fill model, precisely:
 - **GTC** orders stay until filled or canceled.
 - **Fees.** ``fee = qty * price * fee_bps / 1e4 + qty * fee_per_share``, rounded to ``fee_increment``.
 
+Ticks as columns: :meth:`SimVenue.on_ticks` takes a run of trades and quotes as a
+:class:`schemas.columns.TickBatch` and gives exactly the reports row-by-row calls would, at their
+rows; only the rows that can reach a working order go through the matching one by one.
+
 Ids: ``venue_order_id = "<venue>:<coid>"``, fill ``fill_id = "<coid>:<n>"`` (n-th fill of the
 order) and report ``id = "exec:<coid>:<n>"`` (n-th report about that client order id).
 
@@ -53,7 +57,13 @@ there is no order whose state it could misreport. Cancels take effect immediatel
 
 from __future__ import annotations
 
+import heapq
+from typing import Callable
+
+import numpy as np
+
 from schemas.base import now_ns
+from schemas.columns import TRADE, TickBatch, rows_by_code
 from schemas.trusted import trusted_builder
 from schemas.market import Quote, Trade
 from schemas.trading import ExecutionReport, Order, OrderAction, OrderState, OrderType, Side, TimeInForce
@@ -62,6 +72,7 @@ from venues.order_book import OpenOrder, SimOrder, SimOrderBook
 from venues.sim_config import SimVenueConfig
 
 NANOS_PER_DAY = 86_400 * 1_000_000_000
+ROW_BY_ROW_BELOW = 24  # a run of ticks this short goes row by row: columns' fixed cost is the larger
 
 _STAT_KEYS = (
     "orders_received", "cancels_received", "accepted", "rejected", "duplicates_rejected",
@@ -159,39 +170,181 @@ class SimVenue:
     # ------------------------------------------------------------------ market data
 
     def on_trade(self, trade: Trade) -> list[ExecutionReport]:
+        return self._on_trade_at(trade.symbol, trade.ts_event, trade.price, trade.size, trade.ts_tick_ingest)
+
+    def on_quote(self, quote: Quote) -> list[ExecutionReport]:
+        return self._on_quote_at(quote.symbol, quote.ts_event, quote.bid_price, quote.ask_price,
+                                 quote.bid_size, quote.ask_size, quote.ts_tick_ingest)
+
+    def on_ticks(self, run: TickBatch, on_reports: Callable[[int, list[ExecutionReport]], None]) -> None:
+        """A run of ticks in event order (rows of a :class:`schemas.columns.TickBatch`): the same
+        reports, in the same order, as :meth:`on_trade` / :meth:`on_quote` row by row, each handed to
+        ``on_reports(row, reports)`` as it happens. A row that cannot reach a working order (none
+        of its symbol, none it activates or crosses, no session close) only adds to the symbol's
+        recent volume or sets its half spread, so such rows are taken as columns; only the others
+        go through the matching one by one (all of them in a run too short for columns to pay)."""
+        ts = run.ts_event
+        start, n = 0, len(run)
+        if n < ROW_BY_ROW_BELOW:
+            self._one_by_one(run, on_reports)
+            return
+        while start < n:
+            # A DAY order expires at the first event of any symbol at/after its close: that row
+            # goes one by one, and nothing before it can expire anything.
+            close = self._book.next_expiry()
+            stop = n if close is None else max(start, int(np.searchsorted(ts, close, "left")))
+            if stop > start:
+                self._on_rows(run, start, stop, on_reports)
+            if stop == n:
+                return
+            self._on_row(run, stop, on_reports)
+            start = stop + 1
+
+    def _on_rows(self, run: TickBatch, start: int, stop: int, on_reports) -> None:
+        """Rows [start, stop) with no session close among them."""
+        codes = run.symbol[start:stop]
+        working = self._book.symbols_with_orders()
+        reaching: list[list] = []  # [next row that may reach an order, code, rows, first not taken, reach, candidates]
+        quiet = np.ones(stop - start, dtype=bool)
+        for code, symbol in enumerate(run.symbols):
+            if symbol not in working:
+                continue
+            rows = np.flatnonzero(codes == code)
+            if len(rows) == 0:
+                continue
+            quiet[rows] = False
+            entry = [0, code, rows + start, 0, None, None]
+            if self._next_reaching(run, entry):
+                heapq.heappush(reaching, entry)
+            else:
+                quiet[rows] = True
+        while reaching:
+            entry = heapq.heappop(reaching)
+            row, code, rows, taken = entry[0], entry[1], entry[2], entry[3]
+            position = int(np.searchsorted(rows, row))
+            self._take_quietly(run, rows[taken:position])
+            self._on_row(run, row, on_reports)
+            entry[3] = position + 1
+            if self._next_reaching(run, entry):
+                heapq.heappush(reaching, entry)
+            else:
+                self._take_quietly(run, rows[position + 1:])
+        self._take_quietly(run, np.flatnonzero(quiet) + start)
+
+    def _next_reaching(self, run: TickBatch, entry: list) -> bool:
+        """Set ``entry[0]`` to the symbol's next row (from ``entry[3]`` on) that may reach one of its
+        working orders; False if none does. Conservative: a row found may still change nothing."""
+        _, code, rows, taken, reach_then, candidates = entry
+        reach = self._book.reach(run.symbols[code])
+        if reach is None or taken >= len(rows):
+            return False
+        if reach != reach_then:  # the orders changed: which rows can reach them
+            pending, market, buy, sell = reach
+            if market:
+                candidates = np.arange(len(rows))
+            else:
+                trade = run.kind[rows] == TRADE
+                hits = np.zeros(len(rows), dtype=bool)
+                if pending is not None:
+                    hits |= run.ts_event[rows] >= pending
+                if buy is not None:
+                    hits |= np.where(trade, run.price[rows] <= buy, run.ask[rows] <= buy)
+                if sell is not None:
+                    hits |= np.where(trade, run.price[rows] >= sell, run.bid[rows] >= sell)
+                candidates = np.flatnonzero(hits)
+            entry[4], entry[5] = reach, candidates
+        index = int(np.searchsorted(candidates, taken))
+        if index == len(candidates):
+            return False
+        entry[0] = int(rows[candidates[index]])
+        return True
+
+    def _one_by_one(self, run: TickBatch, on_reports) -> None:
+        """A short run row by row; with no session close in it, a row of a symbol with no working
+        order only adds its print to the recent volume or sets the half spread."""
+        names = run.symbols
+        close = self._book.next_expiry()
+        working = self._book.symbols_with_orders() if close is None or close > run.ts_event[-1] else None
+        stats, volume, half_spread = self._stats, self._volume, self._half_spread
+        rows = zip(run.kind.tolist(), run.symbol.tolist(), run.ts_event.tolist(), run.price.tolist(), run.size.tolist(),
+                   run.bid.tolist(), run.ask.tolist(), run.bid_size.tolist(), run.ask_size.tolist(),
+                   run.ts_tick_ingest.tolist())
+        for row, (kind, code, ts, price, size, bid, ask, bid_size, ask_size, tick) in enumerate(rows):
+            if working is not None and names[code] not in working:
+                if kind == TRADE:
+                    stats["trades_seen"] += 1
+                    volume.record(names[code], ts, size)
+                else:
+                    stats["quotes_seen"] += 1
+                    half_spread[names[code]] = (ask - bid) / 2.0
+                continue
+            if kind == TRADE:
+                reports = self._on_trade_at(names[code], ts, price, size, tick)
+            else:
+                reports = self._on_quote_at(names[code], ts, bid, ask, bid_size, ask_size, tick)
+            if reports:
+                on_reports(row, reports)
+
+    def _on_row(self, run: TickBatch, row: int, on_reports) -> None:
+        symbol, ts, tick = run.symbols[run.symbol[row]], int(run.ts_event[row]), int(run.ts_tick_ingest[row])
+        if run.kind[row] == TRADE:
+            reports = self._on_trade_at(symbol, ts, float(run.price[row]), float(run.size[row]), tick)
+        else:
+            reports = self._on_quote_at(symbol, ts, float(run.bid[row]), float(run.ask[row]),
+                                        float(run.bid_size[row]), float(run.ask_size[row]), tick)
+        if reports:
+            on_reports(row, reports)
+
+    def _take_quietly(self, run: TickBatch, rows: np.ndarray) -> None:
+        """Rows that reach no order: prints into the recent volume, the last quote's half spread."""
+        if len(rows) == 0:
+            return
+        trade = run.kind[rows] == TRADE
+        trades, quotes = rows[trade], rows[~trade]
+        self._stats["trades_seen"] += len(trades)
+        self._stats["quotes_seen"] += len(quotes)
+        names = run.symbols
+        for code, group in rows_by_code(run.symbol[trades]):
+            prints = trades[group]
+            self._volume.record_many(names[code], run.ts_event[prints], run.size[prints])
+        if len(quotes):
+            reversed_quotes = quotes[::-1]
+            _, last = np.unique(run.symbol[reversed_quotes], return_index=True)
+            for row in reversed_quotes[last].tolist():
+                self._half_spread[names[run.symbol[row]]] = (float(run.ask[row]) - float(run.bid[row])) / 2.0
+
+    def _on_trade_at(self, symbol: str, ts: int, price: float, size: float, tick: int) -> list[ExecutionReport]:
         self._stats["trades_seen"] += 1
-        symbol, ts = trade.symbol, trade.ts_event
-        self._volume.record(symbol, ts, trade.size)  # before matching: impact sees this print too
-        reports = self._expire(ts, trade.ts_tick_ingest)
+        self._volume.record(symbol, ts, size)  # before matching: impact sees this print too
+        reports = self._expire(ts, tick)
         activated = self._book.activate(symbol, ts)
         if self._book.has_live(symbol):
             # The print had a buyer and a seller: our buys may stand in for the one, our sells for
             # the other, each side up to participation x size.
-            budget = self._fills.available_units(trade.size)
+            budget = self._fills.available_units(size)
             half_spread = self._half_spread.get(symbol, 0.0)
             recent = self._volume.volume(symbol, ts)
             for side in (Side.BUY, Side.SELL):
-                self._match(symbol, side, trade.price, half_spread, budget, recent, ts, trade.ts_tick_ingest, reports)
-        self._cancel_ioc_remainders(activated, ts, trade.ts_tick_ingest, reports)
+                self._match(symbol, side, price, half_spread, budget, recent, ts, tick, reports)
+        self._cancel_ioc_remainders(activated, ts, tick, reports)
         return reports
 
-    def on_quote(self, quote: Quote) -> list[ExecutionReport]:
+    def _on_quote_at(self, symbol: str, ts: int, bid: float, ask: float, bid_size: float, ask_size: float,
+                     tick: int) -> list[ExecutionReport]:
         self._stats["quotes_seen"] += 1
-        symbol, ts = quote.symbol, quote.ts_event
-        self._half_spread[symbol] = (quote.ask_price - quote.bid_price) / 2.0
-        reports = self._expire(ts, quote.ts_tick_ingest)
+        self._half_spread[symbol] = (ask - bid) / 2.0
+        reports = self._expire(ts, tick)
         activated = self._book.activate(symbol, ts)
         if self._book.has_live(symbol):
             fills = self._fills
             recent = self._volume.volume(symbol, ts)
             # The touch already contains the half spread, so none is added. A displayed size of 0
             # means "unknown" (None), which bounds nothing.
-            ask_budget = fills.available_units(quote.ask_size) if quote.ask_size > 0 else None
-            bid_budget = fills.available_units(quote.bid_size) if quote.bid_size > 0 else None
-            tick = quote.ts_tick_ingest
-            self._match(symbol, Side.BUY, quote.ask_price, 0.0, ask_budget, recent, ts, tick, reports)
-            self._match(symbol, Side.SELL, quote.bid_price, 0.0, bid_budget, recent, ts, tick, reports)
-        self._cancel_ioc_remainders(activated, ts, quote.ts_tick_ingest, reports)
+            ask_budget = fills.available_units(ask_size) if ask_size > 0 else None
+            bid_budget = fills.available_units(bid_size) if bid_size > 0 else None
+            self._match(symbol, Side.BUY, ask, 0.0, ask_budget, recent, ts, tick, reports)
+            self._match(symbol, Side.SELL, bid, 0.0, bid_budget, recent, ts, tick, reports)
+        self._cancel_ioc_remainders(activated, ts, tick, reports)
         return reports
 
     def _match(self, symbol: str, side: Side, touch: float, half_spread: float, budget: int | None,

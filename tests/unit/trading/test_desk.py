@@ -149,10 +149,10 @@ def test_desk_when_pickled_mid_run_then_continues_identically():
     out = []
     for item in arrivals[:half]:
         out.extend(desk.on_item(item))
-    held = {type(entry[4]) for entry in desk._queue}
+    held = {type(entry[4]) for entry in desk.sequencer.queue}
     assert {Trade, Quote} <= held, "the snapshot must catch market records still queued"
     restored = pickle.loads(pickle.dumps(desk))
-    assert restored._queue == desk._queue
+    assert restored.sequencer.queue == desk.sequencer.queue
     out += run_desk(arrivals[half:], restored)
     assert content_hash([r for _, r in out]) == content_hash([r for _, r in whole])
 
@@ -183,8 +183,8 @@ def test_desk_with_a_universe_when_batched_differently_then_identical_and_the_wa
             out.extend(desk.on_item(item))
         # before any cross-section the desk has processed the tape up to the features' warm-up:
         # exactly up to the first cross-section's bar, so its orders do not wait for a bar of tape
-        assert desk._earliest_section() == items[first_section].bar_end
-        assert len(desk._queue) < first_section / 4, (chunk, len(desk._queue), first_section)
+        assert desk.sequencer.earliest_section() == items[first_section].bar_end
+        assert len(desk.sequencer.queue) < first_section / 4, (chunk, len(desk.sequencer.queue), first_section)
         out += run_desk(items[first_section:], desk)
         assert desk.counts["late"] == 0
         outputs[chunk] = out
@@ -267,7 +267,7 @@ def test_desk_when_the_market_passes_the_next_bar_end_before_its_cross_section_t
     # no cross-section can come before the next bar end (2 s): the tape below it is processed,
     # so the 1 s order has filled, and only the tape from 2 s on waits
     assert [r for r in by_table(out, T_REPORTS) if r.is_fill]
-    assert min(entry[0] for entry in desk._queue) >= T0 + 2_000 * MS
+    assert min(entry[0] for entry in desk.sequencer.queue) >= T0 + 2_000 * MS
     # the market is already past 2 s: the next cross-section's orders go out on its arrival
     assert by_table(desk.on_item(section(2_000, -0.04)), T_INTENT)
 

@@ -21,6 +21,7 @@ from trading.desk import (
 from strategies.signals import CrossSection
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ExecutionReport, Order, OrderAction, OrderType, Quote, StageWatermark, Trade, content_hash
+from schemas.columns import TickBatch
 from tests.unit.trading.test_desk import SYMBOLS, by_table, desk_inputs
 
 MONEY = (T_INTENT, T_APPROVED, T_REJECTED, T_REPORTS, T_POSITIONS, T_PNL)
@@ -37,7 +38,7 @@ class Topics:
 
     def publish(self, item) -> None:
         kind = type(item)
-        if kind is Trade or kind is Quote:
+        if kind is Trade or kind is Quote or kind is TickBatch:
             for name in self.inbox:
                 self.inbox[name].append(item)
         elif kind is CrossSection:
@@ -93,11 +94,36 @@ def test_separate_stages_when_wired_through_topics_then_same_orders_fills_positi
         arrivals, fused, chunk, batch):
     topics = Topics(DeskConfig(universe=SYMBOLS), batch)
     out = topics.run(arrivals, chunk)
-    cutoff = min(stage._released[0] for stage in topics.stages.values())
+    cutoff = min(stage.sequencer.released[0] for stage in topics.stages.values())
     assert len([r for r in by_table(out, T_REPORTS) if r.is_fill and r.ts_event < cutoff]) > 50
     assert released_before(out, cutoff) == released_before(fused, cutoff)
     # the lock-step got as far as the tape allows: within a few bars of the fused desk
     assert cutoff > max(r.ts_event for r in by_table(fused, T_REPORTS)) - 5_000_000_000
+
+
+def as_tick_batches(arrivals: list, rows: int) -> list:
+    """The market records as TickBatches of up to ``rows`` (no watermark: Kafka promises none),
+    cross-sections where they arrived."""
+    out, ticks = [], []
+    for item in arrivals:
+        if type(item) is CrossSection or len(ticks) == rows:
+            if ticks:
+                out.append(TickBatch.from_records(ticks))
+            ticks = []
+        if type(item) is CrossSection:
+            out.append(item)
+        else:
+            ticks.append(item)
+    return out + ([TickBatch.from_records(ticks)] if ticks else [])
+
+
+@pytest.mark.parametrize("rows,batch", [(7, 16), (400, 4)])
+def test_separate_stages_when_the_tape_comes_as_tick_batches_then_same_as_the_fused_desk(arrivals, fused, rows, batch):
+    topics = Topics(DeskConfig(universe=SYMBOLS), batch)
+    out = topics.run(as_tick_batches(arrivals, rows), 50)
+    cutoff = min(stage.sequencer.released[0] for stage in topics.stages.values())
+    assert len([r for r in by_table(out, T_REPORTS) if r.is_fill and r.ts_event < cutoff]) > 50
+    assert released_before(out, cutoff) == released_before(fused, cutoff)
 
 
 def test_separate_stages_when_executing_passively_then_same_limits_cancels_and_fills_as_the_fused_desk(arrivals):
@@ -107,7 +133,7 @@ def test_separate_stages_when_executing_passively_then_same_limits_cancels_and_f
     topics = Topics(config, 256)
     out = topics.run(arrivals, 500)
     # neither flushes: compare what both have released (the fused desk waits for the next cross-section)
-    cutoff = min(desk._released[0], *(stage._released[0] for stage in topics.stages.values()))
+    cutoff = min(desk.sequencer.released[0], *(stage.sequencer.released[0] for stage in topics.stages.values()))
     orders = [o for o in by_table(out, T_APPROVED) if o.ts_event < cutoff]
     assert any(o.action is OrderAction.CANCEL for o in orders) and any(o.order_type is OrderType.LIMIT for o in orders)
     assert len([r for r in by_table(out, T_REPORTS) if r.is_fill]) > 20
@@ -118,7 +144,7 @@ def test_execution_stage_when_risk_has_promised_nothing_then_steps_no_venue_time
     execution = ExecutionStage(DeskConfig(universe=SYMBOLS))
     market = [item for item in desk_inputs(chunk=97, ticks=3_000) if type(item) in (Trade, Quote)]
     assert execution.on_batch(market) == []  # no watermark from risk yet: not a single report, not one
-    assert len(execution._queue) > 0
+    assert len(execution.sequencer.queue) > 0
 
 
 def test_stages_when_restarted_from_a_snapshot_and_inputs_redelivered_then_nothing_doubles(arrivals, fused):
@@ -133,7 +159,7 @@ def test_stages_when_restarted_from_a_snapshot_and_inputs_redelivered_then_nothi
     for record in redelivered:  # an at-least-once sink repeats what it sent before the snapshot
         topics.inbox["execution" if type(record) is Order else "risk"].append(record)
     out = topics.run(arrivals[half:], 500)
-    cutoff = min(stage._released[0] for stage in topics.stages.values())
+    cutoff = min(stage.sequencer.released[0] for stage in topics.stages.values())
     latest = {}
     for table, record in out:  # the warehouse keeps one row per id
         latest[(table, record.id)] = (table, record)
