@@ -177,11 +177,12 @@ def build_embedded_flow(
             control=commands,
         )
         desk_commands = commands
+        in_process_desk = trading.desk.model_copy(update={"redelivered_ticks": False})  # each tick handed over once
         if venue is not None:
             reports = op.input("venue_reports", flow, VenueReportSource(venue, limits))
             desk_commands = op.merge("desk_commands", commands, reports)
         desk_out = desk_stage(
-            "desk", normalized.market, sections, desk_commands, lambda: TradingDesk(trading.desk, venue), account,
+            "desk", normalized.market, sections, desk_commands, lambda: TradingDesk(in_process_desk, venue), account,
             flush_at_end,
         )
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))

@@ -83,6 +83,10 @@ class DeskConfig(BaseModel):
     silent_after_ns: int = Field(
         30_000_000_000, gt=0, description="A symbol this far behind the newest is silent and holds nothing back. "
         "Raise it when replaying complete Kafka topics, where partitions are drained at different paces.")
+    redelivered_ticks: bool = Field(
+        True, description="Whether a trade or quote may be delivered twice (Kafka is at-least-once): the desk then "
+        "drops every market event whose id it has seen. The fused embedded flow hands ticks over in process, each "
+        "once (a resume restarts feed and desk from the same snapshot), and turns the check off.")
     universe: tuple[str, ...] | None = Field(
         None, description="Symbols the market watermark waits for before any is processed (the split "
         "topology drains partitions one after another); None: the symbols seen so far.")
@@ -97,7 +101,7 @@ class DeskConfig(BaseModel):
 def desk_sequencer(config: DeskConfig, stage: str = "desk") -> EventSequencer:
     """The sequencer a desk or split stage with ``config`` composes."""
     return EventSequencer(config.bar_interval, config.lateness_ns, config.silent_after_ns,
-                          config.universe, config.market_streams, stage)
+                          config.universe, config.market_streams, stage, config.redelivered_ticks)
 
 
 class TradingDesk:

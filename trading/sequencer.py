@@ -93,7 +93,10 @@ class EventSequencer:
 
     def __init__(self, bar_interval: str, lateness_ns: int, silent_after_ns: int,
                  universe: tuple[str, ...] | None = None, market_streams: tuple[str, ...] = ("trade", "quote"),
-                 stage: str = "desk") -> None:
+                 stage: str = "desk", redelivered_ticks: bool = True) -> None:
+        """``redelivered_ticks``: a market event may arrive twice (at-least-once delivery), so ids
+        are remembered and repeats dropped; False where each is handed over once (in process)."""
+        self.redelivered_ticks = redelivered_ticks
         self.bar_interval = bar_interval
         self.interval_ns = INTERVAL_NANOS[bar_interval]
         self.lateness_ns = lateness_ns
@@ -136,6 +139,7 @@ class EventSequencer:
     def __setstate__(self, state: dict) -> None:
         state["queue"] = [entry if len(entry) == 5 else (*entry[:4], _MARKET_CONSTRUCTORS[entry[4]](entry[5]))
                           for entry in state["queue"]]
+        state.setdefault("redelivered_ticks", True)  # a snapshot from before the setting
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ inputs
@@ -143,12 +147,13 @@ class EventSequencer:
     def queue_market(self, record: Trade | Quote) -> DeadLetter | None:
         """Queue a trade or quote; a redelivery is dropped (None), a late one comes back as a dead letter."""
         symbol, ts = record.symbol, record.ts_event
-        seen = self._recent_ids.get(symbol)
-        if seen is None:
-            seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
-        if not seen.add_if_new(record.id):
-            self.counts["duplicates"] += 1
-            return None
+        if self.redelivered_ticks:
+            seen = self._recent_ids.get(symbol)
+            if seen is None:
+                seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+            if not seen.add_if_new(record.id):
+                self.counts["duplicates"] += 1
+                return None
         if (ts, TICK) < self.released:
             self.counts["late"] += 1
             return self._late(record)
@@ -175,7 +180,7 @@ class EventSequencer:
         if n == 0:
             return []
         names = batch.symbols
-        keep = self._first_deliveries(batch)
+        keep = self._first_deliveries(batch) if self.redelivered_ticks else np.ones(n, dtype=bool)
         ts = batch.ts_event
         released_ts, released_priority = self.released
         late = ts < released_ts if released_priority <= TICK else ts <= released_ts
