@@ -25,10 +25,13 @@ from schemas import ControlCommand, ExecutionReport, RawTick
 from schemas.columns import RawTickBatch
 from config.control_channel import ControlChannel
 
-# Rows a handover holds at most: each stage's per-batch cost is a few NumPy calls, so larger batches
-# replay faster (1M synthetic ticks, market-data half: ~410k ticks/s at 2,000 rows, ~540k at 8,000).
-# A paced feed hands over every millisecond whatever this is, so it does not add latency.
+# Rows a handover holds at most. Unpaced, each stage's cost per batch is a few NumPy calls, so larger
+# batches replay faster (1M synthetic ticks, market-data half: ~410k ticks/s at 2,000 rows, ~540k at
+# 8,000). A paced feed hands over every millisecond (~10 rows at 10,000 ticks/s) and the cap only
+# bounds a backlog; there 2,000 measured better (tick -> order p50 2.5 ms against 4.9-5.6 ms with
+# 8,000 in alternating 100 s runs at 10,000 ticks/s; the cause was not found).
 BATCH_MAX_TICKS = 8_000
+PACED_BATCH_MAX_TICKS = 2_000
 BATCH_MAX_SECONDS = 0.02  # a paced feed hands over what it has at least this often
 
 
@@ -75,8 +78,9 @@ class FeedLimits:
 class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
     def __init__(self, feed: Feed, start_seq: int, counter: TickCounter | None, limits: FeedLimits):
         batches = getattr(feed, "batches", None)
+        max_rows = PACED_BATCH_MAX_TICKS if getattr(feed, "speed", 0) > 0 else BATCH_MAX_TICKS
         self._items: Iterator[FeedItem] = (
-            batches(start_seq, max_rows=BATCH_MAX_TICKS) if batches is not None else feed.ticks(start_seq)
+            batches(start_seq, max_rows=max_rows) if batches is not None else feed.ticks(start_seq)
         )
         self._next_seq = start_seq
         self._counter = counter
