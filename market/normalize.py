@@ -196,25 +196,12 @@ class RecentTradeIds:
 
     def add_new(self, ids: list[str]) -> list[bool] | None:
         """Remember ``ids`` in order, exactly as :meth:`add_if_new` one by one would. None when every
-        one was new (the usual case: a few C-level set operations, no loop per id); otherwise, per
-        id, whether it was new."""
-        fresh = set(ids)
-        members, order = self._members, self._order
-        if len(fresh) != len(ids) or not members.isdisjoint(fresh):
-            return [self.add_if_new(trade_id) for trade_id in ids]
-        overflow = len(order) + len(ids) - order.maxlen
-        if overflow >= len(order):  # everything remembered so far ages out
-            members.clear()
-            order.clear()
-            kept = ids[-order.maxlen:]
-            order.extend(kept)
-            members.update(kept)
+        one was new (the usual case: :meth:`first_known` and :meth:`extend_new`, C-level set
+        operations with no loop per id); otherwise, per id, whether it was new."""
+        if self.first_known(ids) is None:
+            self.extend_new(ids)
             return None
-        if overflow > 0:
-            members.difference_update(islice(order, overflow))
-        order.extend(ids)  # the deque drops the ``overflow`` oldest
-        members.update(fresh)
-        return None
+        return [self.add_if_new(trade_id) for trade_id in ids]
 
     def __getstate__(self) -> tuple[int, str | list[str]]:
         # One string, not thousands: the desk pickles 8 windows of 20,000 ids every epoch, and a
