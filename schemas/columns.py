@@ -104,9 +104,10 @@ class RawTickBatch:
     def symbol_names(self) -> np.ndarray:
         return np.asarray(self.symbols, dtype=object)[self.symbol] if self.symbols else np.empty(0, dtype=object)
 
-    def to_records(self) -> list[RawTick]:
+    def field_dicts(self) -> Iterator[dict]:
+        """Each row as its RawTick's field dict, keys in field order (what ``to_records`` builds the
+        records from and what orjson writes for the wire)."""
         source, names = self.source, self.symbols
-        out: list[RawTick] = []
         rows = zip(self.kind.tolist(), self.symbol.tolist(), self.seq.tolist(), self.ts_event.tolist(),
                    self.ts_ingest.tolist(), self.price.tolist(), self.size.tolist(), self.side.tolist(),
                    self.trade_id.tolist(), self.bid.tolist(), self.ask.tolist(), self.bid_size.tolist(),
@@ -117,12 +118,14 @@ class RawTickBatch:
                            "trade_id": tid}
             else:
                 payload = {"type": "quote", "ts": ts, "bid": bid, "ask": ask, "bid_size": bsz, "ask_size": asz}
-            out.append(_new_raw({
+            yield {
                 "schema_version": _SCHEMA_VERSION, "id": f"{source}:{seq}", "ts_event": ts, "ts_ingest": ingest,
                 "source": source, "symbol": names[sym], "payload_format": PAYLOAD_FORMAT, "payload": payload,
                 "seq": seq,
-            }))
-        return out
+            }
+
+    def to_records(self) -> list[RawTick]:
+        return [_new_raw(fields_) for fields_ in self.field_dicts()]
 
     @classmethod
     def from_records(cls, ticks: Sequence[RawTick]) -> "RawTickBatch":
@@ -254,9 +257,9 @@ class TickBatch:
         key = np.where(trade, self.trade_id, self.seq.astype(str).astype(object))
         return prefix + tail + key
 
-    def to_records(self) -> list[Trade | Quote]:
-        """The batch as records, in row order."""
-        out: list[Trade | Quote] = []
+    def field_dicts(self) -> Iterator[dict]:
+        """Each row as its Trade's or Quote's field dict, keys in field order (what ``to_records``
+        builds the records from and what orjson writes for the wire)."""
         symbols, sources = self.symbols, self.sources
         rows = zip(self.kind.tolist(), self.record_ids().tolist(), self.symbol.tolist(), self.source.tolist(),
                    self.ts_event.tolist(), self.ts_ingest.tolist(), self.ts_tick_ingest.tolist(),
@@ -264,18 +267,22 @@ class TickBatch:
                    self.bid.tolist(), self.ask.tolist(), self.bid_size.tolist(), self.ask_size.tolist())
         for kind, rid, sym, src, ts, ingest, tick_ingest, price, size, aggr, tid, bid, ask, bsz, asz in rows:
             if kind == TRADE:
-                out.append(_new_trade({
+                yield {
                     "schema_version": _SCHEMA_VERSION, "id": rid, "ts_event": ts, "ts_ingest": ingest,
                     "symbol": symbols[sym], "price": price, "size": size, "aggressor": AGGRESSORS[aggr],
                     "trade_id": tid, "source": sources[src], "ts_tick_ingest": tick_ingest,
-                }))
+                }
             else:
-                out.append(_new_quote({
+                yield {
                     "schema_version": _SCHEMA_VERSION, "id": rid, "ts_event": ts, "ts_ingest": ingest,
                     "symbol": symbols[sym], "bid_price": bid, "bid_size": bsz, "ask_price": ask, "ask_size": asz,
                     "source": sources[src], "ts_tick_ingest": tick_ingest,
-                }))
-        return out
+                }
+
+    def to_records(self) -> list[Trade | Quote]:
+        """The batch as records, in row order."""
+        return [(_new_trade if kind == TRADE else _new_quote)(fields_)
+                for kind, fields_ in zip(self.kind.tolist(), self.field_dicts())]
 
     @classmethod
     def from_records(cls, records: Sequence[Trade | Quote]) -> "TickBatch":

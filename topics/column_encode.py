@@ -94,7 +94,7 @@ def _encode_raw(batch: RawTickBatch) -> EncodedBatch:
     return EncodedBatch(
         topic=["md.raw"] * n,
         key=_keys(batch.symbols, batch.symbol),
-        value=_dumped(batch, _raw_rows) if small else raw_values_series(batch).to_list(),
+        value=_dumped(batch, RawTickBatch.field_dicts) if small else raw_values_series(batch).to_list(),
         headers=_headers(batch.ts_ingest, [_HEADER_OF[RawTick]] * n),
     )
 
@@ -112,41 +112,6 @@ def _dumped(batch, rows_of) -> list[bytes]:
 
 
 _SLICE = 512
-
-
-def _raw_rows(batch: RawTickBatch):
-    """Each row as the dict a RawTick's ``__dict__`` is (keys in field order), for orjson."""
-    source, names = batch.source, batch.symbols
-    rows = zip(batch.kind.tolist(), batch.symbol.tolist(), batch.seq.tolist(), batch.ts_event.tolist(),
-               batch.ts_ingest.tolist(), batch.price.tolist(), batch.size.tolist(), batch.side.tolist(),
-               batch.trade_id.tolist(), batch.bid.tolist(), batch.ask.tolist(), batch.bid_size.tolist(),
-               batch.ask_size.tolist())
-    for kind, sym, seq, ts, ingest, price, size, side, tid, bid, ask, bid_size, ask_size in rows:
-        if kind == TRADE:
-            payload = {"type": "trade", "ts": ts, "price": price, "size": size, "side": RAW_SIDES[side],
-                       "trade_id": tid}
-        else:
-            payload = {"type": "quote", "ts": ts, "bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}
-        yield {"schema_version": _SCHEMA_VERSION, "id": f"{source}:{seq}", "ts_event": ts, "ts_ingest": ingest,
-               "source": source, "symbol": names[sym], "payload_format": PAYLOAD_FORMAT, "payload": payload, "seq": seq}
-
-
-def _tick_rows(batch: TickBatch):
-    """Each row as the dict a Trade's or Quote's ``__dict__`` is (keys in field order), for orjson."""
-    symbols, sources, aggressors = batch.symbols, batch.sources, [a.value for a in AGGRESSORS]
-    rows = zip(batch.kind.tolist(), batch.record_ids().tolist(), batch.symbol.tolist(), batch.source.tolist(),
-               batch.ts_event.tolist(), batch.ts_ingest.tolist(), batch.ts_tick_ingest.tolist(), batch.price.tolist(),
-               batch.size.tolist(), batch.aggressor.tolist(), batch.trade_id.tolist(), batch.bid.tolist(),
-               batch.ask.tolist(), batch.bid_size.tolist(), batch.ask_size.tolist())
-    for kind, rid, sym, src, ts, ingest, tick_ingest, price, size, aggressor, tid, bid, ask, bid_size, ask_size in rows:
-        if kind == TRADE:
-            yield {"schema_version": _SCHEMA_VERSION, "id": rid, "ts_event": ts, "ts_ingest": ingest,
-                   "symbol": symbols[sym], "price": price, "size": size, "aggressor": aggressors[aggressor],
-                   "trade_id": tid, "source": sources[src], "ts_tick_ingest": tick_ingest}
-        else:
-            yield {"schema_version": _SCHEMA_VERSION, "id": rid, "ts_event": ts, "ts_ingest": ingest,
-                   "symbol": symbols[sym], "bid_price": bid, "bid_size": bid_size, "ask_price": ask,
-                   "ask_size": ask_size, "source": sources[src], "ts_tick_ingest": tick_ingest}
 
 
 def _in_row_order(trade: np.ndarray, encode_trades, encode_quotes) -> pl.Series:
@@ -202,7 +167,7 @@ def _encode_ticks(batch: TickBatch) -> EncodedBatch:
     return EncodedBatch(
         topic=_pick(("md.trades", "md.quotes"), schema),
         key=_keys(batch.symbols, batch.symbol),
-        value=_dumped(batch, _tick_rows) if len(batch) < SMALL_BATCH else tick_values_series(batch).to_list(),
+        value=_dumped(batch, TickBatch.field_dicts) if len(batch) < SMALL_BATCH else tick_values_series(batch).to_list(),
         headers=_headers(batch.ts_ingest, _pick((_HEADER_OF[Trade], _HEADER_OF[Quote]), schema)),
     )
 
