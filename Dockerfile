@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # tapeflow: one image for every stage of the split topology, the feed, the topic admin and the
 # dashboard (docker-compose.yml picks the command). Two stages: the builder resolves the pinned
-# dependencies of pyproject.toml into a venv; the runtime copies that venv only (no pip cache, no
+# dependencies (requirements.lock, the exact runtime set of pyproject.toml's ranges) into a venv; the runtime copies that venv only (no pip cache, no
 # compilers, no source tree beyond the installed packages).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -13,10 +13,8 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --quiet pip==26.3
 WORKDIR /src
 # Dependencies before the source: editing code must not re-download chDB, Bytewax and friends.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && /opt/venv/bin/pip install --quiet --only-binary=:all: -r /tmp/requirements.txt
+COPY pyproject.toml requirements.lock ./
+RUN /opt/venv/bin/pip install --quiet --only-binary=:all: -r requirements.lock
 COPY README.md ./
 COPY schemas ./schemas
 COPY config ./config

@@ -2,18 +2,31 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-test.lock | sha1sum | cut -c1-12)
 
-.PHONY: setup chromium kafka-tools broker run test test-unit bench clean
+.PHONY: setup lock chromium kafka-tools broker run test test-unit bench clean
 
-$(STAMP): pyproject.toml
+# pyproject.toml states the version ranges tapeflow works with (so it installs beside a user's own
+# code); requirements-test.lock pins the exact set `make` and CI install, requirements.lock the
+# runtime subset at the same versions (the Docker image). `make lock` re-resolves both (keeping
+# current pins unless the ranges exclude them) after a change to pyproject.toml.
+$(STAMP): pyproject.toml requirements-test.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12)), "tapeflow needs Python 3.11 or 3.12 (Bytewax 0.21.1 wheels); found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==26.3
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -r requirements-test.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $@
 
 setup: $(STAMP)
+
+LOCK_PLATFORM := --python-version 3.11 --python-platform x86_64-manylinux_2_31
+lock:
+	$(PYTHON) -m venv .lock-tools && .lock-tools/bin/pip install --quiet uv==0.13.9
+	.lock-tools/bin/uv pip compile pyproject.toml --extra test $(LOCK_PLATFORM) --quiet \
+	  -o requirements-test.lock --custom-compile-command "make lock"
+	.lock-tools/bin/uv pip compile pyproject.toml -c requirements-test.lock $(LOCK_PLATFORM) --quiet \
+	  -o requirements.lock --custom-compile-command "make lock"
 
 # Browser tests drive Debian's Chromium (never a browser a tool downloads); Kafka tests need Java.
 chromium:
@@ -43,4 +56,4 @@ bench: setup
 	$(BIN)/python benchmarks/pipeline.py
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) .lock-tools data build *.egg-info
