@@ -232,6 +232,8 @@ def query(
 def report(
     run_id: Optional[str] = typer.Option(None, help="The run to report; default: the latest run in the warehouse."),
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL (env TAPEFLOW_WAREHOUSE)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a page (equity, drawdown, "
+                                        "P&L by strategy and symbol, latency) with PNG charts in <name>_charts/."),
 ) -> None:
     """Print a past run's summary (orders, fills, rejects, positions, P&L, Sharpe, latency) from the warehouse."""
     from sinks.warehouse import Warehouse
@@ -249,6 +251,13 @@ def report(
     if not known:
         _fail(f"run {run_id!r} has no rows in {redact_url(settings.warehouse)} (database {settings.database})")
     print_run_report(wh, run_id)
+    if html is not None:
+        from tapeflow.report_html import write_report
+
+        if not html.parent.is_dir():
+            _fail(f"--html {html}: folder {html.parent} does not exist")
+        page, charts = write_report(wh, run_id, html)
+        typer.echo(f"report written to {page} (charts: {', '.join(str(c) for c in charts)})")
 
 
 from tapeflow.cli_dashboard import dashboard as _dashboard_command  # noqa: E402

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import typer
 
-from trading.performance import max_drawdown, sharpe_ratio
+from trading.run_statistics import RunStatistics, run_statistics
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -57,8 +57,7 @@ class TradingSummary:
     unrealized: float = 0.0
     fees: float = 0.0
     equity: float = 0.0
-    sharpe: float = 0.0
-    max_drawdown: float = 0.0
+    statistics: RunStatistics | None = None  # ratios per period, named (trading.run_statistics)
     tick_to_order_us: tuple[float, float, float] = (0.0, 0.0, 0.0)  # p50, p99, max
     tick_to_fill_us: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -103,9 +102,7 @@ def trading_summary(wh, run_id: str) -> TradingSummary:
     )
     if curve:
         _, summary.equity, summary.realized, summary.unrealized, summary.fees = curve[-1]
-        equity = [(int(ts), float(eq)) for ts, eq, *_ in curve]
-        summary.sharpe = sharpe_ratio(equity)
-        summary.max_drawdown = max_drawdown(equity)
+        summary.statistics = run_statistics([(int(ts), float(eq)) for ts, eq, *_ in curve])
     summary.tick_to_order_us = _latency(wh, "orders_intent FINAL", run_id)
     summary.tick_to_fill_us = _latency(wh, "fills", run_id)
     return summary
@@ -121,8 +118,10 @@ def print_trading_summary(summary: TradingSummary) -> None:
         typer.echo(format_table(["reject reason", "orders"], s.rejects_by_reason))
     typer.echo(
         f"P&L: realized {s.realized:,.2f}  unrealized {s.unrealized:,.2f}  fees {s.fees:,.2f}  "
-        f"equity {s.equity:,.2f} | Sharpe {s.sharpe:.2f}  max drawdown {s.max_drawdown:.4%}"
+        f"equity {s.equity:,.2f}"
     )
+    if s.statistics is not None:
+        typer.echo(f"{s.statistics.describe()} | max drawdown {s.statistics.max_drawdown:.4%}")
     if s.positions:
         typer.echo(format_table(["strategy", "symbol", "quantity", "avg cost", "mark", "unrealized"], s.positions))
     else:
