@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from config.users import UsersFile
 from dashboards.operator import OperatorDesk
 from trading.risk_limits import default_limits
 from trading.risk_limits import RiskLimits
@@ -19,6 +20,7 @@ class DashboardContext:
     brokers: str | None = None  # split mode: Kafka bootstrap servers, for consumer lag
     limits: RiskLimits | None = None  # the desk's configured limits; default: the desk's defaults
     run_id: str | None = None  # show this run first instead of the latest
+    users: UsersFile | None = None  # authenticated users and their roles; None: no users configured
 
     def base_limits(self) -> RiskLimits:
         return self.limits or default_limits()

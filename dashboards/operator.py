@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from schemas import ControlCommand, ControlKind
 from config.control_channel import ControlChannel, make_command, operator_name
+from config.users import UsersFile
 
 log = logging.getLogger("tapeflow.dashboard.operator")
 
@@ -62,13 +63,22 @@ class KafkaRoute:
 class OperatorDesk:
     """Sends one account's operator commands through a route and logs who sent what."""
 
-    def __init__(self, route: CommandRoute, account: str = "paper"):
+    def __init__(self, route: CommandRoute, account: str = "paper", users: UsersFile | None = None):
         self.route = route
         self.account = account
+        self.users = users if users is not None and users.configured else None
+
+    def may_control(self, user: str | None) -> bool:
+        """With users configured, only an authenticated trader sends commands; without, anyone local."""
+        if self.users is None:
+            return True
+        known = self.users.user(user)
+        return known is not None and known.may_control
 
     @classmethod
-    def for_mode(cls, control_path: str, brokers: str | None, account: str) -> "OperatorDesk":
-        return cls(KafkaRoute(brokers) if brokers else SpoolRoute(control_path), account)
+    def for_mode(cls, control_path: str, brokers: str | None, account: str,
+                 users: UsersFile | None = None) -> "OperatorDesk":
+        return cls(KafkaRoute(brokers) if brokers else SpoolRoute(control_path), account, users)
 
     def kill_switch(self, on: bool, user: str | None, target: str = "global") -> ControlCommand:
         return self._send(ControlKind.KILL_SWITCH, user, target=target, value=1.0 if on else 0.0,
@@ -79,6 +89,10 @@ class OperatorDesk:
                           detail=f"{name} = {value:g} from the dashboard")
 
     def _send(self, kind: ControlKind, user: str | None, **fields: Any) -> ControlCommand:
+        if not self.may_control(user):
+            log.warning("operator command %s refused: %s is not a trader", kind.value, user)
+            raise PermissionError(f"{user or 'an unknown user'} may not send operator commands: only users with "
+                                  "the trader role may (`tapeflow users add NAME --role trader`)")
         issued_by = user or operator_name()
         command = make_command(kind, issued_by=issued_by, **fields)
         where = self.route.deliver(command)

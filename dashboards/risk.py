@@ -74,7 +74,15 @@ class RiskPage:
             titles=style.titles(["time", "kind", "target", "name", "value", "issued_by", "detail"]),
             **style.tabulator_options(),
         )
+        self.viewer_note = pn.pane.HTML("", sizing_mode="stretch_width")
+        if not ctx.operator.may_control(current_user()):
+            # a viewer sees the controls greyed out; the desk refuses their commands anyway
+            for widget in (self.kill_button, self.limit_button, self.confirm_button):
+                widget.disabled = True
+            self.viewer_note.object = ('<div class="tf-note">Signed in as a viewer: only traders may use the '
+                                       'kill switch and change limits.</div>')
         controls = pn.Column(
+            self.viewer_note,
             pn.pane.HTML(style.section("Kill switch")),
             pn.Row(self.kill_button),
             pn.Row(self.confirm_text),

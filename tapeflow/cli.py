@@ -266,7 +266,10 @@ from tapeflow.cli_models import register as _register_model_commands  # noqa: E4
 
 from tapeflow.cli_kafka import kafka_app  # noqa: E402
 
+from tapeflow.cli_users import users_app  # noqa: E402
+
 app.add_typer(kafka_app)  # broker, topics, feed
+app.add_typer(users_app, name="users")
 app.command("flow")(_flow_command)
 app.command("dashboard")(_dashboard_command)
 _register_model_commands(app)

@@ -18,12 +18,15 @@ PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
 
 def _context(warehouse: Any, settings: Settings, control_path: str, brokers: Optional[str],
              refresh_ms: int, run_id: Optional[str]):
+    from config.users import UsersFile, users_path
     from dashboards.context import DashboardContext
     from dashboards.operator import OperatorDesk
 
-    operator = OperatorDesk.for_mode(control_path, brokers, settings.account)
+    users = UsersFile(users_path())
+    users = users if users.configured else None
+    operator = OperatorDesk.for_mode(control_path, brokers, settings.account, users)
     return DashboardContext(warehouse=warehouse, operator=operator, account=settings.account,
-                            refresh_ms=refresh_ms, brokers=brokers, run_id=run_id)
+                            refresh_ms=refresh_ms, brokers=brokers, run_id=run_id, users=users)
 
 
 def serve_alongside_run(
@@ -50,7 +53,8 @@ def dashboard(
     database: Optional[str] = typer.Option(None, help="ClickHouse database (env TAPEFLOW_DATABASE)."),
     brokers: Optional[str] = typer.Option(None, help="Kafka bootstrap servers (split mode): control commands go "
                                                      "to the control topic and consumer lag is shown."),
-    host: str = typer.Option(DEFAULT_HOST, help="Address to bind; anything but loopback needs --password."),
+    host: str = typer.Option(DEFAULT_HOST, help="Address to bind; anything but loopback needs users "
+                                                 "(`tapeflow users add`) or --password."),
     port: int = typer.Option(DEFAULT_PORT, help="Port to serve on (0: any free port)."),
     password: Optional[str] = typer.Option(None, "--password", "--token", envvar=PASSWORD_ENV,
                                            help="Basic-auth password (or a JSON file of user: password)."),
@@ -67,16 +71,21 @@ def dashboard(
     overrides = {k: v for k, v in (("warehouse", warehouse), ("database", database)) if v}
     settings = Settings(**overrides)
     try:
+        from config.users import UsersFile, users_path
         from tapeflow.dashboard_server import require_credentials
 
-        require_credentials(host, password)
-    except DashboardAccessError as exc:
+        require_credentials(host, password or UsersFile(users_path()).configured)
+    except (DashboardAccessError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
     ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id)
-    handle = start_dashboard(ctx, host=host, port=port, password=password, own_reader=False)
+    try:
+        handle = start_dashboard(ctx, host=host, port=port, password=password, own_reader=False)
+    except DashboardAccessError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     typer.echo(f"dashboard at {handle.url} (warehouse {redact_url(settings.warehouse)}, database {settings.database}); Ctrl-C stops")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

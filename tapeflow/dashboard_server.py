@@ -45,11 +45,13 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to anything
 
 
-def require_credentials(host: str, password: str | None) -> None:
+def require_credentials(host: str, password: str | bool | None) -> None:
+    """``password``: a shared password, or True when users sign in from the users file."""
     if not is_loopback(host) and not password:
         raise DashboardAccessError(
-            f"refusing to serve the dashboard on {host} without a password: anyone who can reach it could "
-            "switch the kill switch. Pass --password (or set TAPEFLOW_DASHBOARD_PASSWORD), or bind to 127.0.0.1."
+            f"refusing to serve the dashboard on {host} without sign-in: anyone who can reach it could "
+            "switch the kill switch. Add users (`tapeflow users add NAME --role trader`), pass --password "
+            "(or set TAPEFLOW_DASHBOARD_PASSWORD), or bind to 127.0.0.1."
         )
 
 
@@ -126,7 +128,12 @@ def start_dashboard(
 
     from dashboards.app import build_dashboard, load_extension
 
-    require_credentials(host, password)
+    users = ctx.users if ctx.users is not None and ctx.users.configured else None
+    if users is not None and password:
+        raise DashboardAccessError(
+            f"both a shared password and the users file {users.path} are configured: the users file signs "
+            "people in by name; drop --password / TAPEFLOW_DASHBOARD_PASSWORD (or remove the users file)")
+    require_credentials(host, password or (users is not None))
     port = port or free_port(host)
     reader, owned = dashboard_reader(ctx.warehouse) if own_reader else (ctx.warehouse, False)
     session_ctx = DashboardContext(**{**vars(ctx), "warehouse": reader})
@@ -136,6 +143,10 @@ def start_dashboard(
     auth: dict[str, Any] = {}
     if password:
         auth = {"basic_auth": password, "cookie_secret": secrets.token_hex(32)}
+    elif users is not None:
+        from tapeflow.dashboard_auth import users_auth_provider
+
+        auth = {"auth_provider": users_auth_provider(users), "cookie_secret": secrets.token_hex(32)}
     load_extension()
     thread = pn.serve(
         lambda: build_dashboard(session_ctx),
@@ -151,5 +162,7 @@ def start_dashboard(
         raise
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     url = f"http://{shown}:{port}/"
-    log.info("dashboard at %s (%s)", url, "password required" if password else "local access only")
+    access = ("password required" if password else f"users of {users.path} sign in" if users is not None
+              else "local access only")
+    log.info("dashboard at %s (%s)", url, access)
     return DashboardHandle(url, host, port, thread, reader if owned else None)

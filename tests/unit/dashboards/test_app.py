@@ -125,7 +125,7 @@ def test_cli_dashboard_when_public_host_without_password_then_exit_2_with_the_re
     app.command()(dashboard)
     result = CliRunner().invoke(app, ["--host", "0.0.0.0", "--warehouse", "chdb:///nonexistent/never-opened"])
     assert result.exit_code == 2
-    assert "without a password" in result.output
+    assert "without sign-in" in result.output and "tapeflow users add" in result.output
 
 
 def test_dashboard_reader_when_closed_then_the_pipeline_warehouse_still_works(traded):
