@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         "the touch, re-quoted each bar; what `tapeflow train` evaluates LightGBM with).")
     control_path: str = Field("data/control.jsonl", description="Spool of operator commands for a running pipeline.")
     epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
+    alert_webhook_url: str | None = Field(
+        None, repr=False, description="POST alerts here (Slack-compatible JSON {\"text\": ...}); holds a token: "
+        "never logged.")
+    alert_dead_letters_per_minute: int = Field(100, ge=0, description="Alert when more dead letters land within "
+                                               "a minute.")
+    alert_lag_growing_s: float = Field(30.0, gt=0, description="Split runs: alert when a stage's lag has grown "
+                                       "for this long.")
 
     @field_validator("warehouse")
     @classmethod

@@ -122,6 +122,16 @@ class AlpacaFeed:
         self.error: AlpacaFeedError | None = None
         self._counts = {"connects": 0, "reconnects": 0, "gaps": 0, "resubscribes": 0, "messages": 0,
                         "trades": 0, "quotes": 0, "errors": 0, "backpressure_waits": 0}
+        # Told of every reconnect, lost connection and silence, from the feed's thread (an alert
+        # raiser: it must return at once). None: the log lines are all there is.
+        self.on_stream_event: Callable[[str], None] | None = None
+
+    def _stream_event(self, text: str) -> None:
+        if self.on_stream_event is not None:
+            try:
+                self.on_stream_event(f"{self.source}: {text}")
+            except Exception:  # an alerting failure must not take the feed down
+                log.exception("%s: stream event handler failed", self.source)
 
     def __repr__(self) -> str:
         return f"AlpacaFeed(source={self.source!r}, symbols={self.symbols!r}, url={self.url!r})"
@@ -228,6 +238,7 @@ class AlpacaFeed:
                 if had_session:
                     self._counts["reconnects"] += 1
                     log.warning("%s: reconnected (reconnect #%d)", self.source, self._counts["reconnects"])
+                    self._stream_event(f"reconnected (reconnect #{self._counts['reconnects']})")
                 had_session = True
                 await stream._send_subscribe_msg()
                 self._connected.set()
@@ -245,6 +256,7 @@ class AlpacaFeed:
             except (websockets.WebSocketException, OSError, asyncio.TimeoutError) as exc:
                 self._counts["errors"] += 1
                 log.warning("%s: connection lost (%s); reconnecting", self.source, type(exc).__name__)
+                self._stream_event(f"connection lost ({type(exc).__name__}); reconnecting")
             finally:
                 await _close_quietly(stream)
                 self._connected.clear()
@@ -273,6 +285,7 @@ class AlpacaFeed:
                         log.warning("%s: still silent after resubscribing; replacing the connection", self.source)
                         return
                     log.warning("%s: no data for %.1fs while the market is open; resubscribing", self.source, silent_for)
+                    self._stream_event(f"silent for {silent_for:.1f}s while the market is open; resubscribing")
                     await stream._send_subscribe_msg()
                     self._counts["resubscribes"] += 1
                     resubscribed = True

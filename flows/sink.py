@@ -23,6 +23,10 @@ state, waits until every row handed over so far is written (and raises a failed 
 can never leave a committed epoch whose rows were not written. Rows written after the last commit
 may be written again on resume; the money tables are ReplacingMergeTree on record ids, so they never
 double-count. A failed insert of the thread's own is raised by the next ``write_batch`` already.
+
+Alerts: with an :class:`sinks.alerts.AlertMonitor`, the control and dlq records of each batch go
+through its rules, and the alerts they raise land in the control table beside them (alerts raised
+outside the tape land at the next batch or epoch end).
 """
 
 from __future__ import annotations
@@ -36,16 +40,21 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from schemas import Record
 from schemas.columns import TRADE, RawTickBatch, TickBatch
+from sinks.alerts import AlertMonitor
 from sinks.background import BackgroundWriter
 from sinks.writer import BatchingWriter
 
 TICK_TABLES = ("md_trades", "md_quotes")
 
 
+ALERTING_TABLES = ("control", "dlq")  # what sinks.alerts.AlertRules decides on
+
+
 class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
-    def __init__(self, writer: BackgroundWriter, counter: Any | None):
+    def __init__(self, writer: BackgroundWriter, counter: Any | None, alerts: AlertMonitor | None = None):
         self._writer = writer
         self._counter = counter
+        self._alerts = alerts
 
     def write_batch(self, values: list[tuple[str, Any]]) -> None:
         writer = self._writer
@@ -55,6 +64,11 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
         def add_records(table: str, run: list[Record]) -> None:
             writer.add_many(table, run)  # a record of another model fails here, with the reason
             counts[table] += len(run)
+            if self._alerts is not None and table in ALERTING_TABLES:
+                raised = self._alerts.observe(run)
+                if raised:
+                    writer.add_many("control", raised)
+                    counts["control"] += len(raised)
 
         def add_arrow(table: str, arrow: pa.Table) -> None:
             if table in records:
@@ -92,6 +106,10 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
                 self._counter.count_records(table, n)
 
     def snapshot(self) -> None:
+        if self._alerts is not None:  # alerts raised outside the tape land at least once an epoch
+            raised = self._alerts.pending()
+            if raised:
+                self._writer.add_many("control", raised)
         self._writer.flush()
         return None
 
@@ -104,9 +122,11 @@ class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
 
     PARTITION = "warehouse"
 
-    def __init__(self, writer: BackgroundWriter | BatchingWriter, counter: Any | None = None):
+    def __init__(self, writer: BackgroundWriter | BatchingWriter, counter: Any | None = None,
+                 alerts: AlertMonitor | None = None):
         self._writer = writer if isinstance(writer, BackgroundWriter) else BackgroundWriter(writer)
         self._counter = counter
+        self._alerts = alerts
 
     def list_parts(self) -> list[str]:
         return [self.PARTITION]
@@ -115,4 +135,4 @@ class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _WarehousePartition:
-        return _WarehousePartition(self._writer, self._counter)
+        return _WarehousePartition(self._writer, self._counter, self._alerts)

@@ -134,7 +134,11 @@ def run(
         except Exception as exc:  # registry and model errors say what to do
             _fail(str(exc))
     control = ControlChannel(settings.control_path)
-    live_venue = _start_alpaca_venue(settings, live) if venue == "alpaca" and trading is not None else None
+    from tapeflow import alerting
+
+    alerts = alerting.alert_monitor(settings, run_id)
+    alerting.watch_feed(tape, alerts)
+    live_venue = _start_alpaca_venue(settings, live, alerts) if venue == "alpaca" and trading is not None else None
     dashboard = None
     if not no_dashboard:
         from tapeflow.cli_dashboard import serve_alongside_run
@@ -152,13 +156,17 @@ def run(
         try:
             flow = build_embedded_flow(
                 config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading,
-                control=control, venue=live_venue,
+                control=control, venue=live_venue, alerts=alerts,
             )
             run_flow(flow, settings.epoch_interval_s, recovery_dir)
         finally:
             progress.stop()
         print_run_report(wh, run_id, progress, trading=trading is not None)
+        if alerts.alerts:
+            typer.echo(f"alerts raised: {len(alerts.alerts)} (control table, kind 'alert'; "
+                       f"{'posted to ' + alerts.notifier.host if alerts.notifier else 'no webhook configured'})")
     finally:
+        alerting.close(alerts)
         if dashboard is not None:
             dashboard.stop()
         if live_venue is not None:
@@ -193,14 +201,19 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     print_run_report(wh, run_id)
 
 
-def _start_alpaca_venue(settings: Settings, live: bool):
-    """Alpaca paper trading (live only with --live), reconciled with the (empty) ledger at start."""
+def _start_alpaca_venue(settings: Settings, live: bool, alerts=None):
+    """Alpaca paper trading (live only with --live), reconciled with the (empty) ledger at start;
+    a difference is an alert."""
     from config.alpaca_settings import require_keys
     from venues.alpaca import AlpacaVenue
 
     venue = AlpacaVenue(require_keys(), paper=not live, live=live, account=settings.account).start()
     report = venue.reconcile({}, [], adopt=False)
     typer.echo(f"alpaca reconciliation: {report.summary()}", err=True)
+    if alerts is not None:
+        from tapeflow.alerting import reconciliation_alert
+
+        reconciliation_alert(report, alerts)
     return venue
 
 

@@ -66,7 +66,7 @@ def flow(
         feature_interval=market.feature_interval,
         trading=trading,
     )
-    writer = None
+    writer = alerts = None
     if stage == "sink":
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
@@ -78,12 +78,16 @@ def flow(
         wh = Warehouse.connect(settings.warehouse, database=settings.database)
         wh.apply_ddl()
         writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+        from tapeflow.alerting import alert_monitor
+
+        alerts = alert_monitor(settings, run_id)  # every record of the run passes here: the rules watch it
     # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
                f"recovery={recovery_dir} until_end={until_end}", err=True)
     try:
-        run_flow(build_stage_flow(stage, cfg, writer), settings.epoch_interval_s, recovery_dir, workers=workers)
+        run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts), settings.epoch_interval_s, recovery_dir,
+                 workers=workers)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
     except Exception as exc:
@@ -94,6 +98,10 @@ def flow(
     finally:
         if writer is not None:
             writer.flush()
+        if alerts is not None:
+            from tapeflow.alerting import close
+
+            close(alerts)
 
 
 def _interrupted(exc: BaseException | None) -> bool:

@@ -66,21 +66,32 @@ def test_query_when_sql_is_wrong_then_error_and_exit_code_2(tmp_path):
     assert "query failed" in done.stderr
 
 
-def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rejected_with_its_reason(tmp_path):
+def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rejected_and_an_alert_paged(tmp_path):
+    from tests.unit.sinks.test_alerts import SECRET, Receiver
+
+    receiver = Receiver()  # a local HTTP server standing for Slack's incoming webhook
     url = f"chdb://{tmp_path}/wh"
-    env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice"}
+    env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice",
+           "TAPEFLOW_ALERT_WEBHOOK_URL": receiver.url}
     # 400 ticks/s of event time, replayed at 5x: the features' warm-up (35 one-second bars) takes ~7 s
     running = subprocess.Popen(
         [*TAPEFLOW, "run", "--no-dashboard", "--rate", "400", "--speed", "5", "--duration", "16", "--warehouse", url, "--run-id", "kill"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        time.sleep(3.0)
+        # The control source starts reading the spool at its end when the dataflow starts: wait for
+        # the first progress line (a loaded machine may take seconds to get there) before sending.
+        early = []
+        for line in running.stderr:
+            early.append(line)
+            if line.startswith("["):
+                break
         sent = subprocess.run([*TAPEFLOW, "control", "kill-switch", "on"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60)
         assert sent.returncode == 0, sent.stderr
         assert "as alice" in sent.stdout
         stdout, stderr = running.communicate(timeout=120)
+        stderr = "".join(early) + stderr
     finally:
         running.kill()
     assert running.returncode == 0, stderr
@@ -96,8 +107,20 @@ def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rej
         "(SELECT countIf(has(reasons, 'kill_switch')) FROM orders_rejected FINAL WHERE run_id = 'kill') AS killed"
     )
     assert counts["approved"] == 0 and counts["killed"] > 0
-    (command,) = query("SELECT kind, value, issued_by FROM control WHERE run_id = 'kill'")
+    (command,) = query("SELECT kind, value, issued_by FROM control WHERE run_id = 'kill' AND kind != 'alert'")
     assert command == {"kind": "kill_switch", "value": 1.0, "issued_by": "alice"}
+    # the kill switch is also an alert, landed beside it (sinks.alerts)
+    (alert,) = query("SELECT name, issued_by, detail FROM control WHERE run_id = 'kill' AND kind = 'alert'")
+    assert alert["name"] == "kill_switch" and alert["issued_by"] == "alerts"
+    assert alert["detail"].startswith("[critical] kill switch ON for global by alice")
+    (posted,) = receiver.wait_for(1)
+    receiver.close()
+    assert posted["text"].startswith("tapeflow CRITICAL kill_switch (run kill, global): kill switch ON for global by alice")
+    # the webhook's token is a secret: in no log line and in no table of the run
+    assert SECRET not in stdout + stderr
+    for table in ("control", "dlq", "orders_rejected"):
+        rows = query(f"SELECT * FROM {table} WHERE run_id = 'kill'")
+        assert SECRET not in json.dumps(rows, default=str)
 
 
 def test_report_when_run_id_given_then_prints_the_runs_trading_summary(tmp_path):
