@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         "the touch, re-quoted each bar; what `tapeflow train` evaluates LightGBM with).")
     control_path: str = Field("data/control.jsonl", description="Spool of operator commands for a running pipeline.")
     epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Serve Prometheus metrics on this port (split runs: this port for the "
+        "run's own process, the next ones for its stages, in stage order).")
+    log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
     alert_webhook_url: str | None = Field(
         None, repr=False, description="POST alerts here (Slack-compatible JSON {\"text\": ...}); holds a token: "
         "never logged.")

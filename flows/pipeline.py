@@ -152,8 +152,10 @@ def build_embedded_flow(
     control: ControlChannel | None = None,
     venue: Any | None = None,
     alerts: Any | None = None,
+    metrics: Any | None = None,
 ) -> Dataflow:
-    """``alerts``: a sinks.alerts.AlertMonitor watching what lands. ``resumable``: the run has a recovery directory, so a stop (limit, Ctrl-C) must leave open
+    """``alerts``: a sinks.alerts.AlertMonitor watching what lands; ``metrics``: a
+    sinks.metrics.RecordMetrics counting it. ``resumable``: the run has a recovery directory, so a stop (limit, Ctrl-C) must leave open
     bars and queued events in state for the resume rather than flush them.
     ``trading``: None runs the market-data half only. ``venue``: a live venue (Alpaca) instead of
     the simulated exchange; its execution reports join the desk's inputs."""
@@ -188,7 +190,7 @@ def build_embedded_flow(
         )
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
-    op.output("warehouse", op.merge("sink_all", *to_sink), WarehouseSink(writer, progress, alerts))
+    op.output("warehouse", op.merge("sink_all", *to_sink), WarehouseSink(writer, progress, alerts, metrics))
     return flow
 
 

@@ -42,6 +42,7 @@ from schemas import Record
 from schemas.columns import TRADE, RawTickBatch, TickBatch
 from sinks.alerts import AlertMonitor
 from sinks.background import BackgroundWriter
+from sinks.metrics import RecordMetrics
 from sinks.writer import BatchingWriter
 
 TICK_TABLES = ("md_trades", "md_quotes")
@@ -51,10 +52,12 @@ ALERTING_TABLES = ("control", "dlq")  # what sinks.alerts.AlertRules decides on
 
 
 class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
-    def __init__(self, writer: BackgroundWriter, counter: Any | None, alerts: AlertMonitor | None = None):
+    def __init__(self, writer: BackgroundWriter, counter: Any | None, alerts: AlertMonitor | None = None,
+                 metrics: RecordMetrics | None = None):
         self._writer = writer
         self._counter = counter
         self._alerts = alerts
+        self._metrics = metrics
 
     def write_batch(self, values: list[tuple[str, Any]]) -> None:
         writer = self._writer
@@ -64,6 +67,8 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
         def add_records(table: str, run: list[Record]) -> None:
             writer.add_many(table, run)  # a record of another model fails here, with the reason
             counts[table] += len(run)
+            if self._metrics is not None:
+                self._metrics.observe(table, run)
             if self._alerts is not None and table in ALERTING_TABLES:
                 raised = self._alerts.observe(run)
                 if raised:
@@ -104,6 +109,9 @@ class _WarehousePartition(StatefulSinkPartition[tuple[str, Any], None]):
         if self._counter is not None:
             for table, n in counts.items():
                 self._counter.count_records(table, n)
+        if self._metrics is not None:
+            for table, n in counts.items():
+                self._metrics.count(table, n)
 
     def snapshot(self) -> None:
         if self._alerts is not None:  # alerts raised outside the tape land at least once an epoch
@@ -123,10 +131,11 @@ class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
     PARTITION = "warehouse"
 
     def __init__(self, writer: BackgroundWriter | BatchingWriter, counter: Any | None = None,
-                 alerts: AlertMonitor | None = None):
+                 alerts: AlertMonitor | None = None, metrics: RecordMetrics | None = None):
         self._writer = writer if isinstance(writer, BackgroundWriter) else BackgroundWriter(writer)
         self._counter = counter
         self._alerts = alerts
+        self._metrics = metrics
 
     def list_parts(self) -> list[str]:
         return [self.PARTITION]
@@ -135,4 +144,4 @@ class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
         return 0
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _WarehousePartition:
-        return _WarehousePartition(self._writer, self._counter, self._alerts)
+        return _WarehousePartition(self._writer, self._counter, self._alerts, self._metrics)

@@ -225,7 +225,8 @@ def pnl_flow(cfg: SplitConfig) -> Dataflow:
                                lambda: PnlStage(cfg.trading.desk))
 
 
-def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts: Any | None = None) -> Dataflow:
+def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts: Any | None = None,
+              metrics: Any | None = None) -> Dataflow:
     """Every topic into its warehouse table; the table comes from the topic a message was read from
     (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
@@ -238,18 +239,18 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
         "tag", pairs, lambda batch: [(partition, (table_of[topic], r)) for topic, r in batch
                                      if type(r) is not StageWatermark]  # punctuation is not data
     )
-    op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts))
+    op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics))
     return flow
 
 
 def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None,
-                     alerts: Any = None) -> Dataflow:
+                     alerts: Any = None, metrics: Any = None) -> Dataflow:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     if stage == "sink":
         if writer is None:
             raise ValueError("the sink stage needs a warehouse writer")
-        return sink_flow(cfg, writer, progress, alerts)
+        return sink_flow(cfg, writer, progress, alerts, metrics)
     return {"market": market_flow, "normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
             "signals": signals_flow, "trading": trading_flow, "risk": risk_flow,
             "execution": execution_flow, "pnl": pnl_flow}[stage](cfg)

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Protocol
 import pyarrow as pa
 
 from schemas import Record
+from sinks.metrics import INSERT_SECONDS
 from sinks.rows import layout
 
 
@@ -260,9 +261,11 @@ class BatchingWriter:
 
     def _insert_with_retries(self, block: _Block) -> None:
         attempts = self.retries + 1
+        started = time.monotonic()
         for attempt in range(attempts):
             try:
                 self._warehouse.insert_arrow(block.table, block.arrow_table, dedup_token=block.token)
+                INSERT_SECONDS.labels(block.table).observe(time.monotonic() - started)
                 return
             except Exception as exc:  # any failure is retried: the token makes a retry safe
                 if attempt == attempts - 1:

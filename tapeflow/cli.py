@@ -18,6 +18,21 @@ from config.settings import Settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Trade from a live market tape.")
 
 
+@app.callback()
+def _logging() -> None:
+    """Every command logs as TAPEFLOW_LOG_FORMAT says (text, or json for a log pipeline)."""
+    from pydantic import ValidationError
+
+    from tapeflow.logs import configure_logging
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # a bad TAPEFLOW_* variable: name it and what it takes
+        problems = "; ".join(f"TAPEFLOW_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        _fail(f"bad setting: {problems}")
+    configure_logging(settings.log_format)
+
+
 def _default_run_id() -> str:
     return "run-" + datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
@@ -138,6 +153,13 @@ def run(
 
     alerts = alerting.alert_monitor(settings, run_id)
     alerting.watch_feed(tape, alerts)
+    metrics = None
+    if settings.metrics_port is not None:
+        from sinks.metrics import RecordMetrics, serve
+
+        serve(settings.metrics_port)
+        metrics = RecordMetrics()
+        typer.echo(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", err=True)
     live_venue = _start_alpaca_venue(settings, live, alerts) if venue == "alpaca" and trading is not None else None
     dashboard = None
     if not no_dashboard:
@@ -156,7 +178,7 @@ def run(
         try:
             flow = build_embedded_flow(
                 config, tape, writer, progress, limits, resumable=recovery_dir is not None, trading=trading,
-                control=control, venue=live_venue, alerts=alerts,
+                control=control, venue=live_venue, alerts=alerts, metrics=metrics,
             )
             run_flow(flow, settings.epoch_interval_s, recovery_dir)
         finally:

@@ -81,12 +81,19 @@ def flow(
         from tapeflow.alerting import alert_monitor
 
         alerts = alert_monitor(settings, run_id)  # every record of the run passes here: the rules watch it
+    metrics = None
+    if settings.metrics_port is not None:
+        from sinks.metrics import RecordMetrics, serve
+
+        serve(settings.metrics_port)
+        metrics = RecordMetrics() if stage == "sink" else None
     # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
                f"recovery={recovery_dir} until_end={until_end}", err=True)
     try:
-        run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts), settings.epoch_interval_s, recovery_dir,
+        run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts, metrics=metrics), settings.epoch_interval_s,
+                 recovery_dir,
                  workers=workers)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
