@@ -12,6 +12,7 @@ event-time order whatever the engine's batching.
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -194,14 +195,28 @@ def build_embedded_flow(
     return flow
 
 
-def recovery_config(recovery_dir: Path | None) -> RecoveryConfig | None:
-    """Bytewax recovery in ``recovery_dir`` (created with one partition on first use)."""
+def recovery_config(recovery_dir: Path | None, creator: bool = True) -> RecoveryConfig | None:
+    """Bytewax recovery in ``recovery_dir`` (created with one partition on first use). In a
+    cluster the folder is shared by every process and only process 0 (``creator``) creates it; the
+    others wait for it, so two processes never initialise one folder at once."""
     if recovery_dir is None:
         return None
-    recovery_dir.mkdir(parents=True, exist_ok=True)
-    if not any(recovery_dir.glob("part-*.sqlite3")):
-        init_db_dir(recovery_dir, 1)
+    if creator:
+        recovery_dir.mkdir(parents=True, exist_ok=True)
+        if not any(recovery_dir.glob("part-*.sqlite3")):
+            init_db_dir(recovery_dir, 1)
+    else:
+        deadline = time.monotonic() + CLUSTER_RECOVERY_WAIT_S
+        while not (recovery_dir.is_dir() and any(recovery_dir.glob("part-*.sqlite3"))):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"recovery folder {recovery_dir} was not created by cluster process 0 within "
+                                   f"{CLUSTER_RECOVERY_WAIT_S:g}s: start process 0 too, with the same --recovery-dir "
+                                   "(a folder every process of the cluster can reach)")
+            time.sleep(0.1)
     return RecoveryConfig(str(recovery_dir))
+
+
+CLUSTER_RECOVERY_WAIT_S = 60.0
 
 
 # Stage outputs are short-lived and acyclic, yet at 100k ticks/s they trigger a generation-0
@@ -210,16 +225,20 @@ def recovery_config(recovery_dir: Path | None) -> RecoveryConfig | None:
 GC_THRESHOLDS = (200_000, 50, 1_000)
 
 
-def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None = None, workers: int = 1) -> None:
-    """Run ``flow`` in this process: one worker on this thread, or ``workers`` worker threads."""
+def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None = None, workers: int = 1,
+             addresses: list[str] | None = None, process_id: int = 0) -> None:
+    """Run ``flow`` in this process: one worker on this thread, or ``workers`` worker threads; with
+    ``addresses``, as process ``process_id`` of a Bytewax cluster of ``len(addresses)`` processes
+    (every process is given the same list), each with ``workers`` workers."""
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     epoch = timedelta(seconds=epoch_interval_s)
     try:
-        if workers == 1:
+        if workers == 1 and not addresses:
             run_main(flow, epoch_interval=epoch, recovery_config=recovery_config(recovery_dir))
         else:
-            cluster_main(flow, [], 0, epoch_interval=epoch, recovery_config=recovery_config(recovery_dir),
+            cluster_main(flow, list(addresses or []), process_id if addresses else 0, epoch_interval=epoch,
+                         recovery_config=recovery_config(recovery_dir, creator=not addresses or process_id == 0),
                          worker_count_per_proc=workers)
     finally:
         gc.set_threshold(*previous)

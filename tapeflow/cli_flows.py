@@ -22,6 +22,11 @@ def flow(
     brokers: str = typer.Option(..., help="Kafka bootstrap servers, host:port[,host:port]."),
     prefix: str = typer.Option("", help="Prefix of every topic name (several pipelines on one broker)."),
     workers: int = typer.Option(1, min=1, help="Bytewax workers in this process."),
+    addresses: Optional[str] = typer.Option(
+        None, help="Run the stage as a Bytewax cluster: host:port of every process, ';'-separated, the same list "
+        "in each (Bytewax's -a). Each process also needs --process-id."),
+    process_id: Optional[int] = typer.Option(None, "--process-id", min=0,
+                                             help="This process's index in --addresses (Bytewax's -i)."),
     recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume from its snapshot."),
     until_end: bool = typer.Option(False, "--until-end", help="Stop at the end of the input topics (replays)."),
     symbols: Optional[str] = typer.Option(None, help="Universe (comma-separated) the signals and desk wait for."),
@@ -37,6 +42,15 @@ def flow(
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
     from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow
 
+    cluster = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
+    if (cluster is None) != (process_id is None):
+        typer.secho("error: --addresses and --process-id go together: every process of a cluster gets the same "
+                    "--addresses and its own --process-id", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    if cluster is not None and process_id >= len(cluster):
+        typer.secho(f"error: --process-id {process_id} is not an index of the {len(cluster)} --addresses",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     if stage not in STAGES:
         typer.secho(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
@@ -90,11 +104,11 @@ def flow(
     # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
-               f"recovery={recovery_dir} until_end={until_end}", err=True)
+               f"recovery={recovery_dir} until_end={until_end}"
+               + (f" cluster process {process_id} of {cluster}" if cluster else ""), err=True)
     try:
         run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts, metrics=metrics), settings.epoch_interval_s,
-                 recovery_dir,
-                 workers=workers)
+                 recovery_dir, workers=workers, addresses=cluster, process_id=process_id or 0)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
     except Exception as exc:
