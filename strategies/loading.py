@@ -163,6 +163,9 @@ def protocol_problems(strategy: Any) -> list[str]:
     for attribute in ("name", "version", "feature_set"):
         try:
             value = getattr(strategy, attribute)
+        except AttributeError:
+            problems.append(f"no attribute {attribute!r}")
+            continue
         except Exception as exc:
             problems.append(f"{attribute} raised {type(exc).__name__}: {exc}")
             continue
@@ -227,3 +230,19 @@ def _config(spec: StrategySpec, cls: type) -> BaseModel | None:
         errors = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
         raise StrategyLoadError(f"--strategy-config {spec.config_path} for {spec.text!r}: {errors} "
                                 f"(keys of {cls.__name__}.Config: {known})") from None
+
+
+def strategy_options(specs: Sequence[str], config_paths: Sequence[str | Path | None] = (),
+                     registry: str | Path | None = None, model: str | None = None) -> tuple[str, ...]:
+    """The command-line options that make a stage process (``tapeflow flow STAGE``) load the same
+    strategies; config paths made absolute, as the stage may run elsewhere."""
+    out: list[str] = []
+    for spec in specs:
+        out += ["--strategy", spec]
+    for path in config_paths:
+        out += ["--strategy-config", NO_CONFIG if path in (None, "", NO_CONFIG) else str(Path(path).resolve())]
+    if registry is not None:
+        out += ["--registry", str(Path(registry).resolve())]
+    if model is not None:
+        out += ["--model", model]
+    return tuple(out)
