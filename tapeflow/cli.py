@@ -107,6 +107,13 @@ def run(
         tape = make_feed(feed, **feed_options)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    if not no_trading:
+        try:  # every topology loads them the same way: fail now, with the reason, before anything runs
+            from strategies.loading import load_strategies
+
+            load_strategies(strategy, strategy_config, registry, model, settings.account)
+        except ValueError as exc:
+            _fail(str(exc))
     run_id = run_id or _default_run_id()
     if not brokers and (chain is not None or separate_trading):
         _fail(f"{'--chain' if chain is not None else '--separate-trading'} shapes the split topology's stage processes "
@@ -116,12 +123,6 @@ def run(
 
         if chain is not None and chain not in CHAINS:
             _fail(f"unknown --chain {chain!r}; chains: {', '.join(CHAINS)}")
-        try:  # the stages load them the same way: fail here, once, with the reason
-            from strategies.loading import load_strategies
-
-            load_strategies(strategy, strategy_config, registry, model, settings.account)
-        except ValueError as exc:
-            _fail(str(exc))
         _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading,
                    chain or "market", None if no_trading else (strategy, strategy_config, registry, model))
         return
