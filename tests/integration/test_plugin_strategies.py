@@ -111,3 +111,26 @@ def test_two_identical_runs_trade_identically(traded):
         a, b = table_content(traded, table, "plug-a"), table_content(traded, table, "plug-b")
         assert a == b, table
         assert a or table == "orders_rejected", f"{table} is empty"
+
+
+def test_a_plug_ins_state_goes_into_the_recovery_snapshot_so_a_resumed_run_trades_as_an_uninterrupted_one(
+        module_warehouse, tmp_path):
+    specs = ("tests.integration.stateful_strategy:Flipper=0.5", f"{MR}=0.5")
+
+    def config(feed):
+        base = TradingConfig.from_settings(Settings(), feed_universe(feed), feed_market_streams(feed))
+        return base.with_strategies(specs)
+
+    feed = synthetic()
+    run_embedded(module_warehouse, feed, "flip-a", trading=config(feed))
+    recovery = tmp_path / "recovery"
+    feed = synthetic()
+    run_embedded(module_warehouse, feed, "flip-r", trading=config(feed), max_ticks=TICKS // 2 + 321,
+                 recovery_dir=recovery)
+    feed = synthetic()
+    run_embedded(module_warehouse, feed, "flip-r", trading=config(feed), recovery_dir=recovery)
+    flips = rows(module_warehouse, "SELECT count() FROM orders_intent FINAL WHERE run_id = {r:String} "
+                                   "AND strategy = 'flipper' AND abs(quantity) > 50", "flip-a")[0][0]
+    assert flips > 10  # whole-book flips, not rounding-sized resizes
+    for table in ("signals",) + MONEY_TABLES:
+        assert table_content(module_warehouse, table, "flip-r") == table_content(module_warehouse, table, "flip-a"), table
