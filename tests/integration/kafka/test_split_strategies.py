@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,17 @@ def test_flow_stage_when_the_strategy_spec_is_bad_then_exit_2_before_connecting(
          "--strategy", "examples.momentum:Momentum=0.5", "--strategy", "examples.momentum:Gone=0.5"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2 and "has no 'Gone'" in done.stderr, done.stderr
+
+
+def test_run_with_brokers_when_two_plug_in_strategies_then_the_stage_processes_trade_both(kafka_topics, tmp_path):
+    env = {**os.environ, "TAPEFLOW_WAREHOUSE": f"chdb://{tmp_path}/wh", "TAPEFLOW_EPOCH_INTERVAL_S": "0.5",
+           "PYTHONPATH": str(ROOT)}  # the stage processes inherit it: this checkout's packages and examples/
+    done = subprocess.run(
+        [sys.executable, "-m", "tapeflow.cli", "run", "--brokers", kafka_topics.bootstrap,
+         "--prefix", kafka_topics.prefix, "--rate", "200", "--speed", "50", "--max-ticks", "60000",
+         "--run-id", "split-plug", "--progress-interval", "2", *(a for s in SPECS for a in ("--strategy", s))],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("mean_reversion", "momentum"):  # the P&L-by-strategy rows: half the capital each, and fills
+        row = re.search(rf"^{name}\s+500,000.00\s.*\s(\d+)\s*$", done.stdout, re.MULTILINE)
+        assert row and int(row.group(1)) > 0, done.stdout
