@@ -86,13 +86,13 @@ class TradingConfig:
     strategy_specs: tuple[str, ...] = ()
     strategy_configs: tuple[str, ...] = ()
 
-    def with_strategies(self, specs: Sequence[str], configs: Sequence[str] = (), registry: str | None = None,
+    def with_strategies(self, specs: Sequence[str], configs: Sequence[str | None] = (), registry: str | None = None,
                         model: str | None = None) -> "TradingConfig":
         """This config trading ``--strategy`` options: loaded once here, so a bad spec raises
         ``StrategyLoadError`` before anything runs, and the desk gets each strategy's capital when
         there are several (or one given a fraction below 1)."""
         updated = dataclasses.replace(
-            self, strategy_specs=tuple(specs), strategy_configs=tuple(str(c) for c in configs),
+            self, strategy_specs=tuple(specs), strategy_configs=tuple("-" if c is None else str(c) for c in configs),
             model_registry=registry if registry is not None else self.model_registry,
             model_name=model if model is not None else self.model_name)
         loaded = updated.new_strategies()
