@@ -31,7 +31,8 @@ def flow(
         "for it. Raise it for replays faster than real time (partitions are consumed at different paces)."),
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
-    strategy: list[str] = typer.Option(["baseline"], help="As `tapeflow run --strategy` (signals, trading, risk, pnl)."),
+    strategy: list[str] = typer.Option(
+        ["baseline"], help="As `tapeflow run --strategy` (read by the signals, trading, risk and pnl stages)."),
     strategy_config: list[str] = typer.Option([], help="As `tapeflow run --strategy-config`."),
     registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
     model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
