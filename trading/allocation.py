@@ -10,14 +10,20 @@
   side, plus the order: the account check's worst-case projection); then the account's risk
   checks the order against the whole account as always. A strategy's reject carries the reason
   codes prefixed ``strategy_`` (``strategy_max_gross_notional``), so a reject says which scope
-  denied it. Rate, open-order and loss-breaker limits stay account-wide: they guard the venue and
-  the account, not a strategy's share. Operator limit changes (``SET_LIMIT``) reach the account's
-  risk; the strategies' scaled limits are those of the run's configuration;
+  denied it. Rate and open-order limits stay account-wide: they guard the venue, not a share.
+  Operator limit changes (``SET_LIMIT``) reach the account's risk; the strategies' scaled limits
+  are those of the run's configuration;
+- **loss breaker**: each strategy has its own (``trading/risk_breaker.py``) over its own P&L
+  snapshots, with the daily loss limit scaled by ``f`` and the drawdown limit as is (its equity is
+  its own capital). A trip puts that strategy alone in REDUCING (only orders that shrink its
+  position: ``strategy_reduce_only``) or HALTED (``strategy_trading_halted``), and leaves an
+  ``alert`` in ``control`` naming the strategy; the account's breaker still watches the account.
+  An operator's ``TRADING_STATE active`` for the account re-arms the strategies' breakers too;
 - **P&L**: the ledger values the strategy against its own capital (equity = ``f`` x capital + its
   P&L), so its drawdown is a fraction of what it trades.
 
-The checks read the ledger and the venue, and keep no state of their own: nothing to reconcile
-after a reject, a restart or a replay. Without ``strategy_capital`` (one strategy, today's runs)
+The pre-trade checks read the ledger and the venue and keep no state of their own: nothing to
+reconcile after a reject, a restart or a replay; the breakers' state is pickled with the desk. Without ``strategy_capital`` (one strategy, today's runs)
 every strategy is sized against the whole portfolio capital and only the account's risk applies.
 """
 
@@ -26,12 +32,14 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping
 
-from schemas import Order, OrderAction, OrderType, RiskReject, now_ns
+from schemas import ControlCommand, ControlKind, Order, OrderAction, OrderType, PnlSnapshot, RiskReject, now_ns
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
+from trading.risk_breaker import LossBreaker, TradingState
 from trading.risk_limits import RiskLimits
 
 SCALED_LIMITS = ("max_order_notional", "max_position_notional", "max_gross_notional", "max_net_notional")
 REASON_PREFIX = "strategy_"
+ISSUER = "risk"  # ControlCommand.issued_by of what risk emits (trading/risk.py)
 
 
 class CapitalAllocation:
@@ -48,6 +56,10 @@ class CapitalAllocation:
                            for name, f in self.fractions.items()}
         self.limits = {name: {limit: getattr(limits, limit) * f for limit in SCALED_LIMITS}
                        for name, f in self.fractions.items()}
+        self.breaker_limits = {name: limits.model_copy(update={"daily_loss_limit": limits.daily_loss_limit * f})
+                               for name, f in self.fractions.items()}
+        self.breakers = {name: LossBreaker() for name in self.fractions}
+        self.states = {name: TradingState.ACTIVE for name in self.fractions}
 
     def portfolio(self, strategy: str) -> PortfolioConstructor | None:
         """The strategy's constructor; None for a strategy the run was not configured with."""
@@ -66,6 +78,12 @@ class CapitalAllocation:
         if limits is None or mark is None:
             return None  # an unknown strategy never gets here; no mark: the account's risk denies it
         signed = order.side.sign * order.quantity
+        state = self.states[order.strategy]
+        if state is TradingState.HALTED:
+            return self._reject(order, ["trading_halted"])
+        position = positions.get(order.symbol, 0.0)
+        if state is TradingState.REDUCING and not (position * signed < 0 and abs(signed) <= abs(position)):
+            return self._reject(order, ["reduce_only"])
         price = order.limit_price if order.order_type is OrderType.LIMIT and order.limit_price else mark
         buys: dict[str, float] = {}
         sells: dict[str, float] = {}
@@ -91,8 +109,35 @@ class CapitalAllocation:
             reasons.append("max_gross_notional")
         if abs(math.fsum(values.values())) > limits["max_net_notional"]:
             reasons.append("max_net_notional")
-        if not reasons:
-            return None
+        return self._reject(order, reasons) if reasons else None
+
+    def on_pnl(self, snapshot: PnlSnapshot) -> list[ControlCommand]:
+        """A strategy's P&L snapshot into its breaker; an ``alert`` when its trading state changes."""
+        breaker = self.breakers.get(snapshot.strategy)
+        if breaker is None:
+            return []  # the account's snapshot (its own breaker is risk's), or an unallocated strategy
+        name = snapshot.strategy
+        change = breaker.observe(snapshot.ts_event, snapshot.equity, snapshot.peak_equity, self.breaker_limits[name],
+                                 self.states[name])
+        if change is None:
+            return []
+        self.states[name], causes = change
+        return [ControlCommand(
+            id=f"risk:{snapshot.account}:{name}:trading_state:{snapshot.ts_event}", ts_event=snapshot.ts_event,
+            ts_ingest=now_ns(), target=snapshot.account, kind=ControlKind.ALERT, name=f"strategy_{change[0].value}",
+            value=causes[0][1], issued_by=ISSUER,
+            detail=f"strategy {name}: {change[0].value} ({', '.join(cause.value for cause, _ in causes)})")]
+
+    def on_control(self, command: ControlCommand) -> None:
+        """An operator's ``TRADING_STATE active`` for the account re-arms every strategy's breaker."""
+        if (command.kind is ControlKind.TRADING_STATE and command.issued_by != ISSUER
+                and command.name == TradingState.ACTIVE.value):
+            for name, breaker in self.breakers.items():
+                breaker.rearm()
+                self.states[name] = TradingState.ACTIVE
+
+    @staticmethod
+    def _reject(order: Order, reasons: list[str]) -> RiskReject:
         return RiskReject(id=f"reject:{order.client_order_id}", ts_event=order.ts_event, ts_ingest=now_ns(),
                           account=order.account, order=order, reasons=[REASON_PREFIX + r for r in reasons],
                           ts_tick_ingest=order.ts_tick_ingest)

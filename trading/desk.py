@@ -193,6 +193,8 @@ class TradingDesk:
         """An operator's command applies now; it and any alert it causes land in ``control``."""
         out: list[Tagged] = [(T_CONTROL, command)]
         out.extend((T_CONTROL, c) for c in self.risk.on_control(command))
+        if self.orders.allocation is not None:
+            self.orders.allocation.on_control(command)
         return out
 
     def flush(self) -> list[Tagged]:
@@ -280,5 +282,7 @@ class TradingDesk:
                 out.append((T_PNL, record))
                 if record.strategy == ACCOUNT_SCOPE:
                     out.extend((T_CONTROL, c) for c in self.risk.on_pnl(record))
+                elif self.orders.allocation is not None:  # a strategy's own breaker
+                    out.extend((T_CONTROL, c) for c in self.orders.allocation.on_pnl(record))
             else:
                 out.append((T_POSITIONS, record))

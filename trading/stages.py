@@ -158,6 +158,8 @@ class RiskStage(_SplitStage):
             self._pending_sections.append(item.bar_end)
             return []
         if kind is ControlCommand:
+            if self.orders.allocation is not None:
+                self.orders.allocation.on_control(item)
             return [(T_CONTROL, item), *((T_CONTROL, c) for c in self.risk.on_control(item))]
         return super()._queue(item)
 
@@ -191,8 +193,12 @@ class RiskStage(_SplitStage):
     def _risk_view(self, records: Iterable[Record], out: list[Tagged]) -> None:
         """Snapshots feed the breaker (a trip is a control record); publishing them is pnl's job."""
         for record in records:
-            if type(record) is PnlSnapshot and record.strategy == ACCOUNT_SCOPE:
+            if type(record) is not PnlSnapshot:
+                continue
+            if record.strategy == ACCOUNT_SCOPE:
                 out.extend((T_CONTROL, c) for c in self.risk.on_pnl(record))
+            elif self.orders.allocation is not None:  # a strategy's own breaker
+                out.extend((T_CONTROL, c) for c in self.orders.allocation.on_pnl(record))
 
     def _punctuation(self) -> list[Tagged]:
         sequencer = self.sequencer

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import DeadLetter, Quote, Signal, Trade
+from config.control_channel import make_command
+from schemas import ControlKind, DeadLetter, Quote, Signal, Trade
 from strategies.portfolio import PortfolioConfig
 from strategies.signals import CrossSection
 from trading.allocation import CapitalAllocation
 from trading.desk import T_APPROVED, T_DLQ, T_INTENT, T_PNL, T_REJECTED, DeskConfig, TradingDesk
+from trading.risk_breaker import TradingState
 from trading.risk_limits import default_limits
 
 T0 = 1_704_205_800_000_000_000
@@ -85,3 +87,36 @@ def test_a_strategy_is_valued_against_its_own_capital_and_the_account_against_al
 def test_bad_fractions_are_refused(fractions, message):
     with pytest.raises(ValueError, match=message):
         CapitalAllocation(fractions, PortfolioConfig(), default_limits())
+
+
+def losing(d: TradingDesk, weights: dict[str, float], fall_to: float) -> list:
+    """Fill the targets at 100, mark the tape down to ``fall_to`` in the bar ending at 3 s (its
+    snapshot feeds the breakers), then send the targets doubled at 4 s."""
+    def trade_at(ms: int, price: float) -> Trade:
+        return Trade(id=f"t{ms}", ts_event=T0 + ms * MS, ts_ingest=0, symbol="SYN0", price=price, size=10.0,
+                     trade_id=f"t{ms}", source="test", ts_tick_ingest=0)
+
+    grown = {name: w * 2 for name, w in weights.items()}
+    out = []
+    for item in (quote(100), trade(200), section(1_000, weights), trade(1_100), quote(1_200), trade_at(2_600, fall_to),
+                 trade_at(2_700, fall_to), section(4_000, grown), trade_at(5_000, fall_to)):
+        out.extend(d.on_item(item))
+    return out + d.flush()
+
+
+def test_a_strategys_own_breaker_trips_on_its_loss_and_holds_only_it_to_reducing():
+    # "small" trades 10% of the capital, long 20% of it (20,000); a 50% fall loses 10,000: 10% of
+    # its 100,000 and over its 2,000 daily loss (10% of 20,000), but 1% of the account and half its
+    # daily loss limit
+    d = desk({"small": 0.1, "big": 0.9}, max_weight=0.25)
+    d = TradingDesk(d.config.model_copy(update={"limits": d.config.limits.model_copy(
+        update={"max_order_notional": 1e9, "max_position_notional": 1e9, "halt_multiplier": 100.0})}))
+    out = losing(d, {"small": 0.2, "big": 0.001}, fall_to=50.0)
+    alerts = [c for c in by_table(out, "control") if c.name.startswith("strategy_")]
+    assert [(a.name, a.detail) for a in alerts] == [("strategy_reducing", "strategy small: reducing (daily_loss, drawdown)")]
+    rejects = by_table(out, T_REJECTED)
+    assert [(r.order.strategy, r.reasons) for r in rejects] == [("small", ["strategy_reduce_only"])]
+    assert ("big", 4_000) in [(o.strategy, (o.ts_event - T0) // MS) for o in by_table(out, T_APPROVED)]
+    assert d.risk.trading_state.value == "active"
+    d.on_control(make_command(ControlKind.TRADING_STATE, name="active", issued_by="operator"))
+    assert d.orders.allocation.states == {"big": TradingState.ACTIVE, "small": TradingState.ACTIVE}  # re-armed
