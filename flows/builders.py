@@ -192,15 +192,18 @@ def tagged_for_warehouse(step_id: str, up: Stream, partition: str | None = None)
 
 
 def _signals_one(core: SignalState, item):
-    slot = getattr(core.strategy, "slot", None)  # a hot-swappable model (LightGBM)
+    # hot-swappable models (LightGBM); getattr: a core pickled before several strategies existed
+    slots = [slot for s in getattr(core, "strategies", (core.strategy,)) if (slot := getattr(s, "slot", None))]
     if type(item) is ControlCommand:
-        if slot is not None:
+        records = []
+        for slot in slots:
             slot.on_control(item)
-            return slot.take_records()
-        return ()
+            records.extend(slot.take_records())
+        return records
     out = core.on_features(item)
-    if slot is not None and slot.records:
-        out.extend(slot.take_records())  # a staged model took over at this cross-section
+    for slot in slots:
+        if slot.records:
+            out.extend(slot.take_records())  # a staged model took over at this cross-section
     return out
 
 

@@ -11,12 +11,13 @@ event-time order whatever the engine's batching.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -38,7 +39,9 @@ from market.normalize import NormalizeConfig
 from strategies.signals import SignalState
 from flows.sink import WarehouseSink
 from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
+from strategies.base import StrategyContext
 from strategies.baseline import BaselineConfig, BaselineStrategy
+from strategies.loading import LoadedStrategies, load_strategies
 from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
 from schemas.columns import RawTickBatch
@@ -67,7 +70,11 @@ class MarketDataConfig:
 
 @dataclass(frozen=True)
 class TradingConfig:
-    """The trading half of the fused flow; ``universe`` is the symbols a cross-section waits for."""
+    """The trading half of the fused flow; ``universe`` is the symbols a cross-section waits for.
+
+    Strategies: ``strategy_specs`` (and ``strategy_configs``), the ``--strategy`` options, built by
+    ``strategies.loading.load_strategies`` in every topology; without them, ``strategy_kind`` with
+    ``strategy`` (the baseline's config) picks one built-in strategy."""
 
     desk: DeskConfig = field(default_factory=DeskConfig)
     strategy: BaselineConfig = field(default_factory=BaselineConfig)
@@ -77,25 +84,41 @@ class TradingConfig:
     strategy_kind: str = "baseline"
     model_registry: str = "data/models"
     model_name: str = "lightgbm"
+    strategy_specs: tuple[str, ...] = ()
+    strategy_configs: tuple[str, ...] = ()
+
+    def with_strategies(self, specs: Sequence[str], configs: Sequence[str | None] = (), registry: str | None = None,
+                        model: str | None = None) -> "TradingConfig":
+        """This config trading ``--strategy`` options: loaded once here, so a bad spec raises
+        ``StrategyLoadError`` before anything runs, and the desk gets each strategy's capital when
+        there are several (or one given a fraction below 1)."""
+        updated = dataclasses.replace(
+            self, strategy_specs=tuple(specs), strategy_configs=tuple("-" if c is None else str(c) for c in configs),
+            model_registry=registry if registry is not None else self.model_registry,
+            model_name=model if model is not None else self.model_name)
+        loaded = updated.new_strategies()
+        split = len(loaded.strategies) > 1 or any(f < 1.0 for f in loaded.capital.values())
+        capital = dict(loaded.capital) if split else {}
+        return dataclasses.replace(updated, desk=updated.desk.model_copy(update={"strategy_capital": capital}))
+
+    def new_strategies(self) -> LoadedStrategies:
+        """Fresh strategy objects (their state starts empty) for one signals stage."""
+        if self.strategy_specs:
+            return load_strategies(self.strategy_specs, self.strategy_configs, self.model_registry, self.model_name,
+                                   self.desk.account)
+        strategy = self.new_strategy()
+        return LoadedStrategies((strategy,), {strategy.name: 1.0})
 
     def new_strategy(self):
+        """The one built-in strategy ``strategy_kind`` names."""
         if self.strategy_kind == "baseline":
             return BaselineStrategy(self.strategy)
         if self.strategy_kind != "lightgbm":
             raise ValueError(f"unknown strategy {self.strategy_kind!r}; strategies: baseline, lightgbm")
-        from strategies.lightgbm_strategy import LightGBMStrategy
-        from strategies.model_swap import ModelSlot
-        from strategies.registry import ModelRegistry
+        from strategies.lightgbm_strategy import LightGBMConfig, LightGBMStrategy
 
-        registry = ModelRegistry(self.model_registry)
-        version = registry.active(self.model_name)
-        if version is None:
-            raise ValueError(
-                f"no active version of model {self.model_name!r} in {self.model_registry}: train one with "
-                f"`tapeflow train` and `tapeflow models activate {self.model_name} <version>`"
-            )
-        model = registry.load(self.model_name, version).serving_model()
-        return LightGBMStrategy(ModelSlot(model, registry, model_name=self.model_name, target=self.desk.account))
+        context = StrategyContext(self.desk.account, self.model_registry, self.model_name)
+        return LightGBMStrategy.from_config(LightGBMConfig(), context)
 
     @classmethod
     def from_settings(
@@ -114,7 +137,7 @@ class TradingConfig:
 
     def new_signal_state(self, interval: str) -> SignalState:
         return SignalState(
-            self.new_strategy(),
+            self.new_strategies().strategies,
             PortfolioConstructor(self.desk.portfolio),  # unused: the desk sizes orders
             account=self.desk.account,
             symbols=self.universe,

@@ -1,23 +1,54 @@
-"""The contract every strategy meets, so the signals stage can run any of them unchanged.
+"""The strategy protocol: what every strategy, built-in or plug-in, meets so the signals stage can
+run any of them unchanged.
 
-A strategy is a function of one cross-section of feature vectors (all symbols at one bar time): it
-scores each symbol, then turns the scores into target portfolio weights. At most it remembers its
-own previous targets (the LightGBM strategy's ``edge`` mode holds a name until its forecast turns,
-a no-trade region that needs yesterday's answer); it holds no positions and sends no orders; sizing, netting and ids belong to the portfolio constructor, and
-event-time bookkeeping to the signals stage. That split keeps strategies trivially testable and lets
-a model-based strategy (LightGBM) slot in beside the rule-based baseline.
+What a strategy receives: one **cross-section** per bar, all symbols' :class:`schemas.FeatureVector`
+of one bar time (``bar_end``, ``close`` and the feature set's ``values``), sorted by symbol, once the
+signals stage knows no other symbol's vector for that bar is coming. A per-symbol rule loops over it;
+a cross-sectional rule ranks within it. Bars are released in increasing time, each exactly once.
+
+What it returns: ``score(cross_section)`` gives a score per symbol, then ``target_weights(scores)``
+gives the **target weights** of its own capital (symbol -> weight in [-1, 1], gross = sum |w| <= 1;
+a symbol it leaves out is flat). Targets, never orders: sizing against the strategy's own capital
+and positions, lots, netting against working orders, ids, risk and the venue are the desk's, so a
+strategy is a pure function of the tape it has seen and trivially testable.
+
+Its **state** is whatever its attributes hold (the LightGBM strategy's ``edge`` mode remembers its
+previous targets): the strategy object is pickled into the signals stage's recovery snapshot and
+comes back with it on a resume, so it must pickle, and must not read the wall clock or anything
+outside the vectors (replays must be identical).
+
+Its **config**: a class attribute ``Config``, a pydantic model (``extra="forbid"``, so an unknown key
+is an error); ``--strategy-config file.toml`` is validated against it and the strategy is built as
+``Class(config)``. A strategy without ``Config`` is built as ``Class()`` and takes no config file.
+One that needs the run's context (the model registry, the account) defines a classmethod
+``from_config(config, context: StrategyContext)`` instead.
+
+It also has a ``name`` (part of every client_order_id and the ledger's key: never change it for a
+live book), a ``version`` (stamped on every Signal), an optional ``model_version`` and the
+``feature_set`` it reads. Subclassing :class:`Strategy` is the easy way to meet all this, but any
+class with these members works (``strategies/loading.py`` checks them when the run starts).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import ClassVar, Mapping
 
 from schemas import FeatureVector
 
 # Weights are floats; allow rounding noise when checking the gross bound.
 GROSS_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a run tells a strategy's ``from_config`` about itself."""
+
+    account: str = "paper"
+    model_registry: str = "data/models"
+    model_name: str = "lightgbm"
 
 
 class Strategy(ABC):

@@ -109,6 +109,8 @@ def _feature(vector: FeatureVector, key: str) -> float | None:
 class BaselineStrategy(Strategy):
     """Order-flow (plus optional momentum) cross-sectional strategy; see the module docstring."""
 
+    Config = BaselineConfig
+
     def __init__(self, config: BaselineConfig | None = None) -> None:
         self.config = config or BaselineConfig()
 

@@ -56,7 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.feature_set import FEATURE_SET_V1, FEATURE_SET_VERSION
 from schemas import FeatureVector
-from strategies.base import Strategy, long_short_weights, threshold_weights
+from strategies.base import Strategy, StrategyContext, long_short_weights, threshold_weights
 from strategies.baseline import zscores
 
 LIGHTGBM_LOGIC_VERSION = "2"  # 2: edge mode with hysteresis
@@ -150,12 +150,30 @@ def feature_rows(cross_section: list[FeatureVector], feature_names: tuple[str, .
 class LightGBMStrategy(Strategy):
     """Serving strategy over a hot-swappable LightGBM model (see the module docstring)."""
 
+    Config = LightGBMConfig
+
     def __init__(self, model: "ServingModel | Any", config: LightGBMConfig | None = None) -> None:
         from strategies.model_swap import ModelSlot
 
         self.config = config or LightGBMConfig()
         self.slot: ModelSlot = model if isinstance(model, ModelSlot) else ModelSlot(model)
         self.held: dict[str, int] = {}  # edge mode: symbol -> sign of its last target (+1 long, -1 short)
+
+    @classmethod
+    def from_config(cls, config: LightGBMConfig, context: StrategyContext) -> "LightGBMStrategy":
+        """Serve the registry's active version of ``context.model_name``, hot-swappable by control."""
+        from strategies.model_swap import ModelSlot
+        from strategies.registry import ModelRegistry
+
+        registry = ModelRegistry(context.model_registry)
+        version = registry.active(context.model_name)
+        if version is None:
+            raise ValueError(
+                f"no active version of model {context.model_name!r} in {context.model_registry}: train one with "
+                f"`tapeflow train` and `tapeflow models activate {context.model_name} <version>`"
+            )
+        model = registry.load(context.model_name, version).serving_model()
+        return cls(ModelSlot(model, registry, model_name=context.model_name, target=context.account), config)
 
     @property
     def name(self) -> str:

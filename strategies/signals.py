@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Iterable, Sequence, Union
 
 from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, FeatureVector, Order, RiskReject, Signal, now_ns
 from strategies.base import Strategy, is_valid_target
@@ -80,11 +80,16 @@ class WorkingOrder:
 
 
 class SignalState:
-    """Collects feature vectors per bar time and runs the strategy and portfolio on each cross-section."""
+    """Collects feature vectors per bar time and runs the strategies and portfolio on each cross-section.
+
+    ``strategy``: one strategy, or several that trade side by side (each scores every released
+    cross-section; their signals go out together, in one :class:`CrossSection` per bar, sorted by
+    strategy then symbol). Orders (``emit_orders``) are built here for a single strategy only: with
+    several, the desk sizes each one's orders against its own capital and positions."""
 
     def __init__(
         self,
-        strategy: Strategy,
+        strategy: Strategy | Sequence[Strategy],
         portfolio: PortfolioConstructor,
         account: str,
         symbols: Iterable[str] | None = None,
@@ -97,7 +102,18 @@ class SignalState:
             raise ValueError("max_wait_bars must be >= 1")
         if not account:
             raise ValueError("account must be non-empty")
-        self.strategy = strategy
+        strategies = tuple(strategy) if isinstance(strategy, (list, tuple)) else (strategy,)
+        if not strategies:
+            raise ValueError("the signals stage needs at least one strategy")
+        names = [s.name for s in strategies]
+        if len(set(names)) != len(names):
+            raise ValueError(f"strategy names must differ (they key orders and the ledger): {names}")
+        if len({s.feature_set for s in strategies}) != 1:
+            raise ValueError("the strategies of one signals stage must read one feature set")
+        if emit_orders and len(strategies) > 1:
+            raise ValueError("several strategies: the desk sizes their orders (emit_orders=False)")
+        self.strategies = tuple(sorted(strategies, key=lambda s: s.name))
+        self.strategy = self.strategies[0]
         self.portfolio = portfolio
         self.account = account
         self.symbols: frozenset[str] | None = frozenset(symbols) if symbols is not None else None
@@ -251,38 +267,41 @@ class SignalState:
         self.stats["released"] += 1
 
         cross_section = [bucket[s] for s in sorted(bucket)]
-        scores = self.strategy.score(cross_section)
-        raw = self.strategy.target_weights(scores)
-        # Every symbol in the cross-section gets a target; one the strategy left out is flat.
-        weights = {v.symbol: float(raw.get(v.symbol, 0.0)) for v in cross_section}
-        if not is_valid_target(weights):
-            raise ValueError(f"strategy {self.strategy.name} broke the weight contract at {bar_time}: {weights}")
-
         ts_ingest = now_ns()
-        strategy = self.strategy.name
-        signals: list[SignalOutput] = [
-            Signal(
-                id=signal_id(strategy, v.symbol, bar_time),
-                ts_event=bar_time,
-                ts_ingest=ts_ingest,
-                account=self.account,
-                strategy=strategy,
-                strategy_version=self.strategy.version,
-                model_version=self.strategy.model_version,
-                symbol=v.symbol,
-                bar_end=bar_time,
-                score=float(scores.get(v.symbol, 0.0)),
-                target_weight=weights[v.symbol],
-                ts_tick_ingest=v.ts_tick_ingest,
-                section_size=len(cross_section),
-                section_seq=self.stats["released"],
+        signals: list[SignalOutput] = []
+        for strategy in self.strategies:
+            scores = strategy.score(cross_section)
+            raw = strategy.target_weights(scores)
+            # Every symbol in the cross-section gets a target; one the strategy left out is flat.
+            weights = {v.symbol: float(raw.get(v.symbol, 0.0)) for v in cross_section}
+            if not is_valid_target(weights):
+                raise ValueError(f"strategy {strategy.name} broke the weight contract at {bar_time}: {weights}")
+            name, version, model_version = strategy.name, strategy.version, strategy.model_version
+            signals.extend(
+                Signal(
+                    id=signal_id(name, v.symbol, bar_time),
+                    ts_event=bar_time,
+                    ts_ingest=ts_ingest,
+                    account=self.account,
+                    strategy=name,
+                    strategy_version=version,
+                    model_version=model_version,
+                    symbol=v.symbol,
+                    bar_end=bar_time,
+                    score=float(scores.get(v.symbol, 0.0)),
+                    target_weight=weights[v.symbol],
+                    ts_tick_ingest=v.ts_tick_ingest,
+                    section_size=len(cross_section) * len(self.strategies),
+                    section_seq=self.stats["released"],
+                )
+                for v in cross_section
             )
-            for v in cross_section
-        ]
+        strategy = self.strategy.name
         # The orders were caused by the tick that completed the cross-section: the latest one.
         tick_ingest = max(v.ts_tick_ingest for v in cross_section)
         if not self.emit_orders:
             return [CrossSection(bar_time, tuple(signals), tick_ingest)]
+        weights = {signal.symbol: signal.target_weight for signal in signals}  # one strategy (see __init__)
         orders = self.portfolio.orders_for(
             targets=weights,
             prices={v.symbol: v.close for v in cross_section},
@@ -325,7 +344,7 @@ class SignalState:
 
     def _late(self, fv: FeatureVector) -> DeadLetter:
         return DeadLetter(
-            id=f"dlq:{STAGE}:{self.strategy.name}:{fv.symbol}:{fv.bar_end}",
+            id=f"dlq:{STAGE}:{'+'.join(s.name for s in self.strategies)}:{fv.symbol}:{fv.bar_end}",
             ts_event=fv.ts_event,
             ts_ingest=now_ns(),
             source_topic=SOURCE_TOPIC,
@@ -342,13 +361,13 @@ class CrossSectionAssembler:
 
     The signals topic is keyed by symbol, so one bar's signals arrive on several partitions in any
     order, possibly more than once (at-least-once delivery). A cross-section is complete when it
-    holds ``section_size`` distinct signals; cross-sections go out strictly in ``section_seq``
+    holds ``section_size`` distinct (strategy, symbol) signals; cross-sections go out strictly in ``section_seq``
     order, so a complete later bar waits for an earlier one still in flight.
     """
 
     def __init__(self) -> None:
         self._next_seq = 1
-        self._pending: dict[int, dict[str, Signal]] = {}  # section_seq -> symbol -> signal
+        self._pending: dict[int, dict[tuple[str, str], Signal]] = {}  # section_seq -> (strategy, symbol) -> signal
         self.stats = {"signals": 0, "duplicates": 0, "released": 0}
 
     def on_signal(self, signal: Signal) -> list[CrossSection]:
@@ -358,10 +377,11 @@ class CrossSectionAssembler:
             self.stats["duplicates"] += 1  # redelivered after its cross-section went out
             return []
         bucket = self._pending.setdefault(seq, {})
-        if signal.symbol in bucket:
+        key = (signal.strategy, signal.symbol)
+        if key in bucket:
             self.stats["duplicates"] += 1
             return []
-        bucket[signal.symbol] = signal
+        bucket[key] = signal
         out: list[CrossSection] = []
         while (ready := self._pending.get(self._next_seq)) is not None:
             first = next(iter(ready.values()))

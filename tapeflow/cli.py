@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import sys
@@ -61,7 +60,11 @@ def run(
     recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume a stopped run."),
     no_raw: bool = typer.Option(False, "--no-raw", help="Do not land md.raw ticks in the warehouse."),
     no_trading: bool = typer.Option(False, "--no-trading", help="Market data only: no signals, orders or P&L."),
-    strategy: str = typer.Option("baseline", help="baseline | lightgbm (the registry's active model)."),
+    strategy: list[str] = typer.Option(
+        ["baseline"], help="SPEC[=CAPITAL]: baseline, lightgbm (the registry's active model) or package.module:Class "
+        "(a plug-in, see strategies/base.py); repeat for several strategies, each with its capital fraction."),
+    strategy_config: list[str] = typer.Option(
+        [], help="TOML config of a strategy: one per --strategy in the same order ('-': defaults), or none."),
     model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
     registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
     progress_interval: float = typer.Option(1.0, help="Seconds between progress lines."),
@@ -119,6 +122,15 @@ def run(
         tape = make_feed(feed, **feed_options)
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
+    if no_trading and (strategy != ["baseline"] or strategy_config):
+        _fail("--strategy and --strategy-config choose what trades; --no-trading runs market data only")
+    if not no_trading:
+        try:  # every topology loads them the same way: fail now, with the reason, before anything runs
+            from strategies.loading import load_strategies
+
+            load_strategies(strategy, strategy_config, registry, model, settings.account)
+        except ValueError as exc:
+            _fail(str(exc))
     run_id = run_id or _default_run_id()
     if not brokers and (chain is not None or separate_trading):
         _fail(f"{'--chain' if chain is not None else '--separate-trading'} shapes the split topology's stage processes "
@@ -129,7 +141,7 @@ def run(
         if chain is not None and chain not in CHAINS:
             _fail(f"unknown --chain {chain!r}; chains: {', '.join(CHAINS)}")
         _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading,
-                   chain or "market")
+                   chain or "market", None if no_trading else (strategy, strategy_config, registry, model))
         return
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
@@ -143,10 +155,9 @@ def run(
     trading = None
     if not no_trading:
         trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape))
-        trading = dataclasses.replace(trading, strategy_kind=strategy, model_registry=str(registry), model_name=model)
-        try:
-            trading.new_strategy()  # fail now, with the reason, rather than inside the dataflow
-        except Exception as exc:  # registry and model errors say what to do
+        try:  # fail now, with the reason, rather than inside the dataflow
+            trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
+        except ValueError as exc:  # a bad spec, config, registry or model says what is wrong
             _fail(str(exc))
     control = ControlChannel(settings.control_path)
     from tapeflow import alerting
@@ -196,13 +207,15 @@ def run(
 
 
 def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str, max_ticks, duration,
-               progress_interval: float, separate_trading: bool = False, chain: str = "market") -> None:
+               progress_interval: float, separate_trading: bool = False, chain: str = "market",
+               strategies: tuple | None = None) -> None:
     """The split topology: stage processes over Kafka; the summary comes from the sink's warehouse."""
     import threading
 
     from flows.pipeline import feed_market_streams, feed_universe
     from sinks.warehouse import Warehouse
     from tapeflow.report import print_run_report
+    from strategies.loading import strategy_options
     from tapeflow.split_run import SplitRun, run_split
 
     stop = threading.Event()
@@ -217,7 +230,7 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
     split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
                      feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
-                     separate_trading, chain)
+                     separate_trading, chain, strategy_options(*strategies) if strategies else ())
     run_split(tape, split, max_ticks, stop, progress_interval)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, run_id)

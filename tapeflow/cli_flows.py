@@ -36,6 +36,11 @@ def flow(
         "for it. Raise it for replays faster than real time (partitions are consumed at different paces)."),
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
+    strategy: list[str] = typer.Option(
+        ["baseline"], help="As `tapeflow run --strategy` (read by the signals, trading, risk and pnl stages)."),
+    strategy_config: list[str] = typer.Option([], help="As `tapeflow run --strategy-config`."),
+    registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
+    model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
     from topics.kafka_records import KafkaEndpoint
@@ -72,6 +77,11 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
+    try:
+        trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
         normalize=market.normalize,

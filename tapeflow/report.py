@@ -53,6 +53,7 @@ class TradingSummary:
     fills: int = 0
     filled_notional: float = 0.0
     positions: list[tuple] = field(default_factory=list)  # strategy, symbol, qty, avg_cost, mark, unrealized
+    by_strategy: list[tuple] = field(default_factory=list)  # strategy, capital, realized, unrealized, fees, P&L, fills
     realized: float = 0.0
     unrealized: float = 0.0
     fees: float = 0.0
@@ -94,6 +95,16 @@ def trading_summary(wh, run_id: str) -> TradingSummary:
         "GROUP BY strategy, symbol HAVING qty != 0 ORDER BY strategy, symbol",
         run_id,
     )
+    summary.by_strategy = _rows(
+        wh,
+        "SELECT p.strategy, p.cap, p.rz, p.unrz, p.fee, p.rz + p.unrz - p.fee, ifNull(f.n, 0) FROM (SELECT strategy, "
+        "argMax(equity - realized_pnl - unrealized_pnl + fees, (ts_event, ts_ingest)) AS cap, "
+        "argMax(realized_pnl, (ts_event, ts_ingest)) AS rz, argMax(unrealized_pnl, (ts_event, ts_ingest)) AS unrz, "
+        "argMax(fees, (ts_event, ts_ingest)) AS fee FROM pnl FINAL WHERE run_id = {run_id:String} "
+        "AND strategy != '*' GROUP BY strategy) AS p LEFT JOIN (SELECT strategy, count() AS n FROM fills "
+        "WHERE run_id = {run_id:String} GROUP BY strategy) AS f ON f.strategy = p.strategy ORDER BY p.strategy",
+        run_id,
+    )
     curve = _rows(
         wh,
         "SELECT toUnixTimestamp64Nano(ts_event), equity, realized_pnl, unrealized_pnl, fees FROM pnl FINAL "
@@ -122,6 +133,9 @@ def print_trading_summary(summary: TradingSummary) -> None:
     )
     if s.statistics is not None:
         typer.echo(f"{s.statistics.describe()} | max drawdown {s.statistics.max_drawdown:.4%}")
+    if len(s.by_strategy) > 1:
+        typer.echo(format_table(["strategy", "capital", "realized", "unrealized", "fees", "P&L", "fills"],
+                                s.by_strategy))
     if s.positions:
         typer.echo(format_table(["strategy", "symbol", "quantity", "avg cost", "mark", "unrealized"], s.positions))
     else:

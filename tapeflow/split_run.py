@@ -28,6 +28,8 @@ from tapeflow.broker import die_with_parent
 UNCHAINED_MARKET = ("normalize", "bars", "features")
 CHAINS = ("market", "none")  # --chain: the market-data stages in one process (default), or one each
 CAUGHT_UP_FOR_S = 2.0
+# Stages that build the strategies (signals) or size, limit and value them (the desk's).
+STRATEGY_STAGES = ("signals", "trading", "risk", "pnl")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class SplitRun:
     silent_after_s: float = 30.0
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
     chain: str = "market"  # "none": normalize, bars and features as three processes
+    strategy_options: tuple[str, ...] = ()  # --strategy ... (strategies.loading.strategy_options)
 
     def __post_init__(self) -> None:
         if self.chain not in CHAINS:
@@ -63,6 +66,8 @@ class SplitRun:
             command += ["--symbols", ",".join(self.universe)]
         if stage == "sink":
             command += ["--warehouse", self.warehouse, "--run-id", self.run_id]
+        if stage in STRATEGY_STAGES:
+            command += list(self.strategy_options)
         return command
 
     def start_stages(self) -> dict[str, subprocess.Popen]:

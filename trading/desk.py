@@ -44,6 +44,7 @@ from schemas.columns import TRADE, TickBatch
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from strategies.signals import CrossSection
 from topics.catalog import table_name
+from trading.allocation import CapitalAllocation, strategy_capital_amounts
 from trading.ledger import ACCOUNT_SCOPE, Ledger
 from trading.marks import MarkedLedger, RunMarks
 from trading.order_path import T_APPROVED, T_INTENT, T_REJECTED, OrderPath, Tagged
@@ -55,7 +56,7 @@ from venues.sim_config import SimVenueConfig
 
 __all__ = [
     "T_APPROVED", "T_CONTROL", "T_DLQ", "T_INTENT", "T_PNL", "T_POSITIONS", "T_REJECTED", "T_REPORTS",
-    "DeskConfig", "Tagged", "TradingDesk", "default_portfolio", "desk_sequencer",
+    "DeskConfig", "Tagged", "TradingDesk", "default_portfolio", "desk_allocation", "desk_ledger", "desk_sequencer",
 ]
 
 T_REPORTS = table_name("exec.reports")
@@ -94,8 +95,23 @@ class DeskConfig(BaseModel):
         ("trade", "quote"), description="What the feed delivers per symbol: the market watermark waits for each "
         "(a trades-only replay has no quotes to wait for).")
     portfolio: PortfolioConfig = Field(default_factory=default_portfolio)
+    strategy_capital: dict[str, float] = Field(
+        default_factory=dict, description="Strategy name -> fraction of the capital it trades, for several "
+        "strategies on one account (trading/allocation.py); empty: each is sized against the whole capital.")
     limits: RiskLimits = Field(default_factory=default_limits)
     venue: SimVenueConfig = Field(default_factory=SimVenueConfig)
+
+
+def desk_ledger(config: DeskConfig) -> Ledger:
+    """The account's ledger, each strategy valued against its own capital when the capital is split."""
+    return Ledger(config.account, config.capital, strategy_capital_amounts(config.capital, config.strategy_capital))
+
+
+def desk_allocation(config: DeskConfig) -> CapitalAllocation | None:
+    """Per-strategy sizing and limits when the capital is split between strategies, else None."""
+    if not config.strategy_capital:
+        return None
+    return CapitalAllocation(config.strategy_capital, config.portfolio, config.limits)
 
 
 def desk_sequencer(config: DeskConfig, stage: str = "desk") -> EventSequencer:
@@ -117,11 +133,11 @@ class TradingDesk:
         account = self.config.account
         self.risk = RiskState(account, self.config.limits)
         self.venue = venue if venue is not None else SimVenue(self.config.venue)
-        self.ledger = Ledger(account, self.config.capital)
+        self.ledger = desk_ledger(self.config)
         self.sequencer = desk_sequencer(self.config)
         self.marked = MarkedLedger(self.ledger, self.risk)
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
-                                self.marked)
+                                self.marked, desk_allocation(self.config))
 
     @property
     def portfolio(self) -> PortfolioConstructor:
@@ -177,6 +193,8 @@ class TradingDesk:
         """An operator's command applies now; it and any alert it causes land in ``control``."""
         out: list[Tagged] = [(T_CONTROL, command)]
         out.extend((T_CONTROL, c) for c in self.risk.on_control(command))
+        if self.orders.allocation is not None:
+            self.orders.allocation.on_control(command)
         return out
 
     def flush(self) -> list[Tagged]:
@@ -264,5 +282,7 @@ class TradingDesk:
                 out.append((T_PNL, record))
                 if record.strategy == ACCOUNT_SCOPE:
                     out.extend((T_CONTROL, c) for c in self.risk.on_pnl(record))
+                elif self.orders.allocation is not None:  # a strategy's own breaker
+                    out.extend((T_CONTROL, c) for c in self.orders.allocation.on_pnl(record))
             else:
                 out.append((T_POSITIONS, record))

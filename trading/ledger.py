@@ -26,6 +26,8 @@ Accounting conventions
   levels. The account (``strategy == "*"``) carries ``initial_capital``; a strategy is measured as
   if it ran the whole account alone, so its equity is ``initial_capital`` + *its* P&L. This keeps
   ``drawdown`` in one unit everywhere: ``(peak_equity - equity) / peak_equity``, a fraction >= 0.
+  When the account's capital is split between strategies (``strategy_capital``), a strategy is
+  measured against its own share instead: equity = its capital + its P&L.
   A strategy's P&L in currency is ``equity - initial_capital`` (= realized + unrealized - fees).
   Peaks are taken over the emitted snapshots (fills and snapshot calls), i.e. sampled, not per tick.
 - **Exposure**: ``gross = sum |qty * mark|``, ``net = sum qty * mark`` over the positions in scope.
@@ -49,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from schemas.trusted import trusted_builder
 from schemas import ExecutionReport, PnlSnapshot, PositionSnapshot, now_ns
@@ -90,7 +92,8 @@ class _Totals:
 class Ledger:
     """Positions, cash and P&L of one account, booked from fills and valued at tape marks."""
 
-    def __init__(self, account: str, initial_capital: float = 1_000_000.0) -> None:
+    def __init__(self, account: str, initial_capital: float = 1_000_000.0,
+                 strategy_capital: Mapping[str, float] | None = None) -> None:
         if not account:
             raise ValueError("a ledger needs an account")
         if not (math.isfinite(initial_capital) and initial_capital > 0):
@@ -98,6 +101,11 @@ class Ledger:
             raise ValueError(f"initial_capital must be finite and > 0, got {initial_capital!r}")
         self.account = account
         self.initial_capital = float(initial_capital)
+        for name, amount in (strategy_capital or {}).items():
+            if not (math.isfinite(amount) and amount > 0):
+                raise ValueError(f"strategy {name!r}: capital must be finite and > 0, got {amount!r}")
+        # strategy -> its capital; a strategy not in it is measured against the whole account
+        self.strategy_capital = {name: float(amount) for name, amount in (strategy_capital or {}).items()}
         self._books: dict[tuple[str, str], _Book] = {}
         self._marks: dict[str, float] = {}
         self._mark_ts: dict[str, int] = {}
@@ -235,7 +243,7 @@ class Ledger:
             "fees": t.fees,
             "gross_exposure": t.gross_exposure,
             "net_exposure": t.net_exposure,
-            "equity": self._equity(t),
+            "equity": self._equity(t, strategy),
         }
 
     def account_equity(self) -> float:
@@ -276,8 +284,12 @@ class Ledger:
         mark = self._marks.get(symbol)
         return mark if mark is not None else book.avg_cost  # unmarked: no phantom P&L
 
-    def _equity(self, totals: _Totals) -> float:
-        return self.initial_capital + totals.realized_pnl + totals.unrealized_pnl - totals.fees
+    def capital(self, scope: str = ACCOUNT_SCOPE) -> float:
+        """The capital a strategy (or the account, ``"*"``) is measured against."""
+        return self.strategy_capital.get(scope, self.initial_capital)
+
+    def _equity(self, totals: _Totals, scope: str = ACCOUNT_SCOPE) -> float:
+        return self.capital(scope) + totals.realized_pnl + totals.unrealized_pnl - totals.fees
 
     def _totals(self) -> dict[str, _Totals]:
         """One pass over all books: totals per strategy and for the account ("*")."""
@@ -333,8 +345,8 @@ class Ledger:
         )
 
     def _pnl_record(self, scope: str, t: _Totals, ts_event: int, tick: int, ingest: int) -> PnlSnapshot:
-        equity = self._equity(t)
-        peak = max(self._peaks.get(scope, self.initial_capital), equity)
+        equity = self._equity(t, scope)
+        peak = max(self._peaks.get(scope, self.capital(scope)), equity)
         self._peaks[scope] = peak
         drawdown = (peak - equity) / peak if peak > 0 else 0.0
         return _build_pnl(

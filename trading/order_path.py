@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from schemas import ExecutionReport, Order, RiskReject
+from schemas import DeadLetter, ExecutionReport, Order, RiskReject, now_ns
 from strategies.portfolio import PortfolioConstructor
 from strategies.signals import CrossSection
 from topics.catalog import table_name
+from trading.allocation import CapitalAllocation
 from trading.marks import MarkedLedger
 from trading.risk import RiskState
 
@@ -29,33 +30,47 @@ Book = Callable[[Iterable[ExecutionReport], list], None]
 T_INTENT = table_name("orders.intent")
 T_APPROVED = table_name("orders.approved")
 T_REJECTED = table_name("orders.rejected")
+T_DLQ = table_name("dlq")
 
 
 class OrderPath:
     """Portfolio construction and pre-trade risk of one account, in front of ``venue``."""
 
     def __init__(self, account: str, portfolio: PortfolioConstructor, risk: RiskState, venue,
-                 marked: MarkedLedger) -> None:
+                 marked: MarkedLedger, allocation: CapitalAllocation | None = None) -> None:
         self.account = account
         self.portfolio = portfolio
+        self.allocation = allocation  # several strategies: each one's capital and limits (trading/allocation.py)
         self.risk = risk
         self.venue = venue
         self.marked = marked
         self.counts = {"cross_sections": 0, "orders": 0, "approved": 0, "rejected": 0}
 
     def on_section(self, section: CrossSection, out: list, book: Book) -> None:
-        """The orders that move the book to the cross-section's targets; ``book`` gets the venue's reports."""
+        """The orders that move each strategy's book to its targets in the cross-section (strategies in
+        name order); ``book`` gets the venue's reports."""
         self.counts["cross_sections"] += 1
-        if not section.signals:
-            return
+        by_strategy: dict[str, list] = {}
+        for signal in section.signals:
+            by_strategy.setdefault(signal.strategy, []).append(signal)
+        for strategy in sorted(by_strategy):
+            portfolio = self.portfolio
+            if self.allocation is not None:
+                portfolio = self.allocation.portfolio(strategy)
+                if portfolio is None:
+                    out.append((T_DLQ, self._unallocated(section, strategy)))
+                    continue
+            self._strategy_orders(section, strategy, by_strategy[strategy], portfolio, out, book)
+
+    def _strategy_orders(self, section: CrossSection, strategy: str, signals: list, portfolio: PortfolioConstructor,
+                         out: list, book: Book) -> None:
         ledger = self.marked.ledger
-        strategy = section.signals[0].strategy
-        targets = {s.symbol: s.target_weight for s in section.signals}
+        targets = {s.symbol: s.target_weight for s in signals}
         prices = {sym: mark for sym in targets if (mark := ledger.mark(sym)) is not None}
         positions = {sym: qty for (strat, sym), qty in ledger.positions().items() if strat == strategy}
         priced = {sym: w for sym, w in targets.items() if sym in prices}
-        if self.portfolio.config.execution == "passive":
-            orders = self.portfolio.passive_orders_for(
+        if portfolio.config.execution == "passive":
+            orders = portfolio.passive_orders_for(
                 targets=priced,
                 prices=prices,
                 touches=self.marked.touch,
@@ -67,7 +82,7 @@ class OrderPath:
                 ts_tick_ingest=section.ts_tick_ingest,
             )
         else:
-            orders = self.portfolio.orders_for(
+            orders = portfolio.orders_for(
                 targets=priced,
                 prices=prices,
                 positions=positions,
@@ -84,7 +99,7 @@ class OrderPath:
         """One order intent through risk to the venue."""
         self.counts["orders"] += 1
         out.append((T_INTENT, order))
-        decision = self.risk.on_order(order)
+        decision = self._strategy_check(order) or self.risk.on_order(order)
         if type(decision) is RiskReject:
             self.counts["rejected"] += 1
             out.append((T_REJECTED, decision))
@@ -92,6 +107,25 @@ class OrderPath:
         self.counts["approved"] += 1
         out.append((T_APPROVED, decision))
         book(self.venue.on_order(decision), out)
+
+    def _strategy_check(self, order: Order) -> RiskReject | None:
+        if self.allocation is None:
+            return None
+        ledger = self.marked.ledger
+        positions = {sym: qty for (strat, sym), qty in ledger.positions().items() if strat == order.strategy}
+        working = [o for o in self.venue.open_orders() if o.strategy == order.strategy]
+        symbols = set(positions) | {o.symbol for o in working} | {order.symbol}
+        marks = {sym: mark for sym in symbols if (mark := ledger.mark(sym)) is not None}
+        return self.allocation.check(order, positions, working, marks)
+
+    def _unallocated(self, section: CrossSection, strategy: str) -> DeadLetter:
+        first = next(s for s in section.signals if s.strategy == strategy)
+        return DeadLetter(
+            id=f"dlq:desk:{self.account}:{strategy}:{section.bar_end}", ts_event=section.bar_end, ts_ingest=now_ns(),
+            source_topic="signals", stage="desk", reason="unknown_strategy",
+            detail=f"signals of strategy {strategy!r}, which this desk has no capital for "
+                   f"(configured: {', '.join(self.allocation.fractions)}): start the desk with the same --strategy "
+                   "options as the signals stage", symbol=first.symbol, payload=first.to_json().decode())
 
     def _open_qty(self, strategy: str) -> dict[str, float]:
         open_qty: dict[str, float] = {}

@@ -50,8 +50,9 @@ from schemas import ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, 
 from schemas.columns import TickBatch
 from strategies.portfolio import PortfolioConstructor
 from strategies.signals import CrossSection
-from trading.desk import T_APPROVED, T_CONTROL, T_DLQ, T_PNL, T_POSITIONS, T_REPORTS, DeskConfig, Tagged, desk_sequencer
-from trading.ledger import ACCOUNT_SCOPE, Ledger
+from trading.desk import (T_APPROVED, T_CONTROL, T_DLQ, T_PNL, T_POSITIONS, T_REPORTS, DeskConfig, Tagged,
+                          desk_allocation, desk_ledger, desk_sequencer)
+from trading.ledger import ACCOUNT_SCOPE
 from trading.marks import MarkedLedger
 from trading.order_path import OrderPath
 from trading.risk import RiskState
@@ -140,10 +141,10 @@ class RiskStage(_SplitStage):
         account = self.config.account
         self.risk = RiskState(account, self.config.limits)
         self.venue = RoutedVenue()
-        self.ledger = Ledger(account, self.config.capital)
+        self.ledger = desk_ledger(self.config)
         self.marked = MarkedLedger(self.ledger, self.risk)
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
-                                self.marked)
+                                self.marked, desk_allocation(self.config))
         self._pending_sections: list[int] = []  # bar ends queued, not processed yet (bar order)
 
     @property
@@ -157,6 +158,8 @@ class RiskStage(_SplitStage):
             self._pending_sections.append(item.bar_end)
             return []
         if kind is ControlCommand:
+            if self.orders.allocation is not None:
+                self.orders.allocation.on_control(item)
             return [(T_CONTROL, item), *((T_CONTROL, c) for c in self.risk.on_control(item))]
         return super()._queue(item)
 
@@ -190,8 +193,12 @@ class RiskStage(_SplitStage):
     def _risk_view(self, records: Iterable[Record], out: list[Tagged]) -> None:
         """Snapshots feed the breaker (a trip is a control record); publishing them is pnl's job."""
         for record in records:
-            if type(record) is PnlSnapshot and record.strategy == ACCOUNT_SCOPE:
+            if type(record) is not PnlSnapshot:
+                continue
+            if record.strategy == ACCOUNT_SCOPE:
                 out.extend((T_CONTROL, c) for c in self.risk.on_pnl(record))
+            elif self.orders.allocation is not None:  # a strategy's own breaker
+                out.extend((T_CONTROL, c) for c in self.orders.allocation.on_pnl(record))
 
     def _punctuation(self) -> list[Tagged]:
         sequencer = self.sequencer
@@ -268,7 +275,7 @@ class PnlStage(_SplitStage):
 
     def __init__(self, config: DeskConfig | None = None):
         super().__init__(config)
-        self.ledger = Ledger(self.config.account, self.config.capital)
+        self.ledger = desk_ledger(self.config)
         self.marked = MarkedLedger(self.ledger)
 
     @property

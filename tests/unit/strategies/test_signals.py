@@ -377,3 +377,21 @@ def test_assembler_when_signals_arrive_across_partitions_out_of_order_and_twice_
     assert [c.bar_end for c in rebuilt] == [T0, T1, T2]
     assert [c.signals for c in rebuilt] == [c.signals for c in sections]
     assert assembler.stats["duplicates"] == 4
+
+
+def test_assembler_when_two_strategies_share_a_cross_section_then_each_symbols_signals_stay_apart():
+    from strategies.signals import CrossSectionAssembler
+
+    flow = BaselineStrategy(STRATEGY)
+    contrarian = BaselineStrategy(BaselineConfig(top_n=1, w_flow=-1.0, name="contrarian"))
+    state = SignalState([flow, contrarian], PortfolioConstructor(PORTFOLIO), "paper", symbols=ABC, emit_orders=False)
+    sections = feed(state, bar(BULLISH, T0) + bar(BULLISH, T1)) + state.flush()
+    signals_sent = [s for section in sections for s in section.signals]
+    assert [(s.strategy, s.symbol, s.target_weight) for s in sections[0].signals] == [
+        ("baseline", "A", 0.5), ("baseline", "B", 0.0), ("baseline", "C", -0.5),
+        ("contrarian", "A", -0.5), ("contrarian", "B", 0.0), ("contrarian", "C", 0.5)]
+    delivered = sorted(signals_sent, key=lambda s: (s.symbol, -s.section_seq)) + signals_sent[:3]  # by partition, twice
+    assembler = CrossSectionAssembler()
+    rebuilt = [c for s in delivered for c in assembler.on_signal(s)]
+    assert [c.signals for c in rebuilt] == [c.signals for c in sections]
+    assert assembler.stats["duplicates"] == 3

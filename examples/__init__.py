@@ -1,0 +1,1 @@
+"""Small strategies to copy: each meets the plug-in protocol of ``strategies/base.py``."""
