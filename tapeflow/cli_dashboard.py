@@ -17,11 +17,12 @@ PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
 
 
 def _context(warehouse: Any, settings: Settings, control_path: str, brokers: Optional[str],
-             refresh_ms: int, run_id: Optional[str]):
+             refresh_ms: int, run_id: Optional[str], prefix: str = ""):
     from dashboards.context import DashboardContext
     from dashboards.operator import OperatorDesk
+    from tapeflow.cli_control import control_sender
 
-    operator = OperatorDesk.for_mode(control_path, brokers, settings.account)
+    operator = OperatorDesk(control_sender(control_path, brokers, prefix), settings.account)
     return DashboardContext(warehouse=warehouse, operator=operator, account=settings.account,
                             refresh_ms=refresh_ms, brokers=brokers, run_id=run_id)
 
@@ -41,15 +42,22 @@ def serve_alongside_run(
     import os
 
     logging.getLogger("tapeflow.dashboard").setLevel(logging.INFO)
-    ctx = _context(warehouse, settings, str(control_channel.path), None, refresh_ms, run_id)
+    # The embedded run's own spool, even with TAPEFLOW_KAFKA_BOOTSTRAP set: that run reads nothing else.
+    from dashboards.context import DashboardContext
+    from dashboards.operator import OperatorDesk
+
+    ctx = DashboardContext(warehouse=warehouse, operator=OperatorDesk(control_channel, settings.account),
+                           account=settings.account, refresh_ms=refresh_ms, brokers=None, run_id=run_id)
     return start_dashboard(ctx, host=host, port=port, password=password or os.environ.get(PASSWORD_ENV))
 
 
 def dashboard(
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL (env TAPEFLOW_WAREHOUSE)."),
     database: Optional[str] = typer.Option(None, help="ClickHouse database (env TAPEFLOW_DATABASE)."),
-    brokers: Optional[str] = typer.Option(None, help="Kafka bootstrap servers (split mode): control commands go "
-                                                     "to the control topic and consumer lag is shown."),
+    brokers: Optional[str] = typer.Option(None, envvar="TAPEFLOW_KAFKA_BOOTSTRAP",
+                                          help="Kafka bootstrap servers (split mode; env TAPEFLOW_KAFKA_BOOTSTRAP): "
+                                          "control commands go to the control topic and consumer lag is shown."),
+    prefix: str = typer.Option("", help="With --brokers: the topic prefix of the split run."),
     host: str = typer.Option(DEFAULT_HOST, help="Address to bind; anything but loopback needs --password."),
     port: int = typer.Option(DEFAULT_PORT, help="Port to serve on (0: any free port)."),
     password: Optional[str] = typer.Option(None, "--password", "--token", envvar=PASSWORD_ENV,
@@ -73,9 +81,16 @@ def dashboard(
     except DashboardAccessError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    from tapeflow.cli_control import ControlRouteError, route_brokers
+
+    try:
+        route_brokers(brokers, prefix)
+    except ControlRouteError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
-    ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id)
+    ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id, prefix)
     handle = start_dashboard(ctx, host=host, port=port, password=password, own_reader=False)
     typer.echo(f"dashboard at {handle.url} (warehouse {redact_url(settings.warehouse)}, database {settings.database}); Ctrl-C stops")
     stop = threading.Event()

@@ -31,6 +31,11 @@ def flow(
         "for it. Raise it for replays faster than real time (partitions are consumed at different paces)."),
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
+    strategy: Optional[str] = typer.Option(
+        None, help="signals stage: baseline (default) | lightgbm (the registry's active model, swapped by "
+        "`tapeflow models activate --brokers`)."),
+    model: Optional[str] = typer.Option(None, help="signals stage: model name in the registry (default lightgbm)."),
+    registry: Optional[Path] = typer.Option(None, help="signals stage: model registry directory (default data/models)."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
     from topics.kafka_records import KafkaEndpoint
@@ -58,6 +63,7 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
+    trading = _with_strategy(stage, trading, strategy, model, registry)
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
         normalize=market.normalize,
@@ -94,6 +100,32 @@ def flow(
     finally:
         if writer is not None:
             writer.flush()
+
+
+def _with_strategy(stage: str, trading, strategy: Optional[str], model: Optional[str], registry: Optional[Path]):
+    """The signals stage's strategy; refused on any other stage (it has none) and checked now, so a
+    missing model fails with its reason before the dataflow starts."""
+    given = [name for name, value in (("--strategy", strategy), ("--model", model), ("--registry", registry))
+             if value is not None]
+    if not given:
+        return trading
+    if stage != "signals":
+        typer.secho(f"error: {', '.join(given)} configure the signals stage's strategy; the {stage} stage has none",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    trading = dataclasses.replace(
+        trading, strategy_kind=strategy or "baseline", model_name=model or "lightgbm",
+        model_registry=str(registry if registry is not None else Path("data/models")))
+    if trading.strategy_kind == "baseline" and (model is not None or registry is not None):
+        typer.secho("error: --model and --registry choose the model of --strategy lightgbm; the baseline has none",
+                    fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    try:
+        trading.new_strategy()
+    except Exception as exc:  # registry and model errors say what to do
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    return trading
 
 
 def _interrupted(exc: BaseException | None) -> bool:
