@@ -264,11 +264,11 @@ def _operator() -> str:
 
 def _check_route(notify: bool, brokers: Optional[str], prefix: str) -> None:
     """Before the registry changes: a route that cannot be taken is refused, never ignored."""
-    import click
+    import os
 
-    from tapeflow.cli_control import ControlRouteError, route_brokers
+    from tapeflow.cli_control import BROKERS_ENV, ControlRouteError, route_brokers
 
-    given = click.get_current_context().get_parameter_source("brokers") == click.core.ParameterSource.COMMANDLINE
+    given = brokers is not None and brokers != os.environ.get(BROKERS_ENV)  # not merely the environment's
     if not notify and (given or prefix):
         _fail("--brokers and --prefix say where to notify a running pipeline; --no-notify sends nothing")
     if notify:
