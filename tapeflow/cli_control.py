@@ -23,7 +23,7 @@ BROKERS_ENV = "TAPEFLOW_KAFKA_BOOTSTRAP"
 BROKERS_OPTION = typer.Option(
     None, "--brokers", envvar=BROKERS_ENV,
     help=f"Split deployment: produce to the control topic of this Kafka (host:port; env {BROKERS_ENV}). "
-    "Without it the command goes to the embedded pipeline's control spool.")
+    "Without it (or with --brokers '') the command goes to the embedded pipeline's control spool.")
 PREFIX_OPTION = typer.Option("", "--prefix", help="With --brokers: the topic prefix of the split run.")
 
 
@@ -33,8 +33,11 @@ class ControlRouteError(ValueError):
 
 def route_brokers(brokers: Optional[str] = None, prefix: str = "") -> Optional[str]:
     """The Kafka bootstrap commands go to (``brokers``, else ``TAPEFLOW_KAFKA_BOOTSTRAP``), or None for
-    the spool; raises :class:`ControlRouteError` for a prefix with no Kafka."""
-    brokers = brokers or os.environ.get(BROKERS_ENV) or None
+    the spool (``--brokers ''`` picks the spool even with the variable set); raises
+    :class:`ControlRouteError` for a prefix with no Kafka."""
+    if brokers is None:
+        brokers = os.environ.get(BROKERS_ENV)
+    brokers = brokers or None
     if prefix and not brokers:
         raise ControlRouteError(f"--prefix {prefix!r} names Kafka topics and needs --brokers (or {BROKERS_ENV}); "
                                 "the embedded pipeline hears its commands on its spool file")

@@ -68,7 +68,9 @@ def test_query_when_sql_is_wrong_then_error_and_exit_code_2(tmp_path):
 
 def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rejected_with_its_reason(tmp_path):
     url = f"chdb://{tmp_path}/wh"
-    env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice"}
+    # The embedded run's spool: TAPEFLOW_KAFKA_BOOTSTRAP (set for the Kafka tests) would route to Kafka.
+    env = {**{k: v for k, v in os.environ.items() if k != "TAPEFLOW_KAFKA_BOOTSTRAP"},
+           "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice"}
     # 400 ticks/s of event time, replayed at 5x: the features' warm-up (35 one-second bars) takes ~7 s
     running = subprocess.Popen(
         [*TAPEFLOW, "run", "--no-dashboard", "--rate", "400", "--speed", "5", "--duration", "16", "--warehouse", url, "--run-id", "kill"],

@@ -119,3 +119,8 @@ def test_dashboard_context_when_brokers_then_its_operator_sends_to_the_prefixed_
 def test_dashboard_cli_when_prefix_without_brokers_then_exit_2():
     done = CliRunner().invoke(app, ["dashboard", "--prefix", "run7."])
     assert done.exit_code == 2 and "needs --brokers" in done.output
+
+
+def test_control_sender_when_brokers_empty_with_the_env_set_then_the_spool(tmp_path, monkeypatch):
+    monkeypatch.setenv(BROKERS_ENV, "127.0.0.1:2")  # a shell set up for split runs, talking to an embedded one
+    assert type(control_sender(str(tmp_path / "c.jsonl"), "")) is ControlChannel
