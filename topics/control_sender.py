@@ -9,11 +9,18 @@ kill switch must learn at once, with the reason, that it did not arrive.
 
 from __future__ import annotations
 
+import logging
+
 from schemas import ControlCommand
 from topics.admin import topic_name
 from topics.serde import encode
 
 CONTROL_TOPIC = "control"
+
+# librdkafka's own log (a refused connection every 50 ms while it retries) goes here rather than to
+# stderr: the command's error already says why, and a process that configures logging still sees it.
+log = logging.getLogger("tapeflow.control.kafka")
+log.addHandler(logging.NullHandler())
 
 
 class ControlNotDelivered(RuntimeError):
@@ -34,7 +41,7 @@ class KafkaControlSender:
             "enable.idempotence": True,  # a retried produce never lands a command twice
             "message.timeout.ms": int(timeout_s * 1000),
             "client.id": "tapeflow-control",
-        })
+        }, logger=log)
         self._checked = False
 
     @property

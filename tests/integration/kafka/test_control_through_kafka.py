@@ -149,3 +149,10 @@ def test_kill_switch_cli_when_the_prefix_has_no_topics_then_exit_2_naming_topics
                     tmp_path)
     assert done.returncode == 2, done.stdout
     assert "never-created.control does not exist" in done.stderr and "tapeflow topics create" in done.stderr
+
+
+def test_kill_switch_cli_when_no_broker_answers_then_exit_2_with_the_reason_and_no_spool(tmp_path):
+    done = tapeflow(["control", "kill-switch", "on", "--brokers", "127.0.0.1:1"], tmp_path)
+    assert done.returncode == 2, done.stdout
+    assert "cannot reach Kafka at 127.0.0.1:1" in done.stderr and "%3|" not in done.stderr  # no librdkafka chatter
+    assert not (tmp_path / "data").exists()
