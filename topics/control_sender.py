@@ -41,6 +41,9 @@ class KafkaControlSender:
             "enable.idempotence": True,  # a retried produce never lands a command twice
             "message.timeout.ms": int(timeout_s * 1000),
             "client.id": "tapeflow-control",
+            # a broker that creates topics on demand would make a plain (uncompacted) one from our
+            # metadata question: a missing topic is the operator's to create, from the catalog
+            "allow.auto.create.topics": False,
         }, logger=log)
         self._checked = False
 
