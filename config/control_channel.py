@@ -1,4 +1,9 @@
-"""The control channel of a running embedded pipeline: a JSON-lines spool file.
+"""Operator commands to a running pipeline: the :class:`ControlSender` contract and the embedded
+pipeline's control channel, a JSON-lines spool file.
+
+A split deployment (stages over Kafka) hears its commands on the ``control`` topic instead
+(``topics.control_sender.KafkaControlSender``); ``tapeflow control``, ``tapeflow models activate``
+and the dashboard pick one of the two senders and otherwise build the same command.
 
 ``tapeflow control ...`` (and the dashboard) append one :class:`schemas.ControlCommand` per line;
 the pipeline's control source reads the lines appended since it started. A file, rather than a
@@ -14,15 +19,33 @@ import getpass
 import os
 import uuid
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import ValidationError
 
 from schemas import ControlCommand, ControlKind, now_ns
 
 
+class ControlSender(Protocol):
+    """Where operator commands go. ``send`` returns once the command is durably there (appended to
+    the spool, acknowledged by the broker) and raises with the reason when it is not; ``where``
+    names the destination for the operator's log."""
+
+    @property
+    def where(self) -> str: ...
+
+    def send(self, command: ControlCommand) -> ControlCommand: ...
+
+
 class ControlChannel:
+    """The embedded pipeline's spool (a :class:`ControlSender`)."""
+
     def __init__(self, path: Path | str):
         self.path = Path(path)
+
+    @property
+    def where(self) -> str:
+        return f"spool {self.path}"
 
     def send(self, command: ControlCommand) -> ControlCommand:
         self.path.parent.mkdir(parents=True, exist_ok=True)

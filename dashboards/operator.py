@@ -1,7 +1,8 @@
 """Operator commands from the dashboard: the kill switch and limit changes.
 
-Embedded mode appends to the running pipeline's control spool (``config.control_channel``); split mode
-produces to the ``control`` Kafka topic. Either way the command carries who sent it
+Commands go through a :class:`config.control_channel.ControlSender`: the running embedded pipeline's
+spool, or in split mode the ``control`` Kafka topic (``topics.control_sender``; ``tapeflow dashboard
+--brokers`` picks it, as ``tapeflow control`` does). Either way the command carries who sent it
 (``issued_by``) and is logged here, so the warehouse's control table and the log both say who
 stopped the desk and when.
 """
@@ -9,62 +10,20 @@ stopped the desk and when.
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 from schemas import ControlCommand, ControlKind
-from config.control_channel import ControlChannel, make_command, operator_name
+from config.control_channel import ControlSender, make_command, operator_name
 from config.users import UsersFile
 
 log = logging.getLogger("tapeflow.dashboard.operator")
 
 
-class CommandRoute(Protocol):
-    def deliver(self, command: ControlCommand) -> str: ...
-
-
-class SpoolRoute:
-    """The embedded pipeline's control spool file."""
-
-    def __init__(self, control_path: str):
-        self.channel = ControlChannel(control_path)
-
-    def deliver(self, command: ControlCommand) -> str:
-        self.channel.send(command)
-        return f"spool {self.channel.path}"
-
-
-class KafkaRoute:
-    """The ``control`` topic of a split deployment; delivery is confirmed before returning."""
-
-    def __init__(self, brokers: str, timeout_s: float = 5.0):
-        from confluent_kafka import Producer
-
-        self.brokers = brokers
-        self.timeout_s = timeout_s
-        self._producer = Producer({"bootstrap.servers": brokers, "enable.idempotence": True})
-
-    def deliver(self, command: ControlCommand) -> str:
-        from topics.serde import encode
-
-        message = encode("control", command)
-        failures: list[Any] = []
-        self._producer.produce(
-            message.topic, key=message.key, value=message.value, headers=list(message.headers),
-            on_delivery=lambda err, _msg: failures.append(err) if err else None,
-        )
-        if self._producer.flush(self.timeout_s) > 0:
-            raise RuntimeError(f"control command not delivered to {self.brokers} within {self.timeout_s:g}s: "
-                               "is the broker up?")
-        if failures:
-            raise RuntimeError(f"control command refused by {self.brokers}: {failures[0]}")
-        return f"kafka {self.brokers} topic control"
-
-
 class OperatorDesk:
-    """Sends one account's operator commands through a route and logs who sent what."""
+    """Sends one account's operator commands through a sender and logs who sent what."""
 
-    def __init__(self, route: CommandRoute, account: str = "paper", users: UsersFile | None = None):
-        self.route = route
+    def __init__(self, sender: ControlSender, account: str = "paper", users: UsersFile | None = None):
+        self.sender = sender
         self.account = account
         self.users = users if users is not None and users.configured else None
 
@@ -74,11 +33,6 @@ class OperatorDesk:
             return True
         known = self.users.user(user)
         return known is not None and known.may_control
-
-    @classmethod
-    def for_mode(cls, control_path: str, brokers: str | None, account: str,
-                 users: UsersFile | None = None) -> "OperatorDesk":
-        return cls(KafkaRoute(brokers) if brokers else SpoolRoute(control_path), account, users)
 
     def kill_switch(self, on: bool, user: str | None, target: str = "global") -> ControlCommand:
         return self._send(ControlKind.KILL_SWITCH, user, target=target, value=1.0 if on else 0.0,
@@ -95,7 +49,8 @@ class OperatorDesk:
                                   "the trader role may (`tapeflow users add NAME --role trader`)")
         issued_by = user or operator_name()
         command = make_command(kind, issued_by=issued_by, **fields)
-        where = self.route.deliver(command)
+        self.sender.send(command)
+        where = self.sender.where
         log.warning("operator %s sent %s %s=%g to %s via %s (command %s)", issued_by, kind.value,
                     command.name or "value", command.value, command.target, where, command.id)
         return command

@@ -38,6 +38,7 @@ from market.bars import BarBuilder
 from market.features import FeatureState
 from market.normalize import NormalizeConfig, NormalizeState
 from trading.desk import TradingDesk
+from strategies.model_swap import is_slot_record
 from strategies.signals import CrossSection, SignalState
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from schemas.columns import RawTickBatch, TickBatch
@@ -217,11 +218,16 @@ def signal_stage(
 ) -> Stream:
     """Feature vectors (and operator commands: model activation) -> the signals stage core, keyed by
     account so a bar's symbols meet. Returns CrossSections (or Signals and Orders, as the core is
-    configured), DeadLetters, and ControlCommands recording model activations and swaps."""
+    configured), DeadLetters, and ControlCommands recording model activations and swaps.
+
+    A command applies when it arrives, between two feature vectors: a model it stages scores from
+    the next cross-section on. The embedded flow and the split signals stage (which reads the
+    ``control`` topic, where its own swap records also go: those are not commands) do the same."""
     if control is not None:
         relevant = op.filter(
             f"{step_id}_model_commands", control,
-            lambda c: c.kind == ControlKind.ACTIVATE_MODEL and c.target in ("global", account),
+            lambda c: c.kind == ControlKind.ACTIVATE_MODEL and c.target in ("global", account)
+            and not is_slot_record(c),
         )
         features = op.merge(f"{step_id}_inputs", features, relevant)
     keyed = keyed_by(f"{step_id}_key_account", features, lambda _: account)

@@ -9,7 +9,7 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
     normalize  md.raw                                   -> md.trades, md.quotes, dlq
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
-    signals    features                                 -> signals, dlq
+    signals    features, control                        -> signals, control (model swaps), dlq
     trading    md.trades, md.quotes, signals, control   -> orders.intent, orders.approved,
                (portfolio, risk, venue, ledger fused)      orders.rejected, exec.reports,
                                                            positions, pnl, control, dlq
@@ -55,7 +55,7 @@ from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
-from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
+from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade
 from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
 
@@ -133,12 +133,16 @@ def features_flow(cfg: SplitConfig) -> Dataflow:
 
 
 def signals_flow(cfg: SplitConfig) -> Dataflow:
+    """Features and the ``control`` topic in (model activation: a served model swaps between bars, as
+    embedded); signals, dead letters and the model slot's records (to ``control``) out."""
     flow = Dataflow("tapeflow_signals")
-    vectors = consume("in", flow, cfg.endpoint, ["features"], "signals")
-    good = op.filter("vectors", vectors, lambda r: type(r) is not DeadLetter)
+    inputs = consume("in", flow, cfg.endpoint, ["features", "control"], "signals")
+    vectors = op.filter("vectors", inputs, lambda r: type(r) is FeatureVector)
+    commands = op.filter("commands", inputs, lambda r: type(r) is ControlCommand)
     trading = cfg.trading
-    out = signal_stage("signals", good, lambda: trading.new_signal_state(cfg.feature_interval), trading.desk.account)
-    dead = op.filter("undecodable", vectors, lambda r: type(r) is DeadLetter)
+    out = signal_stage("signals", vectors, lambda: trading.new_signal_state(cfg.feature_interval),
+                       trading.desk.account, control=commands)
+    dead = op.filter("undecodable", inputs, lambda r: type(r) is DeadLetter)
     produce("out", signals_for_warehouse("tag", op.merge("all", out, dead)), cfg.endpoint)
     return flow
 

@@ -35,6 +35,16 @@ from schemas import ControlCommand, ControlKind, now_ns
 from strategies.registry import GatePolicy, ModelRegistry, RegistryError
 
 
+SLOT_RECORD_PREFIX = "ctl:model:"  # the ids of a slot's own records; an operator's command never has one
+
+
+def is_slot_record(command: ControlCommand) -> bool:
+    """A record a :class:`ModelSlot` wrote about its own decision, not a command to apply. In the split
+    topology these go out on the ``control`` topic the signals stage also reads: applying an accepted
+    ``activate_model`` record again would re-stage the model and write another record, forever."""
+    return command.id.startswith(SLOT_RECORD_PREFIX)
+
+
 @dataclass(frozen=True)
 class SwapPolicy:
     gate: GatePolicy = GatePolicy()
@@ -122,8 +132,10 @@ class ModelSlot:
         )
 
     def on_control(self, command: ControlCommand) -> list[ControlCommand]:
-        """A control command for this stage: ``activate_model`` with the version as ``name``."""
-        if command.kind != ControlKind.ACTIVATE_MODEL or command.target not in ("global", self.target):
+        """A control command for this stage: ``activate_model`` with the version as ``name`` (the
+        slot's own records are not commands: see :func:`is_slot_record`)."""
+        if (command.kind != ControlKind.ACTIVATE_MODEL or command.target not in ("global", self.target)
+                or is_slot_record(command)):
             return []
         return [self.activate(command.name, command.issued_by)]
 
@@ -160,7 +172,7 @@ class ModelSlot:
         self._sequence += 1
         ts = bar_end if bar_end is not None else (self._last_bar_end if self._last_bar_end is not None else now_ns())
         record = ControlCommand(
-            id=f"ctl:model:{self.model_name}:{version}:{ts}:{self._sequence}",
+            id=f"{SLOT_RECORD_PREFIX}{self.model_name}:{version}:{ts}:{self._sequence}",
             ts_event=ts,
             ts_ingest=now_ns(),
             target=self.target,

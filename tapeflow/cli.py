@@ -343,30 +343,38 @@ def lag(
     typer.echo("total lag: " + ", ".join(f"{stage} {n:,}" for stage, n in totals.items()))
 
 
-control_app = typer.Typer(no_args_is_help=True, help="Send an operator command to a running embedded pipeline.")
+control_app = typer.Typer(no_args_is_help=True, help="Send an operator command to a running pipeline: the embedded "
+                          "one's spool, or with --brokers the split stages' control topic.")
 app.add_typer(control_app, name="control")
 
+from tapeflow.cli_control import BROKERS_OPTION, PREFIX_OPTION  # noqa: E402
 
-def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global") -> None:
-    from config.control_channel import ControlChannel, make_command
 
-    settings = Settings()
-    command = ControlChannel(settings.control_path).send(make_command(kind, target=target, name=name, value=value))
+def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global", *,
+                  brokers: Optional[str] = None, prefix: str = "", detail: str = "") -> None:
+    """The one route of every ``tapeflow control`` command (tapeflow/cli_control.py decides it)."""
+    from tapeflow.cli_control import send_control
+
+    command, where = send_control(kind, name=name, value=value, target=target, detail=detail, brokers=brokers,
+                                  prefix=prefix)
     typer.echo(f"sent {command.kind.value} {command.name} {command.value:g} to {target} as {command.issued_by} "
-               f"via {settings.control_path}")
+               f"via {where}")
 
 
 @control_app.command("kill-switch")
 def kill_switch(
     state: str = typer.Argument(..., help="on | off"),
     account: str = typer.Option("global", help="An account, or global for every account."),
+    brokers: Optional[str] = BROKERS_OPTION,
+    prefix: str = PREFIX_OPTION,
 ) -> None:
     """Kill switch: `on` denies every new order (cancels still pass); `off` lifts it."""
     from schemas import ControlKind
 
     if state not in ("on", "off"):
         _fail(f"kill-switch takes on or off, not {state!r}")
-    _send_control(ControlKind.KILL_SWITCH, value=1.0 if state == "on" else 0.0, target=account)
+    _send_control(ControlKind.KILL_SWITCH, value=1.0 if state == "on" else 0.0, target=account, brokers=brokers,
+                  prefix=prefix)
 
 
 @control_app.command("limit")
@@ -374,6 +382,8 @@ def set_limit(
     name: str = typer.Argument(..., help="A risk limit, e.g. max_order_notional."),
     value: float = typer.Argument(..., help="Its new value."),
     account: str = typer.Option("global", help="An account, or global."),
+    brokers: Optional[str] = BROKERS_OPTION,
+    prefix: str = PREFIX_OPTION,
 ) -> None:
     """Change one pre-trade risk limit of a running pipeline."""
     from trading.risk_limits import RiskLimits
@@ -381,7 +391,7 @@ def set_limit(
 
     if name not in RiskLimits.limit_names():
         _fail(f"unknown limit {name!r}; limits: {', '.join(RiskLimits.limit_names())}")
-    _send_control(ControlKind.SET_LIMIT, name=name, value=value, target=account)
+    _send_control(ControlKind.SET_LIMIT, name=name, value=value, target=account, brokers=brokers, prefix=prefix)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -17,14 +17,15 @@ PASSWORD_ENV = "TAPEFLOW_DASHBOARD_PASSWORD"
 
 
 def _context(warehouse: Any, settings: Settings, control_path: str, brokers: Optional[str],
-             refresh_ms: int, run_id: Optional[str]):
+             refresh_ms: int, run_id: Optional[str], prefix: str = ""):
     from config.users import UsersFile, users_path
     from dashboards.context import DashboardContext
     from dashboards.operator import OperatorDesk
+    from tapeflow.cli_control import control_sender
 
     users = UsersFile(users_path())
     users = users if users.configured else None
-    operator = OperatorDesk.for_mode(control_path, brokers, settings.account, users)
+    operator = OperatorDesk(control_sender(control_path, brokers, prefix), settings.account, users)
     return DashboardContext(warehouse=warehouse, operator=operator, account=settings.account,
                             refresh_ms=refresh_ms, brokers=brokers, run_id=run_id, users=users)
 
@@ -44,15 +45,22 @@ def serve_alongside_run(
     import os
 
     logging.getLogger("tapeflow.dashboard").setLevel(logging.INFO)
-    ctx = _context(warehouse, settings, str(control_channel.path), None, refresh_ms, run_id)
+    # The embedded run's own spool, even with TAPEFLOW_KAFKA_BOOTSTRAP set: that run reads nothing else.
+    from dashboards.context import DashboardContext
+    from dashboards.operator import OperatorDesk
+
+    ctx = DashboardContext(warehouse=warehouse, operator=OperatorDesk(control_channel, settings.account),
+                           account=settings.account, refresh_ms=refresh_ms, brokers=None, run_id=run_id)
     return start_dashboard(ctx, host=host, port=port, password=password or os.environ.get(PASSWORD_ENV))
 
 
 def dashboard(
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL (env TAPEFLOW_WAREHOUSE)."),
     database: Optional[str] = typer.Option(None, help="ClickHouse database (env TAPEFLOW_DATABASE)."),
-    brokers: Optional[str] = typer.Option(None, help="Kafka bootstrap servers (split mode): control commands go "
-                                                     "to the control topic and consumer lag is shown."),
+    brokers: Optional[str] = typer.Option(None, envvar="TAPEFLOW_KAFKA_BOOTSTRAP",
+                                          help="Kafka bootstrap servers (split mode; env TAPEFLOW_KAFKA_BOOTSTRAP): "
+                                          "control commands go to the control topic and consumer lag is shown."),
+    prefix: str = typer.Option("", help="With --brokers: the topic prefix of the split run."),
     host: str = typer.Option(DEFAULT_HOST, help="Address to bind; anything but loopback needs users "
                                                  "(`tapeflow users add`) or --password."),
     port: int = typer.Option(DEFAULT_PORT, help="Port to serve on (0: any free port)."),
@@ -78,9 +86,16 @@ def dashboard(
     except (DashboardAccessError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    from tapeflow.cli_control import ControlRouteError, route_brokers
+
+    try:
+        route_brokers(brokers, prefix)
+    except ControlRouteError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
-    ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id)
+    ctx = _context(wh, settings, settings.control_path, brokers, refresh_ms, run_id, prefix)
     try:
         handle = start_dashboard(ctx, host=host, port=port, password=password, own_reader=False)
     except DashboardAccessError as exc:

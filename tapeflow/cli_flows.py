@@ -12,6 +12,7 @@ import typer
 
 from config.settings import Settings
 
+STRATEGY_STAGES = ("signals", "trading", "risk", "pnl")  # the stages that build or size strategies
 SINK_NICENESS = 10  # added to the sink's CPU niceness (lower priority); see flow()
 
 
@@ -77,6 +78,13 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
+    given = [name for name, value, default in (
+        ("--strategy", strategy, ["baseline"]), ("--strategy-config", strategy_config, []),
+        ("--registry", registry, Path("data/models")), ("--model", model, "lightgbm")) if value != default]
+    if given and stage not in STRATEGY_STAGES:
+        typer.secho(f"error: {', '.join(given)} configure the strategies of the {', '.join(STRATEGY_STAGES)} stages; "
+                    f"the {stage} stage has none", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     try:
         trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
     except ValueError as exc:
@@ -133,6 +141,7 @@ def flow(
             from tapeflow.alerting import close
 
             close(alerts)
+
 
 
 def _interrupted(exc: BaseException | None) -> bool:

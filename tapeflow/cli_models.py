@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 
 from config.settings import Settings
+from tapeflow.cli_control import BROKERS_OPTION, PREFIX_OPTION
 
 DEFAULT_REGISTRY = Path("data/models")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, show, activate, roll back.")
@@ -214,17 +215,21 @@ def activate_model(
     registry: Path = typer.Option(DEFAULT_REGISTRY, help="Model registry directory."),
     name: str = typer.Option("lightgbm", help="Model name."),
     ic_floor: float = typer.Option(0.02, help="Refuse models whose out-of-sample IC is below this."),
-    notify: bool = typer.Option(True, "--notify/--no-notify", help="Tell a running pipeline (control spool)."),
+    notify: bool = typer.Option(True, "--notify/--no-notify",
+                                help="Tell a running pipeline (its control spool, or with --brokers the control topic)."),
+    brokers: Optional[str] = BROKERS_OPTION,
+    prefix: str = PREFIX_OPTION,
 ) -> None:
     """Activate a version after the promotion gate; a running pipeline hot-swaps to it between bars."""
     from strategies.registry import GatePolicy, ModelRegistry, RegistryError
 
+    _check_route(notify, brokers, prefix)
     try:
         model = ModelRegistry(registry).activate(name, version, _operator(), GatePolicy(ic_floor=ic_floor))
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"activated {name} {model.version} (out-of-sample IC {model.oos_ic:+.4f})")
-    _notify(notify, model.version, f"activated {name} {model.version}")
+    _notify(notify, model.version, f"activated {name} {model.version}", brokers, prefix)
 
 
 @models_app.command("rollback")
@@ -232,11 +237,15 @@ def rollback_model(
     registry: Path = typer.Option(DEFAULT_REGISTRY, help="Model registry directory."),
     name: str = typer.Option("lightgbm", help="Model name."),
     ic_floor: float = typer.Option(0.02, help="Refuse models whose out-of-sample IC is below this."),
-    notify: bool = typer.Option(True, "--notify/--no-notify", help="Tell a running pipeline (control spool)."),
+    notify: bool = typer.Option(True, "--notify/--no-notify",
+                                help="Tell a running pipeline (its control spool, or with --brokers the control topic)."),
+    brokers: Optional[str] = BROKERS_OPTION,
+    prefix: str = PREFIX_OPTION,
 ) -> None:
     """Re-activate the version that was active before the current one."""
     from strategies.registry import GatePolicy, ModelRegistry, RegistryError
 
+    _check_route(notify, brokers, prefix)
     reg = ModelRegistry(registry)
     current = reg.active(name)
     try:
@@ -244,7 +253,7 @@ def rollback_model(
     except RegistryError as exc:
         _fail(str(exc))
     typer.echo(f"rolled {name} back from {current} to {model.version}")
-    _notify(notify, model.version, f"rollback of {name} from {current} to {model.version}")
+    _notify(notify, model.version, f"rollback of {name} from {current} to {model.version}", brokers, prefix)
 
 
 def _operator() -> str:
@@ -253,15 +262,32 @@ def _operator() -> str:
     return operator_name()
 
 
-def _notify(notify: bool, version: str, detail: str) -> None:
+def _check_route(notify: bool, brokers: Optional[str], prefix: str) -> None:
+    """Before the registry changes: a route that cannot be taken is refused, never ignored."""
+    import os
+
+    from tapeflow.cli_control import BROKERS_ENV, ControlRouteError, route_brokers
+
+    given = brokers is not None and brokers != os.environ.get(BROKERS_ENV)  # not merely the environment's
+    if not notify and (given or prefix):
+        _fail("--brokers and --prefix say where to notify a running pipeline; --no-notify sends nothing")
+    if notify:
+        try:
+            route_brokers(brokers, prefix)
+        except ControlRouteError as exc:
+            _fail(str(exc))
+
+
+def _notify(notify: bool, version: str, detail: str, brokers: Optional[str] = None, prefix: str = "") -> None:
+    """The running pipeline's signals stage swaps to ``version`` between bars (it checks the model again)."""
     if not notify:
         return
     from schemas import ControlKind
-    from config.control_channel import ControlChannel, make_command
+    from tapeflow.cli_control import send_control
 
-    settings = Settings()
-    ControlChannel(settings.control_path).send(make_command(ControlKind.ACTIVATE_MODEL, name=version, detail=detail))
-    _say(f"sent activate_model {version} via {settings.control_path}")
+    command, where = send_control(ControlKind.ACTIVATE_MODEL, name=version, detail=detail, brokers=brokers,
+                                  prefix=prefix)
+    _say(f"sent activate_model {version} as {command.issued_by} via {where}")
 
 
 def register(app: typer.Typer) -> None:

@@ -71,7 +71,9 @@ def test_control_kill_switch_when_sent_to_a_running_pipeline_then_new_orders_rej
 
     receiver = Receiver()  # a local HTTP server standing for Slack's incoming webhook
     url = f"chdb://{tmp_path}/wh"
-    env = {**os.environ, "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice",
+    # The embedded run's spool: TAPEFLOW_KAFKA_BOOTSTRAP (set for the Kafka tests) would route to Kafka.
+    env = {**{k: v for k, v in os.environ.items() if k != "TAPEFLOW_KAFKA_BOOTSTRAP"},
+           "TAPEFLOW_CONTROL_PATH": str(tmp_path / "control.jsonl"), "TAPEFLOW_OPERATOR": "alice",
            "TAPEFLOW_ALERT_WEBHOOK_URL": receiver.url}
     # 400 ticks/s of event time, replayed at 5x: the features' warm-up (35 one-second bars) takes ~7 s
     running = subprocess.Popen(

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from dashboards.app import DashboardSession, load_extension
 from dashboards.context import DashboardContext
-from dashboards.operator import OperatorDesk, SpoolRoute
+from dashboards.operator import OperatorDesk
 from feeds import make_feed
 from schemas import ControlKind
 from config.control_channel import ControlChannel
@@ -30,7 +30,7 @@ def traded(module_warehouse, tmp_path_factory):
 @pytest.fixture
 def session(traded, tmp_path):
     load_extension()
-    operator = OperatorDesk(SpoolRoute(str(tmp_path / "control.jsonl")), "paper")
+    operator = OperatorDesk(ControlChannel(tmp_path / "control.jsonl"), "paper")
     return DashboardSession(DashboardContext(traded, operator, run_id=RUN))
 
 
@@ -90,7 +90,7 @@ def test_limit_change_when_value_invalid_then_refused_before_sending(session, tm
 
 
 def test_operator_set_limit_then_spool_carries_the_user_and_the_account(tmp_path):
-    desk = OperatorDesk(SpoolRoute(str(tmp_path / "c.jsonl")), "paper")
+    desk = OperatorDesk(ControlChannel(tmp_path / "c.jsonl"), "paper")
     desk.set_limit("max_gross_notional", 750_000.0, "dave")
     (command,), _, _ = ControlChannel(tmp_path / "c.jsonl").read_from(0)
     assert (command.kind, command.name, command.value, command.target, command.issued_by) == (
@@ -110,7 +110,7 @@ def test_serving_when_bound_to_loopback_then_no_password_needed(host):
 
 
 def test_start_dashboard_when_bound_to_all_interfaces_without_password_then_nothing_is_served(traded, tmp_path):
-    ctx = DashboardContext(traded, OperatorDesk(SpoolRoute(str(tmp_path / "c.jsonl"))))
+    ctx = DashboardContext(traded, OperatorDesk(ControlChannel(tmp_path / "c.jsonl")))
     with pytest.raises(DashboardAccessError):
         start_dashboard(ctx, host="0.0.0.0", port=0)
 

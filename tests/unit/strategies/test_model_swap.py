@@ -108,3 +108,18 @@ def test_signals_state_when_pickled_with_a_staged_swap_then_restored_state_swaps
     assert [(c.bar_end, [(s.model_version, s.score, s.target_weight) for s in c.signals]) for c in a] == \
            [(c.bar_end, [(s.model_version, s.score, s.target_weight) for s in c.signals]) for c in b]
     assert restored.strategy.slot.swaps[0].bar_end == slot.swaps[0].bar_end
+
+
+def test_on_control_when_the_slots_own_accepted_record_comes_back_then_not_applied_again(registry):
+    # Split topology: the signals stage's records go out on the control topic it reads itself.
+    from strategies.model_swap import is_slot_record
+
+    state, slot = signals_stage(registry)
+    feed_bars(state, 0, 30)
+    command = make_command(ControlKind.ACTIVATE_MODEL, name="v2", issued_by="ops")
+    (accepted,) = slot.on_control(command)
+    assert is_slot_record(accepted) and not is_slot_record(command)
+    slot.take_records()
+    assert slot.on_control(accepted) == [] and slot.records == []
+    feed_bars(state, 30, 32)
+    assert slot.active.version == "v2" and len(slot.swaps) == 1

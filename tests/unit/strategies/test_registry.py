@@ -88,6 +88,7 @@ def test_load_when_version_unknown_then_error_lists_the_known_ones(tmp_path, boo
 
 def test_models_cli_when_list_show_activate_rollback_then_each_reports_and_refusals_fail(tmp_path, boosters, monkeypatch):
     monkeypatch.setenv("TAPEFLOW_CONTROL_PATH", str(tmp_path / "control.jsonl"))
+    monkeypatch.delenv("TAPEFLOW_KAFKA_BOOTSTRAP", raising=False)  # it would route the notices to Kafka
     registry_with(tmp_path, *boosters, ics=[0.08, 0.09])
     ModelRegistry(tmp_path / "models").register("lightgbm", boosters[0].model_to_string(), metadata(ic=0.001))
     app = typer.Typer()

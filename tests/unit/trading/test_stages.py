@@ -20,7 +20,8 @@ from trading.desk import (
 )
 from strategies.signals import CrossSection
 from trading.stages import ExecutionStage, PnlStage, RiskStage
-from schemas import ExecutionReport, Order, OrderAction, OrderType, Quote, StageWatermark, Trade, content_hash
+from config.control_channel import make_command
+from schemas import ControlCommand, ControlKind, ExecutionReport, Order, OrderAction, OrderType, Quote, StageWatermark, Trade, content_hash
 from schemas.columns import TickBatch
 from tests.unit.trading.test_desk import SYMBOLS, by_table, desk_inputs
 
@@ -41,7 +42,7 @@ class Topics:
         if kind is Trade or kind is Quote or kind is TickBatch:
             for name in self.inbox:
                 self.inbox[name].append(item)
-        elif kind is CrossSection:
+        elif kind is CrossSection or kind is ControlCommand:  # the control topic: risk reads it
             self.inbox["risk"].append(item)
 
     def route(self, stage: str, pairs: list) -> None:
@@ -167,3 +168,41 @@ def test_stages_when_restarted_from_a_snapshot_and_inputs_redelivered_then_nothi
     fill_ids = [r.fill_id for _, r in latest.values() if type(r) is ExecutionReport and r.is_fill]
     assert len(fill_ids) == len(set(fill_ids)) > 50
     assert topics.stages["risk"].counts["duplicates"] + topics.stages["execution"].counts["duplicates"] >= 40
+
+
+def kill_switch_mid_tape(arrivals: list, run) -> tuple[int, list]:
+    """Approved orders when the kill switch arrives after the tape's 10th cross-section, and the
+    whole output; ``run(items)`` hands items to the desk (or the risk stage) and returns its output."""
+    cut = [i for i, item in enumerate(arrivals) if type(item) is CrossSection][10]
+    out = run(arrivals[:cut])
+    approved_before = len(by_table(out, T_APPROVED))
+    out += run([make_command(ControlKind.KILL_SWITCH, value=1.0, issued_by="carol")])
+    return approved_before, out + run(arrivals[cut:])
+
+
+def fused_desk_run():
+    desk = TradingDesk(DeskConfig(universe=SYMBOLS))
+    return desk.on_batch
+
+
+def risk_stage_run():
+    topics = Topics(DeskConfig(universe=SYMBOLS), batch=64)
+
+    def run(items: list) -> list:
+        seen = len(topics.out)
+        return topics.run(items, chunk=97)[seen:]
+
+    return run
+
+
+@pytest.mark.parametrize("make_run", [fused_desk_run, risk_stage_run], ids=["fused_desk", "risk_stage"])
+def test_kill_switch_when_it_arrives_mid_tape_then_every_order_released_after_it_denied_and_earlier_ones_stand(
+        arrivals, make_run):
+    # The split trading and risk stages apply a command from the control topic where the embedded
+    # desk applies one from its spool: on arrival, to every cross-section released after it.
+    approved_before, out = kill_switch_mid_tape(arrivals, make_run())
+    approved = by_table(out, T_APPROVED)
+    rejected = [r for r in by_table(out, T_REJECTED)]
+    assert approved_before > 0 and len([o for o in approved if type(o) is Order]) == approved_before
+    assert rejected and all("kill_switch" in r.reasons for r in rejected)
+    assert [c.issued_by for t, c in out if type(c) is ControlCommand] == ["carol"]
