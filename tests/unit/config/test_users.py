@@ -8,7 +8,8 @@ import stat
 import pytest
 
 from config.users import UsersFile, UsersFileError
-from dashboards.operator import OperatorDesk, SpoolRoute
+from config.control_channel import ControlChannel
+from dashboards.operator import OperatorDesk
 
 PASSWORD = "correct horse battery"
 
@@ -67,7 +68,7 @@ def test_only_traders_send_commands_and_the_command_carries_their_name(tmp_path)
     users.add("alice", PASSWORD, "trader")
     users.add("bob", PASSWORD, "viewer")
     spool = tmp_path / "control.jsonl"
-    desk = OperatorDesk(SpoolRoute(str(spool)), "paper", users)
+    desk = OperatorDesk(ControlChannel(spool), "paper", users)
     command = desk.kill_switch(True, "alice")
     assert command.issued_by == "alice"
     for user in ("bob", None, "mallory"):
@@ -77,6 +78,6 @@ def test_only_traders_send_commands_and_the_command_carries_their_name(tmp_path)
 
 
 def test_without_users_the_local_operator_may_send_as_today(tmp_path):
-    desk = OperatorDesk(SpoolRoute(str(tmp_path / "control.jsonl")), "paper", UsersFile(tmp_path / "none.json"))
+    desk = OperatorDesk(ControlChannel(tmp_path / "control.jsonl"), "paper", UsersFile(tmp_path / "none.json"))
     assert desk.may_control(None)
     assert desk.kill_switch(True, None).issued_by
