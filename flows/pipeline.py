@@ -135,7 +135,11 @@ def feed_universe(feed: Feed) -> tuple[str, ...] | None:
 
 
 def feed_market_streams(feed: Feed) -> tuple[str, ...]:
-    """What a feed delivers per symbol: a replay file holds trades or quotes, synthetic both."""
+    """What a feed delivers per symbol: a replay file holds trades or quotes, synthetic both, a merged
+    replay what its files hold."""
+    streams = getattr(feed, "market_streams", None)
+    if streams:
+        return tuple(streams)
     mapping = getattr(feed, "mapping", None)
     kind = getattr(mapping, "kind", None)
     return (kind,) if kind in ("trade", "quote") else ("trade", "quote")
