@@ -136,17 +136,22 @@ def scan_file(
 
 
 def _timestamp_ns(name: str, dtype: pl.DataType, mapping: ColumnMapping) -> pl.Expr:
+    return timestamp_ns(name, dtype, mapping.timestamp_unit, mapping.timestamp_format)
+
+
+def timestamp_ns(name: str, dtype: pl.DataType, unit: TimestampUnit, fmt: str | None = None) -> pl.Expr:
+    """Column ``name`` (of ``dtype``) as int ns since the epoch, UTC; null where unreadable."""
     col = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         aware = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
         return aware.dt.epoch("ns")
     if isinstance(dtype, pl.Date):
         return col.cast(pl.Datetime("ns")).dt.epoch("ns")
-    if mapping.timestamp_unit == "datetime":
+    if unit == "datetime":
         text = col.cast(pl.String).str.strip_chars()
-        parsed = text.str.to_datetime(mapping.timestamp_format, strict=False, time_unit="ns", time_zone="UTC")
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="ns", time_zone="UTC")
         return parsed.dt.epoch("ns")
-    mult = _UNIT_NANOS[mapping.timestamp_unit]
+    mult = _UNIT_NANOS[unit]
     whole = col.cast(pl.Int64, strict=False) * mult
     fractional = (col.cast(pl.Float64, strict=False) * mult).round(0).cast(pl.Int64, strict=False)
     return pl.coalesce(whole, fractional)
