@@ -22,6 +22,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
+from flows.bar_pipeline import build_bar_flow, is_bar_feed
 from flows.builders import (
     bar_stage,
     desk_stage,
@@ -42,6 +43,7 @@ from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
 from schemas.columns import RawTickBatch
 from config.settings import Settings
+from venues.sim_config import SimVenueConfig
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class TradingConfig:
             universe=universe,
             market_streams=market_streams,
             portfolio=default_portfolio().model_copy(update={"execution": settings.execution}),
+            venue=SimVenueConfig(bar_slippage_bps=settings.bar_slippage_bps),
         )
         return cls(desk=desk, universe=universe)
 
@@ -160,6 +163,8 @@ def build_embedded_flow(
     bars and queued events in state for the resume rather than flush them.
     ``trading``: None runs the market-data half only. ``venue``: a live venue (Alpaca) instead of
     the simulated exchange; its execution reports join the desk's inputs."""
+    if is_bar_feed(feed):  # a bar file: no ticks to normalize or aggregate
+        return build_bar_flow(feed, writer, progress, limits, resumable, trading, control, venue)
     limits = limits or FeedLimits()
     flush_at_end = (lambda: not limits.cut_short.is_set()) if resumable else (lambda: True)
     flow = Dataflow("tapeflow_embedded")

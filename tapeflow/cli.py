@@ -29,7 +29,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
-    feed: str = typer.Option("synthetic", help="synthetic | replay | alpaca"),
+    feed: str = typer.Option("synthetic", help="synthetic | replay (tick files) | bars (OHLCV bar files) | alpaca"),
     venue: str = typer.Option("sim", help="sim (the simulated exchange) | alpaca (paper trading)."),
     alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
     crypto: bool = typer.Option(False, "--crypto", help="Alpaca crypto data (symbols like BTC/USD)."),
@@ -106,7 +106,8 @@ def run(
         feed_options = dict(symbols=symbol_list, rate=rate, speed=speed, seed=seed)
         if feed == "alpaca":
             feed_options = dict(symbols=symbol_list, alpaca_feed=alpaca_feed, crypto=crypto)
-        tape = run_feed(feed, path, columns, mapping, preset, feed_options, lambda line: typer.echo(line, err=True))
+        tape = run_feed(feed, path, columns, mapping, preset, feed_options, lambda line: typer.echo(line, err=True),
+                        dict(brokers=brokers, max_ticks=max_ticks, venue=venue))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     run_id = run_id or _default_run_id()

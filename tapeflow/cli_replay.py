@@ -86,13 +86,50 @@ def replay_feed(
     return feed, lines
 
 
+def bar_feed(paths: list[str], speed: float = 0.0):
+    """``--feed bars``: every file the ``--path`` values name (PATH@SYMBOL as for ticks) as one
+    :class:`feeds.bar_replay.BarFileFeed`."""
+    from feeds.bar_replay import BarFileFeed
+
+    if not paths:
+        raise ValueError("--feed bars needs --path (a bar file, a directory or a glob; PATH@SYMBOL names its symbol)")
+    return BarFileFeed([(item.file, item.symbol) for item in expand_paths(paths)], speed=speed)
+
+
+# What a bar replay refuses, and why (an option is never silently ignored).
+_NOT_WITH_BARS = {
+    "brokers": "--feed bars runs embedded only: the split topology's stages start from md.raw ticks",
+    "max_ticks": "--max-ticks counts ticks and a bar replay has none: use --duration",
+    "symbols": "--symbols: a bar replay trades every symbol of its files (name them with PATH@SYMBOL)",
+    "rate": "--rate paces the synthetic feed; pace a bar replay with --speed",
+    "columns": "--columns maps tick files; bar columns are detected by name (timestamp, open, high, low, close, volume)",
+    "mapping": "--mapping maps tick files; bar columns are detected by name",
+    "preset": "--preset names a tick-file layout",
+    "alpaca": "--venue alpaca trades live prices; a bar replay fills on the simulated venue",
+}
+
+
 def run_feed(kind: str, paths: list[str] | None, columns: str | None, mapping: Path | None, preset: str | None,
-             options: dict, say) -> object:
+             options: dict, say, run: dict | None = None) -> object:
     """The feed ``tapeflow run`` replays: ``--feed replay`` through :func:`replay_feed` (its lines
-    go to ``say``), any other kind through :func:`feeds.make_feed` with ``options``. The mapping
-    options belong to the replay: with another feed they are refused, not ignored."""
+    go to ``say``), ``--feed bars`` through :func:`bar_feed`, any other kind through
+    :func:`feeds.make_feed` with ``options``. ``run``: the run's other options (``brokers``,
+    ``max_ticks``, ``venue``) that a bar replay refuses. The mapping options belong to the tick
+    replay: with another feed they are refused, not ignored."""
     from feeds import make_feed
 
+    if kind == "bars":
+        given = {**(run or {}), "symbols": options.get("symbols"), "rate": options.get("rate"), "columns": columns,
+                 "mapping": mapping, "preset": preset}
+        given["alpaca"] = given.pop("venue", None) == "alpaca" or None
+        refused = [reason for name, reason in _NOT_WITH_BARS.items() if given.get(name) is not None]
+        if refused:
+            raise ValueError("; ".join(refused))
+        feed = bar_feed(paths or [], speed=options.get("speed") or 0.0)
+        for line in feed.lines:
+            say(line)
+        say(f"features, signals and the desk's bar clock at the files' interval: {feed.interval}")
+        return feed
     if kind == "replay":
         if options.get("rate") is not None:
             raise ValueError("rate paces the synthetic feed; pace a replay with --speed (N x real time)")
