@@ -93,3 +93,48 @@ def test_run_when_preset_by_name_then_real_file_replayed_under_another_name(tmp_
     assert done.returncode == 0, done.stderr
     assert "[preset tardis-trades]" in done.stderr
     assert _count("md_trades", url, "p", tmp_path) == 9_999
+
+
+FX_BARS = "fxcm-gbpusd-m1-bid-2012.csv"
+
+
+def test_run_when_fx_bars_without_volume_then_bars_and_features_landed_with_no_volume_invented(tmp_path, real_data):
+    head = (real_data / FX_BARS).read_text().splitlines()[:400]
+    (tmp_path / "gbpusd.csv").write_text("\n".join(head) + "\n")
+    url = f"chdb://{tmp_path}/wh"
+    done = tapeflow("run", "--no-dashboard", "--feed", "bars", "--path", "gbpusd.csv@GBPUSD", "--warehouse", url,
+                    "--run-id", "fx", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1m bars" in done.stderr and "left empty: volume, vwap, buy_volume, sell_volume, trade_count" in done.stderr
+    assert _count("md_bars", url, "fx", tmp_path) == 399
+    assert _count("md_bars", url, "fx", tmp_path, "AND volume IS NULL AND vwap IS NULL AND buy_volume IS NULL") == 399
+    assert _count("features", url, "fx", tmp_path) == 399 - 34
+    assert _count("features", url, "fx", tmp_path, "AND isNaN(volume_z_20) AND isFinite(rsi_14)") == 399 - 34
+
+
+def test_run_when_btc_bars_with_volume_then_volume_kept(tmp_path, real_data):
+    head = (real_data / "btc-perp-20211231-20220201_1m.csv").read_text().splitlines()[:200]
+    (tmp_path / "btc_1m.csv").write_text("\n".join(head) + "\n")
+    url = f"chdb://{tmp_path}/wh"
+    done = tapeflow("run", "--no-dashboard", "--no-trading", "--feed", "bars", "--path", "btc_1m.csv@BTC-PERP",
+                    "--warehouse", url, "--run-id", "btc", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _count("md_bars", url, "btc", tmp_path, "AND volume > 0 AND vwap IS NULL") == 199
+
+
+@pytest.mark.parametrize("option, reason", [
+    (["--brokers", "127.0.0.1:1"], "embedded only"),
+    (["--max-ticks", "10"], "use --duration"),
+    (["--symbols", "X"], "every symbol of its files"),
+    (["--columns", "ts=t"], "detected by name"),
+])
+def test_run_when_bars_with_an_option_that_does_not_apply_then_refused_with_the_reason(tmp_path, real_data, option,
+                                                                                         reason):
+    done = tapeflow("run", "--no-dashboard", "--feed", "bars", "--path", str(real_data / FX_BARS) + "@GBPUSD", *option,
+                    cwd=tmp_path)
+    assert done.returncode == 2 and reason in done.stderr, done.stderr
+
+
+def test_run_when_tick_file_given_to_the_bar_feed_then_refused_naming_the_columns(tmp_path, real_data):
+    done = tapeflow("run", "--no-dashboard", "--feed", "bars", "--path", str(real_data / FUTURES), cwd=tmp_path)
+    assert done.returncode == 2 and "a tick file?" in done.stderr and "'price'" in done.stderr, done.stderr
