@@ -126,7 +126,7 @@ def _check_rows(path: Path, frame: pl.DataFrame, roles: dict[str, str]) -> None:
         ((pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close")),
          "OHLC out of order (low above open/close or high below them)"),
         (pl.any_horizontal(pl.col(c) < 0 for c in ("volume", "buy_volume", "sell_volume")), "a negative volume"),
-        (pl.struct("symbol", "bar_start").is_duplicated(), "a second bar of its symbol at the same start"),
+        (~pl.struct("symbol", "bar_start").is_first_distinct(), "a second bar of its symbol at the same start"),
     ]
     header = 2 if path.suffix.lower() != ".parquet" else 1  # 1-based file line of row 0
     for bad, what in checks:
