@@ -168,6 +168,9 @@ class TradingDesk:
                 if dead is not None:
                     out.append((T_DLQ, dead))
             elif kind is Bar:
+                if self.config.market_streams != ("bar",):
+                    raise TypeError("the desk takes a Bar only in a bar replay (market_streams ('bar',)); fed "
+                                    "ticks, it keeps its own bar clock from the trades")
                 dead = sequencer.queue_bar(item)
                 if dead is not None:
                     out.append((T_DLQ, dead))
