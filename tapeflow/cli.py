@@ -34,7 +34,7 @@ def run(
     alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
     crypto: bool = typer.Option(False, "--crypto", help="Alpaca crypto data (symbols like BTC/USD)."),
     live: bool = typer.Option(False, "--live", help="Alpaca live (real-money) trading instead of paper."),
-    path: Optional[list[str]] = typer.Option(None, help="--feed replay: a tick file (Parquet, CSV, CSV.gz/.zst), "
+    path: Optional[list[str]] = typer.Option(None, help="--feed replay|bars: a tick or bar file (Parquet, CSV, CSV.gz/.zst), "
                                              "directory or glob, optionally PATH@SYMBOL; repeat to merge files in event time."),
     columns: Optional[str] = typer.Option(None, help="--feed replay: column roles, e.g. ts=time:ms,price=px,size=qty,symbol=ticker "
                                           "(units s|ms|us|ns|iso); the rest is detected from column names."),

@@ -39,11 +39,11 @@ def replayed(module_warehouse, tmp_path_factory):
     pl.DataFrame(list(result.rows), schema=list(BAR_COLUMNS), orient="row").write_parquet(path)
     feed = BarFileFeed([(path, None)])
     run_embedded(wh, feed, "bars", trading=True)
-    return wh, feed
+    return wh, feed, path
 
 
 def test_replayed_bars_when_written_out_from_the_warehouse_then_features_equal_to_1e12(replayed):
-    wh, _ = replayed
+    wh, _, _ = replayed
     built, from_file = _features(wh, "ticks"), _features(wh, "bars")
     assert len(built) > 100 and built.keys() == from_file.keys()
     for key, values in built.items():
@@ -51,8 +51,43 @@ def test_replayed_bars_when_written_out_from_the_warehouse_then_features_equal_t
             assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12, (key, name, a, b)
 
 
+def test_tapeflow_run_feed_bars_when_given_the_written_bars_then_the_same_features(replayed, tmp_path):
+    """The same file through the command a user runs, in a process and warehouse of its own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.real_data import REPO
+
+    wh, _, path = replayed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    url = f"chdb://{tmp_path}/wh"
+
+    def tapeflow(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "tapeflow.cli", *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    done = tapeflow("run", "--no-dashboard", "--feed", "bars", "--path", str(path), "--warehouse", url,
+                    "--run-id", "cli-bars")
+    assert done.returncode == 0, done.stderr
+    assert "1s bars" in done.stderr
+    names = ", ".join(FEATURE_SET_V1)
+    queried = tapeflow("query", f"SELECT symbol, toString(toUnixTimestamp64Nano(bar_end)) AS end, {names} "
+                       "FROM features FINAL WHERE run_id = 'cli-bars'", "--warehouse", url, "--json")
+    assert queried.returncode == 0, queried.stderr
+    rows = [json.loads(line) for line in queried.stdout.splitlines() if line.strip()]
+    from_cli = {(r["symbol"], int(r["end"])): tuple(float(r[n]) if r[n] is not None else math.nan
+                                                    for n in FEATURE_SET_V1) for r in rows}
+    built = _features(wh, "ticks")
+    assert from_cli.keys() == built.keys()
+    for key, values in built.items():
+        for name, a, b in zip(FEATURE_SET_V1, values, from_cli[key]):
+            assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-12, (key, name, a, b)
+
+
 def test_replayed_bars_when_traded_then_every_fill_at_a_bar_open_plus_slippage_bounded_by_its_volume(replayed):
-    wh, feed = replayed
+    wh, feed, _ = replayed
     bars = {(r["symbol"], r["bar_start"]): r for r in feed.frame().iter_rows(named=True)}
     fills = wh.query("SELECT symbol, side, last_qty, last_price, toUnixTimestamp64Nano(ts_event), client_order_id "
                      "FROM exec_reports FINAL WHERE run_id = 'bars' AND fill_id != ''").rows
@@ -77,7 +112,7 @@ def test_replayed_bars_when_traded_then_every_fill_at_a_bar_open_plus_slippage_b
 
 
 def test_replayed_bars_when_traded_then_positions_marked_at_bar_closes(replayed):
-    wh, feed = replayed
+    wh, feed, _ = replayed
     closes = {(r["symbol"], r["bar_end"]): r["close"] for r in feed.frame().iter_rows(named=True)}
     rows = wh.query("SELECT symbol, toUnixTimestamp64Nano(ts_event), mark_price FROM positions FINAL "
                     "WHERE run_id = 'bars' AND mark_price > 0").rows
