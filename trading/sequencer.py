@@ -204,10 +204,7 @@ class EventSequencer:
                 return None
         if (bar.bar_start, TICK) < self.released:
             self.counts["late"] += 1
-            return DeadLetter(
-                id=f"dlq:{self.stage}:{bar.id}", ts_event=bar.ts_event, ts_ingest=now_ns(), source_topic="md.bars",
-                stage=self.stage, reason="late", detail=f"bar start {bar.bar_start} is before what the {self.stage} "
-                f"already processed ({self.released[0]})", symbol=symbol, payload=bar.to_json().decode())
+            return self._late(bar)
         self._push(bar.bar_start, TICK, symbol, BarOpen(bar))
         self._push(bar.bar_end - 1, TICK, symbol, BarClose(bar))
         stream = (symbol, "bar")
@@ -386,12 +383,12 @@ class EventSequencer:
         self._arrivals += 1
         heapq.heappush(self.queue, (ts, priority, symbol, self._arrivals, item))
 
-    def _late(self, record: Trade | Quote) -> DeadLetter:
+    def _late(self, record: Trade | Quote | Bar) -> DeadLetter:
         return DeadLetter(
             id=f"dlq:desk:{record.id}",
             ts_event=record.ts_event,
             ts_ingest=now_ns(),
-            source_topic="md.trades" if type(record) is Trade else "md.quotes",
+            source_topic={Trade: "md.trades", Quote: "md.quotes", Bar: "md.bars"}[type(record)],
             stage="desk",
             reason="late",
             detail=f"event time {record.ts_event} is before what the desk already processed ({self.released[0]})",
