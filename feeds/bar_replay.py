@@ -19,8 +19,9 @@ starts; it must be one the pipeline knows (``schemas.INTERVAL_NANOS``: 1s, 1m). 
 s/ms/us/ns or ISO text, as :mod:`feeds.replay_columns` guesses them.
 
 Bad rows are refused when the file is opened, with the file, the line and what is wrong: an
-unreadable time or price, OHLC out of order (low above open/close or high below them), a price not
-above 0, a negative volume, two bars of one symbol at one start.
+unreadable time, price, volume, vwap or trade count (an empty cell of an optional column is a missing
+value, None), NaN or infinity, OHLC out of order (low above open/close or high below them), a price
+or vwap not above 0, a negative volume, a trade count below 1, two bars of one symbol at one start.
 """
 
 from __future__ import annotations
@@ -104,12 +105,15 @@ def read_bar_file(path: Path, symbol: str | None = None) -> tuple[pl.DataFrame, 
         exprs.append(source.alias(role))
     count = pl.col(roles["trade_count"]).cast(pl.Int64, strict=False) if "trade_count" in roles else pl.lit(None, pl.Int64)
     exprs.append(count.alias("trade_count"))
+    # a value the file has but that does not parse is an error, not a missing value
+    exprs += [pl.col(roles[r]).cast(pl.String).str.strip_chars().alias(f"_raw_{r}")
+              for r in (*OPTIONAL_FLOATS, "trade_count") if r in roles]
     if "interval" in roles:
         exprs.append(pl.col(roles["interval"]).cast(pl.String).alias("interval"))
     frame = lazy.with_row_index("_row").select(pl.col("_row"), *exprs).collect()
     _check_rows(path, frame, roles)
     interval = _interval(path, frame)
-    frame = frame.drop("interval", strict=False)
+    frame = frame.drop("interval", *(c for c in frame.columns if c.startswith("_raw_")), strict=False)
     found = ", ".join(f"{role}={roles[role]}" for role in BAR_CANDIDATES if role in roles and role != "interval")
     absent = [r for r in (*OPTIONAL_FLOATS, "trade_count") if r not in roles]
     line = (f"bars {path}{f' as {symbol}' if symbol else ''}: {interval} bars, {found} (bar_start unit {unit})"
@@ -119,9 +123,15 @@ def read_bar_file(path: Path, symbol: str | None = None) -> tuple[pl.DataFrame, 
 
 def _check_rows(path: Path, frame: pl.DataFrame, roles: dict[str, str]) -> None:
     ohlc = [pl.col(c) for c in ("open", "high", "low", "close")]
+    unparsed = [pl.col(f"_raw_{r}").is_not_null() & (pl.col(f"_raw_{r}") != "") & pl.col(r).is_null()
+                for r in (*OPTIONAL_FLOATS, "trade_count") if r in roles]
+    values = [pl.col(c) for c in (*("open", "high", "low", "close"), *OPTIONAL_FLOATS)]
     checks = [
         (pl.col("bar_start").is_null(), f"unreadable time in column {roles['bar_start']!r}"),
         (pl.any_horizontal(c.is_null() for c in ohlc), "an unreadable or missing open/high/low/close"),
+        (pl.any_horizontal(unparsed) if unparsed else pl.lit(False), "an unreadable volume, vwap or trade count"),
+        (pl.any_horizontal(c.is_nan() | c.is_infinite() for c in values), "a NaN or infinite value"),
+        ((pl.col("vwap") <= 0) | (pl.col("trade_count") < 1), "a vwap not above 0 or a trade count below 1"),
         (pl.any_horizontal(c <= 0 for c in ohlc), "a price not above 0"),
         ((pl.col("low") > pl.min_horizontal("open", "close")) | (pl.col("high") < pl.max_horizontal("open", "close")),
          "OHLC out of order (low above open/close or high below them)"),

@@ -44,6 +44,7 @@ def test_bar_feed_when_two_symbols_then_merged_by_bar_end_and_resumable_at_any_i
     ("0,1,2,1,2\n60,x,2,1,1\n", "unreadable or missing open/high/low/close"),
     ("0,1,2,1,2\n60,0,2,0,1\n", "a price not above 0"),
     ("0,1,2,1,2\n0,1,2,1,2\n", "second bar of its symbol"),
+    ("0,1,2,1,2\n60,1,NaN,1,1\n", "a NaN or infinite value"),
 ])
 def test_read_bar_file_when_a_bad_row_then_refused_naming_the_line(tmp_path, rows, message):
     path = tmp_path / "bad.csv"
@@ -64,3 +65,19 @@ def test_read_bar_file_when_no_symbol_then_refused_pointing_to_path_at_symbol(tm
     path.write_text("timestamp,open,high,low,close\n0,1,1,1,1\n60,1,1,1,1\n")
     with pytest.raises(BarFileError, match="PATH@SYMBOL"):
         read_bar_file(path)
+
+
+@pytest.mark.parametrize("volume, message", [("n/a", "unreadable volume"), ("-1", "negative volume"),
+                                             ("inf", "NaN or infinite")])
+def test_read_bar_file_when_a_volume_is_bad_then_refused_not_taken_as_missing(tmp_path, volume, message):
+    path = tmp_path / "v.csv"
+    path.write_text(f"timestamp,open,high,low,close,volume\n0,1,2,1,2,5\n60,1,2,1,1,{volume}\n")
+    with pytest.raises(BarFileError, match=f"{message}.*line 3"):
+        read_bar_file(path, "X")
+
+
+def test_read_bar_file_when_a_volume_cell_is_empty_then_that_bar_has_none(tmp_path):
+    path = tmp_path / "v.csv"
+    path.write_text("timestamp,open,high,low,close,volume\n0,1,2,1,2,5\n60,1,2,1,1,\n")
+    frame, interval, _ = read_bar_file(path, "X")
+    assert frame["volume"].to_list() == [5.0, None] and interval == "1m"
