@@ -81,3 +81,18 @@ def test_read_bar_file_when_a_volume_cell_is_empty_then_that_bar_has_none(tmp_pa
     path.write_text("timestamp,open,high,low,close,volume\n0,1,2,1,2,5\n60,1,2,1,1,\n")
     frame, interval, _ = read_bar_file(path, "X")
     assert frame["volume"].to_list() == [5.0, None] and interval == "1m"
+
+
+def test_bar_feed_when_paced_then_each_instant_handed_over_when_its_bar_end_is_due(tmp_path, fake_clock):
+    from feeds.pacing import Pacer
+
+    (tmp_path / "a.csv").write_text("ts,o,h,l,c,symbol\n0,1,1,1,1,A\n0,1,1,1,1,B\n60,1,1,1,1,A\n120,1,1,1,1,A\n")
+    feed = BarFileFeed([(tmp_path / "a.csv", None)], speed=60.0,
+                       pacer_factory=lambda speed: Pacer(speed, clock=fake_clock.clock, sleep=fake_clock.sleep))
+    handed = []
+    for batch in feed.bars(max_bars=100):
+        handed.append(([b.symbol for b in batch], fake_clock.now_ns))
+    start = handed[0][1]
+    # one instant per handover; a minute of bars is one second of wall time at 60x
+    assert [(names, round((ns - start) / 1e9, 3)) for names, ns in handed] == [
+        (["A", "B"], 0.0), (["A"], 1.0), (["A"], 2.0)]
