@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     execution: Literal["market", "passive"] = Field(
         "market", description="How the desk works its orders: market (cross the spread) or passive (a limit at "
         "the touch, re-quoted each bar; what `tapeflow train` evaluates LightGBM with).")
+    bar_slippage_bps: float = Field(
+        1.0, ge=0, description="Bar replay (--feed bars): a market order fills at the next bar's open moved this "
+        "many basis points against it (see venues/sim.py, fills from bars).")
     control_path: str = Field("data/control.jsonl", description="Spool of operator commands for a running pipeline.")
     epoch_interval_s: float = Field(2.0, gt=0, description="Bytewax epoch: snapshot and sink-flush cadence.")
     metrics_port: int | None = Field(

@@ -3,7 +3,11 @@
 - :class:`feeds.synthetic.SyntheticFeed` — a deterministic synthetic tape with a planted order-flow
   signal (``feeds/SYNTHETIC.md``).
 - :class:`feeds.replay.ReplayFeed` — recorded Parquet/CSV trade or quote files, as fast as possible
-  or at N× real time.
+  or at N× real time; :mod:`feeds.replay_columns` maps a user's columns onto it (detection,
+  ``--columns`` specs, TOML mapping files) and :class:`feeds.replay_merge.MergedReplayFeed` replays
+  several such files as one tape in event time.
+- :class:`feeds.bar_replay.BarFileFeed` — OHLC(V) bar files as :class:`schemas.Bar` records (no
+  ticks: ``bars()`` instead of ``ticks()``), for ``tapeflow run --feed bars``.
 
 Every feed has ``ticks(start_seq=0) -> Iterator[RawTick]``; ``seq`` is the 0-based position in the
 feed and ``ticks(n)`` yields exactly ticks n, n+1, ... of a full run (field for field, except the

@@ -20,7 +20,7 @@ such whatever the unit says.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -107,35 +107,51 @@ def looks_like_bars(columns: list[str]) -> bool:
     return {"open", "high", "low", "close"} <= lowered
 
 
-def scan_file(path: Path, mapping: ColumnMapping | None = None) -> pl.LazyFrame:
-    """A lazy frame over the file; CSV columns are read as strings so no value is lost to inference."""
-    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+TICK_FILE_SUFFIXES = (".parquet", ".csv", ".txt", ".csv.gz", ".csv.zst", ".txt.gz", ".txt.zst")
+
+
+def file_suffix(path: Path) -> str:
+    """The suffix that names the format: ``.csv.gz`` for a compressed CSV, else the last one."""
+    last = path.suffix.lower()
+    return "".join(path.suffixes[-2:]).lower() if last in (".gz", ".zst") else last
+
+
+def scan_file(
+    path: Path, mapping: ColumnMapping | None = None, *, has_header: bool = True,
+    column_names: tuple[str, ...] | None = None, separator: str = ",",
+) -> pl.LazyFrame:
+    """A lazy frame over the file; CSV columns are read as strings so no value is lost to inference.
+    The CSV layout comes from ``mapping`` when given, else from the keyword arguments."""
+    suffix = file_suffix(path)
+    if mapping is not None:
+        has_header, column_names, separator = mapping.has_header, mapping.column_names, mapping.separator
     if suffix == ".parquet":
         return pl.scan_parquet(path)
-    if suffix in (".csv", ".txt", ".csv.gz"):
-        has_header = mapping.has_header if mapping else True
+    if suffix in TICK_FILE_SUFFIXES:
         return pl.scan_csv(
-            path,
-            has_header=has_header,
-            new_columns=list(mapping.column_names) if mapping and mapping.column_names else None,
-            separator=mapping.separator if mapping else ",",
-            infer_schema=False,
+            path, has_header=has_header, new_columns=list(column_names) if column_names else None,
+            separator=separator, infer_schema=False,
         )
-    raise ValueError(f"{path}: cannot replay a '{path.suffix}' file; expected .parquet or .csv")
+    raise ValueError(f"{path}: cannot replay a '{suffix}' file; expected .parquet, .csv, .csv.gz or .csv.zst")
 
 
 def _timestamp_ns(name: str, dtype: pl.DataType, mapping: ColumnMapping) -> pl.Expr:
+    return timestamp_ns(name, dtype, mapping.timestamp_unit, mapping.timestamp_format)
+
+
+def timestamp_ns(name: str, dtype: pl.DataType, unit: TimestampUnit, fmt: str | None = None) -> pl.Expr:
+    """Column ``name`` (of ``dtype``) as int ns since the epoch, UTC; null where unreadable."""
     col = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         aware = col.dt.replace_time_zone("UTC") if dtype.time_zone is None else col.dt.convert_time_zone("UTC")
         return aware.dt.epoch("ns")
     if isinstance(dtype, pl.Date):
         return col.cast(pl.Datetime("ns")).dt.epoch("ns")
-    if mapping.timestamp_unit == "datetime":
+    if unit == "datetime":
         text = col.cast(pl.String).str.strip_chars()
-        parsed = text.str.to_datetime(mapping.timestamp_format, strict=False, time_unit="ns", time_zone="UTC")
+        parsed = text.str.to_datetime(fmt, strict=False, time_unit="ns", time_zone="UTC")
         return parsed.dt.epoch("ns")
-    mult = _UNIT_NANOS[mapping.timestamp_unit]
+    mult = _UNIT_NANOS[unit]
     whole = col.cast(pl.Int64, strict=False) * mult
     fractional = (col.cast(pl.Float64, strict=False) * mult).round(0).cast(pl.Int64, strict=False)
     return pl.coalesce(whole, fractional)
@@ -259,59 +275,11 @@ class ReplayFeed:
         return lazy.collect()
 
     def ticks(self, start_seq: int = 0) -> Iterator[RawTick]:
-        if start_seq < 0:
-            raise ValueError(f"start_seq must be >= 0, got {start_seq}")
-        frame, source = self.frame(), self.source
-        pacer = self._pacer_factory(self.speed)
-        paced, wait_until = pacer.paced, pacer.wait_until
-        for lo in range(start_seq, frame.height, _CHUNK_ROWS):
-            seq = lo
-            for ts, sym, payload in self._rows(frame.slice(lo, _CHUNK_ROWS)):
-                if paced:
-                    wait_until(ts)
-                yield raw_tick(source, seq, ts, now_ns(), sym, payload)
-                seq += 1
+        return tape_ticks(self, start_seq)
 
     def batches(self, start_seq: int = 0, max_rows: int = 2_000) -> Iterator[RawTickBatch | RawTick]:
-        """Rows ``start_seq``, ``start_seq + 1``, ... in seq order: runs of regular rows (every value
-        read) as RawTickBatches of at most ``max_rows`` rows, each irregular row (a value missing or
-        unreadable, a timestamp before 1970) as the RawTick ``ticks()`` makes of it, between them.
-
-        Flattened (``to_records`` of each batch), the items are ``ticks(start_seq)`` but for the
-        wall-clock ``ts_ingest`` (one reading per batch, at hand-over). Watermarks (the file is
-        sorted by ``ts_event``, ties kept): unpaced, a batch's last ``ts_event``; paced, as
-        :mod:`feeds.batching` (empty heartbeat batches through quiet stretches). A range of the
-        schedule that ends on an irregular row is followed by an empty batch carrying its watermark
-        when that watermark is above the last one handed over.
-        """
-        if start_seq < 0:
-            raise ValueError(f"start_seq must be >= 0, got {start_seq}")
-        columns, symbols = self._batch_columns()
-        source, regular = self.source, columns["_regular"].to_numpy()
-        ts_event = columns["ts_event"].to_numpy()
-        schedule = handovers([(ts_event[start_seq:], start_seq)], self._pacer_factory(self.speed), max_rows,
-                             strictly_increasing=False)
-        last_watermark: int | None = None
-        for handover in schedule:
-            if handover.segment is None:
-                last_watermark = handover.watermark
-                yield empty_batch(source, symbols, handover.watermark)
-                continue
-            lo, hi = handover.segment + handover.lo, handover.segment + handover.hi
-            run = lo
-            for bad in (np.flatnonzero(~regular[lo:hi]) + lo).tolist():
-                if bad > run:
-                    last_watermark = int(ts_event[bad - 1])
-                    yield self._batch(columns, symbols, run, bad, last_watermark)
-                ts, sym, payload = next(self._rows(self.frame().slice(bad, 1)))
-                yield raw_tick(source, bad, ts, now_ns(), sym, payload)
-                run = bad + 1
-            if run < hi:
-                last_watermark = handover.watermark
-                yield self._batch(columns, symbols, run, hi, handover.watermark)
-            elif last_watermark is None or handover.watermark > last_watermark:
-                last_watermark = handover.watermark
-                yield empty_batch(source, symbols, handover.watermark)
+        """Rows ``start_seq``, ``start_seq + 1``, ... in seq order: see :func:`tape_batches`."""
+        return tape_batches(self, start_seq, max_rows)
 
     def _rows(self, chunk: pl.DataFrame) -> Iterator[tuple[int, str, dict]]:
         """(ts_event, symbol, payload) per row of a slice of the frame, as ``ticks()`` emits them."""
@@ -383,3 +351,77 @@ def _with_raw_fallback(chunk: pl.DataFrame, name: str) -> list:
         for i in failed.to_list():
             values[i] = raw[i]
     return values
+
+
+class ReplayTape(Protocol):
+    """What :func:`tape_ticks` and :func:`tape_batches` read: a tape sorted by ``ts_event`` whose
+    row ``i`` is seq ``i``; ``_rows`` turns a slice of ``frame()`` into (ts_event, symbol, payload)
+    and ``_batch`` rows ``[lo, hi)`` of ``_batch_columns()`` into a RawTickBatch."""
+
+    source: str
+    speed: float
+    _pacer_factory: Callable[[float], Pacer]
+
+    def frame(self) -> pl.DataFrame: ...
+    def _rows(self, chunk: pl.DataFrame) -> Iterator[tuple[int, str, dict]]: ...
+    def _batch_columns(self) -> tuple[pl.DataFrame, tuple[str, ...]]: ...
+    def _batch(self, columns: pl.DataFrame, symbols: tuple[str, ...], lo: int, hi: int, watermark: int) -> RawTickBatch: ...
+
+
+def tape_ticks(tape: "ReplayTape", start_seq: int = 0) -> Iterator[RawTick]:
+    """One RawTick per row of ``tape.frame()`` from ``start_seq``, paced by ``tape.speed``."""
+    if start_seq < 0:
+        raise ValueError(f"start_seq must be >= 0, got {start_seq}")
+    frame, source = tape.frame(), tape.source
+    pacer = tape._pacer_factory(tape.speed)
+    paced, wait_until = pacer.paced, pacer.wait_until
+    for lo in range(start_seq, frame.height, _CHUNK_ROWS):
+        seq = lo
+        for ts, sym, payload in tape._rows(frame.slice(lo, _CHUNK_ROWS)):
+            if paced:
+                wait_until(ts)
+            yield raw_tick(source, seq, ts, now_ns(), sym, payload)
+            seq += 1
+
+
+def tape_batches(tape: "ReplayTape", start_seq: int = 0, max_rows: int = 2_000) -> Iterator[RawTickBatch | RawTick]:
+    """A replay tape (a :class:`ReplayFeed`, or a merge of several, :mod:`feeds.replay_merge`) as
+    handovers: rows ``start_seq``, ``start_seq + 1``, ... in seq order: runs of regular rows (every value
+    read) as RawTickBatches of at most ``max_rows`` rows, each irregular row (a value missing or
+    unreadable, a timestamp before 1970) as the RawTick ``ticks()`` makes of it, between them.
+
+    Flattened (``to_records`` of each batch), the items are ``ticks(start_seq)`` but for the
+    wall-clock ``ts_ingest`` (one reading per batch, at hand-over). Watermarks (the file is
+    sorted by ``ts_event``, ties kept): unpaced, a batch's last ``ts_event``; paced, as
+    :mod:`feeds.batching` (empty heartbeat batches through quiet stretches). A range of the
+    schedule that ends on an irregular row is followed by an empty batch carrying its watermark
+    when that watermark is above the last one handed over.
+    """
+    if start_seq < 0:
+        raise ValueError(f"start_seq must be >= 0, got {start_seq}")
+    columns, symbols = tape._batch_columns()
+    source, regular = tape.source, columns["_regular"].to_numpy()
+    ts_event = columns["ts_event"].to_numpy()
+    schedule = handovers([(ts_event[start_seq:], start_seq)], tape._pacer_factory(tape.speed), max_rows,
+                         strictly_increasing=False)
+    last_watermark: int | None = None
+    for handover in schedule:
+        if handover.segment is None:
+            last_watermark = handover.watermark
+            yield empty_batch(source, symbols, handover.watermark)
+            continue
+        lo, hi = handover.segment + handover.lo, handover.segment + handover.hi
+        run = lo
+        for bad in (np.flatnonzero(~regular[lo:hi]) + lo).tolist():
+            if bad > run:
+                last_watermark = int(ts_event[bad - 1])
+                yield tape._batch(columns, symbols, run, bad, last_watermark)
+            ts, sym, payload = next(tape._rows(tape.frame().slice(bad, 1)))
+            yield raw_tick(source, bad, ts, now_ns(), sym, payload)
+            run = bad + 1
+        if run < hi:
+            last_watermark = handover.watermark
+            yield tape._batch(columns, symbols, run, hi, handover.watermark)
+        elif last_watermark is None or handover.watermark > last_watermark:
+            last_watermark = handover.watermark
+            yield empty_batch(source, symbols, handover.watermark)

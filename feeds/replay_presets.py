@@ -67,6 +67,14 @@ def preset_mapping(name: str) -> ColumnMapping:
         raise ValueError(f"unknown replay preset {name!r}; presets: {sorted(PRESETS)}") from None
 
 
+def preset_for_file(path: Path) -> str | None:
+    """The name of the preset whose file pattern matches the file name, if one does."""
+    for preset in PRESETS.values():
+        if any(fnmatch.fnmatch(path.name, pattern) for pattern in preset.file_patterns):
+            return preset.name
+    return None
+
+
 def detect_mapping(path: Path) -> ColumnMapping:
     """The preset whose file pattern matches the file name; bar files and unknown files are errors."""
     name = path.name

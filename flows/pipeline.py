@@ -24,6 +24,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
 
+from flows.bar_pipeline import build_bar_flow, is_bar_feed
 from flows.builders import (
     bar_stage,
     desk_stage,
@@ -46,6 +47,7 @@ from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
 from schemas.columns import RawTickBatch
 from config.settings import Settings
+from venues.sim_config import SimVenueConfig
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class TradingConfig:
             universe=universe,
             market_streams=market_streams,
             portfolio=default_portfolio().model_copy(update={"execution": settings.execution}),
+            venue=SimVenueConfig(bar_slippage_bps=settings.bar_slippage_bps),
         )
         return cls(desk=desk, universe=universe)
 
@@ -159,7 +162,11 @@ def feed_universe(feed: Feed) -> tuple[str, ...] | None:
 
 
 def feed_market_streams(feed: Feed) -> tuple[str, ...]:
-    """What a feed delivers per symbol: a replay file holds trades or quotes, synthetic both."""
+    """What a feed delivers per symbol: a replay file holds trades or quotes, synthetic both, a merged
+    replay what its files hold."""
+    streams = getattr(feed, "market_streams", None)
+    if streams:
+        return tuple(streams)
     mapping = getattr(feed, "mapping", None)
     kind = getattr(mapping, "kind", None)
     return (kind,) if kind in ("trade", "quote") else ("trade", "quote")
@@ -183,6 +190,8 @@ def build_embedded_flow(
     bars and queued events in state for the resume rather than flush them.
     ``trading``: None runs the market-data half only. ``venue``: a live venue (Alpaca) instead of
     the simulated exchange; its execution reports join the desk's inputs."""
+    if is_bar_feed(feed):  # a bar file: no ticks to normalize or aggregate
+        return build_bar_flow(feed, writer, progress, limits, resumable, trading, control, venue)
     limits = limits or FeedLimits()
     flush_at_end = (lambda: not limits.cut_short.is_set()) if resumable else (lambda: True)
     flow = Dataflow("tapeflow_embedded")

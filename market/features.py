@@ -54,6 +54,10 @@ Features, in column order (``FEATURE_SET_V1``)
     The same over the sums of buy and sell volume of the last 5 bars; ``0`` when both sums are 0.
 ``hl_range``
     ``(h_t - l_t) / c_t``.
+
+A bar replayed from a file that lacks volume, VWAP or aggressor volumes (None in the Bar) gives NaN
+for ``vwap_dev``, ``volume_z_20`` and the imbalances, for as long as such a bar is in their window:
+a feature is never computed from a value nobody recorded.
 ``kbar_body``, ``kbar_upper``, ``kbar_lower``
     ``(c - o) / o``, ``(h - max(o, c)) / o``, ``(min(o, c) - l) / o`` of the bar (candle shape).
 
@@ -102,6 +106,8 @@ def _mean_std(window: deque) -> tuple[float, float]:
 
 def _imbalance(buy: float, sell: float) -> float:
     total = buy + sell
+    if total != total:
+        return math.nan  # aggressor volumes the bar file did not have
     return (buy - sell) / total if total > 0.0 else 0.0
 
 
@@ -178,9 +184,9 @@ class SymbolFeatures:
             self.macd_signal = (1.0 - _ALPHA_SIGNAL) * self.macd_signal + _ALPHA_SIGNAL * macd
 
         self.closes.append(close)
-        self.volumes.append(bar.volume)
-        self.buy_volumes.append(bar.buy_volume)
-        self.sell_volumes.append(bar.sell_volume)
+        self.volumes.append(_known(bar.volume))
+        self.buy_volumes.append(_known(bar.buy_volume))
+        self.sell_volumes.append(_known(bar.sell_volume))
 
         if n < WARMUP_BARS:
             return None
@@ -211,7 +217,9 @@ class SymbolFeatures:
             pctb = (close - lower) / (4.0 * std)
 
         volumes = self.volumes
-        if max(volumes) == min(volumes):
+        if any(v != v for v in volumes):
+            volume_z = math.nan  # a volume the bar file did not have
+        elif max(volumes) == min(volumes):
             volume_z = 0.0
         else:
             mean, std = _mean_std(volumes)
@@ -227,15 +235,20 @@ class SymbolFeatures:
             macd_signal,
             macd - macd_signal,
             pctb,
-            close / bar.vwap - 1.0,
+            math.nan if bar.vwap is None else close / bar.vwap - 1.0,
             volume_z,
-            _imbalance(bar.buy_volume, bar.sell_volume),
+            _imbalance(_known(bar.buy_volume), _known(bar.sell_volume)),
             _imbalance(sum(self.buy_volumes), sum(self.sell_volumes)),
             (high - low) / close,
             (close - open_) / open_,
             (high - max(open_, close)) / open_,
             (min(open_, close) - low) / open_,
         )
+
+
+def _known(value: float | None) -> float:
+    """A bar field a bar file may lack (None) as NaN: every feature computed from it is NaN."""
+    return math.nan if value is None else value
 
 
 class FeatureState:

@@ -70,7 +70,11 @@ INTERVAL_NANOS: dict[str, int] = {"1s": 1_000_000_000, "1m": 60_000_000_000}
 
 
 class Bar(Record):
-    """OHLCV over ``[bar_start, bar_end)`` in event time; ``ts_event`` equals ``bar_end``."""
+    """OHLCV over ``[bar_start, bar_end)`` in event time; ``ts_event`` equals ``bar_end``.
+
+    Bars built from ticks carry every field. A bar replayed from a file carries what the file has:
+    ``volume``, ``vwap``, ``trade_count`` and the aggressor volumes are None where the file has no
+    such column (FX bars often have no volume), never a made-up value."""
 
     symbol: str = Field(min_length=1)
     interval: BarInterval
@@ -80,11 +84,11 @@ class Bar(Record):
     high: PositiveFloat
     low: PositiveFloat
     close: PositiveFloat
-    volume: float = Field(ge=0)
-    vwap: PositiveFloat
-    trade_count: int = Field(ge=1)
-    buy_volume: float = Field(ge=0)
-    sell_volume: float = Field(ge=0)
+    volume: float | None = Field(ge=0)
+    vwap: PositiveFloat | None
+    trade_count: int | None = Field(ge=1)
+    buy_volume: float | None = Field(ge=0)
+    sell_volume: float | None = Field(ge=0)
     ts_tick_ingest: int = Field(ge=0)
 
     @model_validator(mode="after")

@@ -160,8 +160,8 @@ def _field_columns(
         own = attrgetter(name)
         get = own if getter is None else (lambda r, _outer=getter, _own=own: _own(_outer(r)))
         annotation, nullable = _unwrap_optional(info.annotation)
-        if nullable and annotation is not float:
-            raise TypeError(f"only optional floats are mapped; {model.__name__}.{name} is {info.annotation!r}")
+        if nullable and annotation not in (float, int):
+            raise TypeError(f"only optional floats and ints are mapped; {model.__name__}.{name} is {info.annotation!r}")
         origin = typing.get_origin(annotation)
         values = _values(get)
         if isinstance(annotation, type) and issubclass(annotation, Record):
@@ -170,6 +170,7 @@ def _field_columns(
             columns.append(Column(column, TS_TYPE, _timestamps(values)))
         elif annotation is int:
             ch_type, arrow_type = ("UInt16", pa.uint16()) if name == "schema_version" else ("Int64", pa.int64())
+            ch_type = f"Nullable({ch_type})" if nullable else ch_type
             columns.append(Column(column, ch_type, _typed(values, arrow_type)))
         elif annotation is float:
             ch_type = "Nullable(Float64)" if nullable else "Float64"

@@ -43,12 +43,17 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
-    feed: str = typer.Option("synthetic", help="synthetic | replay | alpaca"),
+    feed: str = typer.Option("synthetic", help="synthetic | replay (tick files) | bars (OHLCV bar files) | alpaca"),
     venue: str = typer.Option("sim", help="sim (the simulated exchange) | alpaca (paper trading)."),
     alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
     crypto: bool = typer.Option(False, "--crypto", help="Alpaca crypto data (symbols like BTC/USD)."),
     live: bool = typer.Option(False, "--live", help="Alpaca live (real-money) trading instead of paper."),
-    path: Optional[Path] = typer.Option(None, help="Replay file (Parquet or CSV) for --feed replay."),
+    path: Optional[list[str]] = typer.Option(None, help="--feed replay|bars: a tick or bar file (Parquet, CSV, CSV.gz/.zst), "
+                                             "directory or glob, optionally PATH@SYMBOL; repeat to merge files in event time."),
+    columns: Optional[str] = typer.Option(None, help="--feed replay: column roles, e.g. ts=time:ms,price=px,size=qty,symbol=ticker "
+                                          "(units s|ms|us|ns|iso); the rest is detected from column names."),
+    mapping: Optional[Path] = typer.Option(None, help="--feed replay: a TOML column mapping (ColumnMapping fields; [files.\"GLOB\"] tables per file)."),
+    preset: Optional[str] = typer.Option(None, help="--feed replay: a named mapping (tardis-trades, binance-spot-trades, histdata-quotes)."),
     symbols: Optional[str] = typer.Option(None, help="Comma-separated symbols (synthetic: names; replay: universe)."),
     rate: Optional[float] = typer.Option(None, help="Pace the synthetic feed at N ticks/s on the wall clock, flat over the day (event time follows). Default: as fast as possible."),
     speed: float = typer.Option(0.0, help="Pace: N x real time (replay, or synthetic with --rate); 0 = as fast as possible."),
@@ -82,7 +87,7 @@ def run(
 ) -> None:
     """Run the embedded pipeline: feed -> normalize -> bars -> features -> signals -> risk ->
     simulated venue (or Alpaca) -> P&L, every stream into the warehouse."""
-    from feeds import make_feed
+    from tapeflow.cli_replay import run_feed
     from flows.pipeline import (
         MarketDataConfig,
         TradingConfig,
@@ -116,10 +121,11 @@ def run(
         _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "
               "reconciles with it instead")
     try:
-        feed_options = dict(path=path, symbols=symbol_list, rate=rate, speed=speed, seed=seed)
+        feed_options = dict(symbols=symbol_list, rate=rate, speed=speed, seed=seed)
         if feed == "alpaca":
             feed_options = dict(symbols=symbol_list, alpaca_feed=alpaca_feed, crypto=crypto)
-        tape = make_feed(feed, **feed_options)
+        tape = run_feed(feed, path, columns, mapping, preset, feed_options, lambda line: typer.echo(line, err=True),
+                        dict(brokers=brokers, max_ticks=max_ticks, venue=venue))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     if no_trading and (strategy != ["baseline"] or strategy_config):

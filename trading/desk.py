@@ -13,6 +13,8 @@ so the same input and config give the same orders, fills and P&L), the desk says
 - a cross-section: orders through risk to the venue (:class:`trading.order_path.OrderPath`);
 - a bar end (the desk's own bar clock, derived from the trades): a venue time step and a
   position/P&L snapshot of a symbol that traded in the bar and filled or holds a position;
+- bars instead of ticks (a bar replay): a bar's open is the venue's matching opportunity
+  (``venues/sim.py``, fills from bars), its close the marks;
 - trades and quotes: marks for risk and the ledger, the touch, and the venue's matching. Ticks
   that come as :class:`schemas.columns.TickBatch` columns are processed as runs with array
   operations; only the rows that can change a working order go through the venue one by one, and
@@ -33,6 +35,7 @@ from typing import Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas import (
+    Bar,
     ControlCommand,
     ExecutionReport,
     PnlSnapshot,
@@ -50,7 +53,7 @@ from trading.marks import MarkedLedger, RunMarks
 from trading.order_path import T_APPROVED, T_INTENT, T_REJECTED, OrderPath, Tagged
 from trading.risk import RiskState
 from trading.risk_limits import RiskLimits, default_limits
-from trading.sequencer import BarEnd, EventSequencer, Horizon
+from trading.sequencer import BarClose, BarEnd, BarOpen, EventSequencer, Horizon
 from venues.sim import SimVenue
 from venues.sim_config import SimVenueConfig
 
@@ -180,6 +183,13 @@ class TradingDesk:
                 dead = sequencer.queue_market(item)
                 if dead is not None:
                     out.append((T_DLQ, dead))
+            elif kind is Bar:
+                if self.config.market_streams != ("bar",):
+                    raise TypeError("the desk takes a Bar only in a bar replay (market_streams ('bar',)); fed "
+                                    "ticks, it keeps its own bar clock from the trades")
+                dead = sequencer.queue_bar(item)
+                if dead is not None:
+                    out.append((T_DLQ, dead))
             elif kind is CrossSection:
                 sequencer.queue_section(item)
             else:
@@ -207,7 +217,7 @@ class TradingDesk:
             return self.on_market(item)
         if kind is CrossSection:
             return self.on_cross_section(item)
-        if kind is TickBatch:
+        if kind is TickBatch or kind is Bar:
             return self.on_batch([item])
         return self._now(item)
 
@@ -242,6 +252,10 @@ class TradingDesk:
             elif kind is Quote:
                 self.marked.on_quote(item)
                 self._book(self.venue.on_quote(item), out)
+            elif kind is BarOpen:
+                self._book(self.venue.on_bar_open(item.bar), out)
+            elif kind is BarClose:
+                self.marked.on_bar_close(item.bar)
             elif kind is BarEnd:
                 self._book(self.venue.on_time(item.bar_end, item.ts_tick_ingest), out)
                 self._snapshots(self.marked.bar_snapshot(item), out)

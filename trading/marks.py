@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from schemas import ExecutionReport, Quote, Record, Trade
+from schemas import Bar, ExecutionReport, Quote, Record, Trade
 from schemas.columns import QUOTE, TRADE, TickBatch
 from trading.ledger import Ledger
 from trading.risk import RiskState
@@ -46,6 +46,12 @@ class MarkedLedger:
         self.touch[quote.symbol] = (quote.bid_price, quote.ask_price)
         if self.ledger.mark(quote.symbol) is None:  # before the first trade the mid is the best mark
             self.ledger.on_mark(quote.symbol, quote.mid, quote.ts_event, quote.ts_tick_ingest)
+
+    def on_bar_close(self, bar: Bar) -> None:
+        """A replayed bar's close marks the ledger and risk's reference price (no ticks to do it)."""
+        if self.risk is not None:
+            self.risk.on_trade(bar.symbol, bar.close, bar.bar_end - 1)
+        self.ledger.on_mark(bar.symbol, bar.close, bar.bar_end - 1, bar.ts_tick_ingest)
 
     def on_run(self, run: TickBatch) -> None:
         """A run of ticks in event order: the same state as :meth:`on_trade` / :meth:`on_quote` row by row."""

@@ -28,6 +28,13 @@ in tape order, however the symbols interleave).
 Bar ends are derived here from the trades: a symbol that traded in ``[T - interval, T)`` gets a
 :class:`BarEnd` at ``T``, so the owner needs no third stream to stay in order with.
 
+Bars instead of ticks (a bar replay, :meth:`EventSequencer.queue_bar`): a bar ``[start, end)`` is two
+market events, its open at ``start`` (:class:`BarOpen`: the venue's matching opportunity) and its
+close at ``end - 1`` (:class:`BarClose`: the marks; a close is the last price *inside* the bar, so
+it is known before the cross-section at ``end`` sizes orders on it), and a :class:`BarEnd` at
+``end``. Its market stream is ``(symbol, "bar")``, whose newest time is the bar's end: the next bar
+of that symbol starts there at the earliest.
+
 A redelivered input (same id: at-least-once delivery) is dropped, so it can never fill an order
 twice; one older than what was already released goes to the dlq as ``late`` rather than silently
 changing history.
@@ -48,7 +55,7 @@ import numpy as np
 
 from market.features import WARMUP_BARS
 from market.normalize import RecentTradeIds
-from schemas import INTERVAL_NANOS, DeadLetter, ExecutionReport, Order, Quote, Trade, now_ns
+from schemas import INTERVAL_NANOS, Bar, DeadLetter, ExecutionReport, Order, Quote, Trade, now_ns
 from schemas.columns import QUOTE, TRADE, TickBatch
 from schemas.trusted import trusted_constructor
 from strategies.signals import CrossSection
@@ -71,6 +78,20 @@ ROW_BY_ROW_BELOW = 24
 _MARKET_CONSTRUCTORS = {Trade: trusted_constructor(Trade), Quote: trusted_constructor(Quote)}
 
 Horizon = tuple[int, int]  # everything strictly below this (ts_event, priority) key is final
+
+
+@dataclass(frozen=True)
+class BarOpen:
+    """A replayed bar's open, at its start: the venue's matching opportunity."""
+
+    bar: Bar
+
+
+@dataclass(frozen=True)
+class BarClose:
+    """A replayed bar's close, just before its end: the marks."""
+
+    bar: Bar
 
 
 @dataclass(frozen=True)
@@ -168,6 +189,33 @@ class EventSequencer:
             if bar_end > self._bar_scheduled.get(symbol, -1):
                 self._bar_scheduled[symbol] = bar_end
                 self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, record.ts_tick_ingest))
+        return None
+
+    def queue_bar(self, bar: Bar) -> DeadLetter | None:
+        """Queue a replayed bar as its open, its close and its bar end (see the module docstring);
+        a redelivery is dropped (None), one older than what was released is dead-lettered."""
+        symbol = bar.symbol
+        if self.redelivered_ticks:
+            seen = self._recent_ids.get(symbol)
+            if seen is None:
+                seen = self._recent_ids[symbol] = RecentTradeIds(RECENT_IDS_PER_SYMBOL)
+            if not seen.add_if_new(bar.id):
+                self.counts["duplicates"] += 1
+                return None
+        if (bar.bar_start, TICK) < self.released:
+            self.counts["late"] += 1
+            return self._late(bar)
+        self._push(bar.bar_start, TICK, symbol, BarOpen(bar))
+        self._push(bar.bar_end - 1, TICK, symbol, BarClose(bar))
+        stream = (symbol, "bar")
+        if bar.bar_end > self._market_seen.get(stream, -1):
+            self._market_seen[stream] = bar.bar_end
+        if stream not in self._market_first:
+            self._market_first[stream] = bar.bar_start
+        bar_end = (bar.bar_end - 1) // self.interval_ns * self.interval_ns + self.interval_ns
+        if bar_end > self._bar_scheduled.get(symbol, -1):
+            self._bar_scheduled[symbol] = bar_end
+            self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, bar.ts_tick_ingest))
         return None
 
     def queue_ticks(self, batch: TickBatch) -> list[DeadLetter]:
@@ -335,12 +383,12 @@ class EventSequencer:
         self._arrivals += 1
         heapq.heappush(self.queue, (ts, priority, symbol, self._arrivals, item))
 
-    def _late(self, record: Trade | Quote) -> DeadLetter:
+    def _late(self, record: Trade | Quote | Bar) -> DeadLetter:
         return DeadLetter(
             id=f"dlq:desk:{record.id}",
             ts_event=record.ts_event,
             ts_ingest=now_ns(),
-            source_topic="md.trades" if type(record) is Trade else "md.quotes",
+            source_topic={Trade: "md.trades", Quote: "md.quotes", Bar: "md.bars"}[type(record)],
             stage="desk",
             reason="late",
             detail=f"event time {record.ts_event} is before what the desk already processed ({self.released[0]})",
@@ -455,4 +503,4 @@ class EventSequencer:
                 scheduled[symbol] = bar_end
                 self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, int(ticks[row])))
 
-__all__ = ["BAR_END", "CROSS_SECTION", "REPORT", "TICK", "BarEnd", "EventSequencer", "Horizon"]
+__all__ = ["BAR_END", "CROSS_SECTION", "REPORT", "TICK", "BarClose", "BarEnd", "BarOpen", "EventSequencer", "Horizon"]

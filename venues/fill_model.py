@@ -250,6 +250,13 @@ class FillModel:
         ticks = self.price_grid.ceil(raw) if sign > 0 else self.price_grid.floor(raw)
         return self.price_grid.to_float(max(ticks, 1))
 
+    def bar_price(self, sign: int, open_price: float) -> float:
+        """A market fill from a bar: its open moved ``bar_slippage_bps`` against the order, rounded
+        to the price grid away from the order's favour (never below one tick)."""
+        raw = open_price * (1.0 + sign * self.config.bar_slippage_bps / 1e4)
+        ticks = self.price_grid.ceil(raw) if sign > 0 else self.price_grid.floor(raw)
+        return self.price_grid.to_float(max(ticks, 1))
+
     def available_units(self, displayed_size: float) -> int:
         """What the venue's orders may take from one print or one displayed quote, in qty units."""
         return self.qty_grid.floor(self.config.participation * displayed_size)

@@ -33,6 +33,15 @@ The fill model, precisely:
   its live time; it is canceled (reason ``day_expired``) by the first trade, quote or
   :meth:`on_time` call at/after that instant, for any symbol, before that event matches anything.
 - **GTC** orders stay until filled or canceled.
+- **Bars** (a bar replay: no trades or quotes, :meth:`SimVenue.on_bar_open`). A bar ``[start,
+  end)`` is one matching opportunity at ``start + latency_ns`` (its open stands for the first price an
+  order working at the bar's start can reach): an order live by then trades against the bar's open. A
+  market order fills at ``open * (1 +/- bar_slippage_bps / 1e4)`` (against it, on the price grid; no
+  spread or impact model, the bar has neither quotes nor prints); a limit buy fills at its limit when
+  ``open <= limit`` (a sell when ``>=``), passive as with ticks. Per side the orders take at most
+  ``participation * volume`` of the bar together (the rest stays working for the next bar's open);
+  a bar without volume (a file that has none) does not bound the fill. An order sent on a bar's
+  close (a cross-section at its end) therefore fills at the *next* bar's open.
 - **Fees.** ``fee = qty * price * fee_bps / 1e4 + qty * fee_per_share``, rounded to ``fee_increment``.
 
 Ticks as columns: :meth:`SimVenue.on_ticks` takes a run of trades and quotes as a
@@ -65,7 +74,7 @@ import numpy as np
 from schemas.base import now_ns
 from schemas.columns import TRADE, TickBatch, rows_by_code
 from schemas.trusted import trusted_builder
-from schemas.market import Quote, Trade
+from schemas.market import Bar, Quote, Trade
 from schemas.trading import ExecutionReport, Order, OrderAction, OrderState, OrderType, Side, TimeInForce
 from venues.fill_model import FillModel, RecentVolume
 from venues.order_book import OpenOrder, SimOrder, SimOrderBook
@@ -77,7 +86,7 @@ ROW_BY_ROW_BELOW = 24  # a run of ticks this short goes row by row: columns' fix
 _STAT_KEYS = (
     "orders_received", "cancels_received", "accepted", "rejected", "duplicates_rejected",
     "canceled_by_client", "cancels_rejected", "ioc_canceled", "day_expired",
-    "fills", "filled", "trades_seen", "quotes_seen",
+    "fills", "filled", "trades_seen", "quotes_seen", "bars_seen",
 )
 
 
@@ -344,6 +353,28 @@ class SimVenue:
             bid_budget = fills.available_units(bid_size) if bid_size > 0 else None
             self._match(symbol, Side.BUY, ask, 0.0, ask_budget, recent, ts, tick, reports)
             self._match(symbol, Side.SELL, bid, 0.0, bid_budget, recent, ts, tick, reports)
+        self._cancel_ioc_remainders(activated, ts, tick, reports)
+        return reports
+
+    def on_bar_open(self, bar: Bar) -> list[ExecutionReport]:
+        """A replayed bar's matching opportunity at its open (the bar fill model above)."""
+        self._stats["bars_seen"] += 1
+        symbol, tick = bar.symbol, bar.ts_tick_ingest
+        ts = bar.bar_start + self.config.latency_ns
+        reports = self._expire(ts, tick)
+        activated = self._book.activate(symbol, ts)
+        if self._book.has_live(symbol):
+            fills = self._fills
+            for side in (Side.BUY, Side.SELL):
+                budget = None if bar.volume is None else fills.available_units(bar.volume)
+                for order in self._book.crossing(symbol, side, bar.open):
+                    if budget is not None and budget <= 0:
+                        break
+                    take = order.leaves_units if budget is None else min(order.leaves_units, budget)
+                    price = fills.bar_price(side.sign, bar.open) if order.is_market else order.limit_price
+                    if budget is not None:
+                        budget -= take
+                    reports.append(self._fill(order, take, price, ts, tick))
         self._cancel_ioc_remainders(activated, ts, tick, reports)
         return reports
 

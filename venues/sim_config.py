@@ -25,6 +25,8 @@ class SimVenueConfig(BaseModel):
     - ``price_increment`` = 0.01 and ``qty_increment`` = 1e-6 (fractional shares): the grid prices
       and quantities are rounded to at the venue, the edge where DESIGN §4 wants money rounded.
       ``fee_increment`` = 1e-6 is the grid for fees.
+    - ``bar_slippage_bps`` = 1.0: fills from bars (a bar replay, no ticks) take the bar's open moved
+      this many basis points against the order (see ``venues/sim.py``).
     - ``session_close_hour_utc`` = 21, ``session_close_minute_utc`` = 0 (16:00 New York in summer):
       DAY orders are canceled at the first event at/after the close of their trading day.
     """
@@ -42,6 +44,7 @@ class SimVenueConfig(BaseModel):
     price_increment: float = Field(default=0.01, gt=0)
     qty_increment: float = Field(default=1e-6, gt=0)
     fee_increment: float = Field(default=1e-6, gt=0)
+    bar_slippage_bps: float = Field(default=1.0, ge=0)
     session_close_hour_utc: int = Field(default=21, ge=0, le=23)
     session_close_minute_utc: int = Field(default=0, ge=0, le=59)
 

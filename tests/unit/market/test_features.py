@@ -341,3 +341,22 @@ def test_no_vector_ever_holds_nan_or_inf(specs):
         assert all(math.isfinite(x) for x in vector.values.values()), vector.values
         assert 0.0 <= vector.values["rsi_14"] <= 100.0
         assert -1.0 <= vector.values["imbalance_5"] <= 1.0
+
+
+def test_features_when_bars_have_no_volume_then_volume_features_nan_and_price_features_as_with_volume():
+    """A bar file without volume (FX): nothing is invented, the price features are unchanged."""
+    closes = [1.0 + 0.01 * ((i * 7) % 11) for i in range(40)]
+    with_volume, without = FeatureState("1m"), FeatureState("1m")
+    for i, c in enumerate(closes):
+        start = i * INTERVAL_NANOS["1m"]
+        full = make_bar("FX", "1m", start, c, c + 0.02, c - 0.02, c, 10.0 + i, c, 4.0, 6.0)
+        bare = full.model_copy(update={"volume": None, "vwap": None, "trade_count": None, "buy_volume": None,
+                                       "sell_volume": None})
+        a, b = with_volume.on_bar(full), without.on_bar(bare)
+        assert len(a) == len(b)
+        for va, vb in zip(a, b):
+            for name in FEATURE_SET_V1:
+                if name in ("vwap_dev", "volume_z_20", "imbalance_1", "imbalance_5"):
+                    assert math.isnan(vb.values[name]) and math.isfinite(va.values[name]), name
+                else:
+                    assert vb.values[name] == va.values[name], name
