@@ -18,7 +18,6 @@ import json
 import logging
 import queue
 import threading
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
