@@ -35,7 +35,7 @@ def flow(
     """Run one stage of the split pipeline, reading and writing Kafka topics."""
     from topics.kafka_records import KafkaEndpoint
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
-    from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow
+    from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow, pass_end_of_tape, tape_ends
 
     if stage not in STAGES:
         typer.secho(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}", fg=typer.colors.RED, err=True)
@@ -65,6 +65,7 @@ def flow(
         lateness_ns=market.lateness_ns,
         feature_interval=market.feature_interval,
         trading=trading,
+        tape=tape_ends(stage),  # a finite tape's end ends the stage (topics/end_of_tape.py)
     )
     writer = None
     if stage == "sink":
@@ -84,6 +85,11 @@ def flow(
                f"recovery={recovery_dir} until_end={until_end}", err=True)
     try:
         run_flow(build_stage_flow(stage, cfg, writer), settings.epoch_interval_s, recovery_dir, workers=workers)
+        if writer is not None:
+            writer.flush()  # before the sink says it has landed the tape
+        ended = pass_end_of_tape(stage, cfg)
+        if ended:
+            typer.echo(f"tapeflow flow {stage}: {ended}", err=True)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
     except Exception as exc:
