@@ -3,6 +3,8 @@ md.raw, every stage flushes at its markers and passes them on, the sink ends onc
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from feeds import make_feed
@@ -12,6 +14,7 @@ from sinks.writer import BatchingWriter
 from tests.integration.embedded_runs import WALL_CLOCK_COLUMNS, run_embedded
 from tests.integration.kafka.split_runs import MONEY, start_stage, stop_stages
 from tests.real_data import REAL_DATA
+from topics.lag import recovery_offsets
 from topics.producer import TopicPublisher, publish_ticks
 
 pytestmark = pytest.mark.integration
@@ -78,3 +81,103 @@ def test_run_with_brokers_when_binance_futures_file_replayed_then_every_table_eq
         assert split == embedded, f"{table}: {len(split)} rows split, {len(embedded)} embedded"
         if table != "orders_rejected":
             assert embedded, f"{table} is empty: the comparison would prove nothing"
+
+
+# --- each stage: markers on all partitions of its inputs but one do not end it; the last one does
+
+
+def read_topic(bootstrap: str, topic: str) -> tuple[dict[int, int], list]:
+    """Records per partition and the end-of-tape markers of ``topic``, read to its end now."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from topics.end_of_tape import read_marker
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "eot-probe", "enable.auto.commit": False,
+                         "fetch.wait.max.ms": 20})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
+        records, markers, remaining = dict.fromkeys(partitions, 0), [], sum(ends.values())
+        while remaining > 0:
+            message = consumer.poll(10)
+            assert message is not None and not message.error(), f"could not read {topic} to its end"
+            remaining -= 1
+            marker = read_marker(topic, message.headers(), message.value(), message.offset())
+            if marker is None:
+                records[message.partition()] += 1
+            else:
+                markers.append(marker)
+        return records, markers
+    finally:
+        consumer.close()
+
+
+def mark(bootstrap: str, prefix: str, topic: str, partitions, upstream: str = "upstream") -> None:
+    """End-of-tape markers on ``partitions`` of ``topic``, as its upstream stage writes them."""
+    from confluent_kafka import Producer
+
+    from topics.end_of_tape import END_OF_TAPE_KEY, EndOfTape
+
+    producer = Producer({"bootstrap.servers": bootstrap})
+    count = len(read_topic(bootstrap, prefix + topic)[0])
+    for p in partitions:
+        marker = EndOfTape("stage-test", upstream, topic, p, count, (topic,), (*STAGES, "sink"))
+        producer.produce(prefix + topic, marker.value(), END_OF_TAPE_KEY, partition=p, headers=marker.headers())
+    assert producer.flush(30) == 0
+
+
+# stage -> (its upstream stages, run to the end beforehand; its tape inputs; the output whose
+# records the end-of-tape flush adds to, and how many it adds on this tape: 0 for a stage with
+# nothing to flush)
+STAGE_CASES = {
+    "market": ((), ("md.raw",), "md.bars", 2),  # the last 1s and 1m bars
+    "normalize": ((), ("md.raw",), "md.trades", 0),
+    "bars": (("normalize",), ("md.trades",), "md.bars", 2),
+    "features": (("normalize", "bars"), ("md.bars",), "features", 0),
+    "signals": (("normalize", "bars", "features"), ("features",), "signals", 0),
+    # the desk holds the last cross-section's order until the tape's end
+    "trading": (("normalize", "bars", "features", "signals"), ("md.trades", "md.quotes", "signals"), "orders.intent", 1),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGE_CASES))
+def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_last_marker_flushes_and_passes_on(
+        kafka_topics, tmp_path, stage):
+    from flows.split import MARKS
+    from tests.integration.kafka.split_runs import run_stages, split_config
+    from topics.lag import stage_lag
+
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    upstream, inputs, flushed_topic, flushed = STAGE_CASES[stage]
+    publish_ticks(futures_tape().ticks(), TopicPublisher(bootstrap, prefix=prefix))
+    run_stages(split_config(bootstrap, prefix, futures_tape()), upstream)  # complete topics, no markers
+    held_back = []  # (topic, partition) of the last marker: the partition holding the tape
+    for topic in inputs:
+        records, _ = read_topic(bootstrap, prefix + topic)
+        marked = [p for p, n in records.items() if n == 0]
+        if not held_back and len(marked) < len(records):
+            held_back = [(topic, p) for p, n in records.items() if n][:1]
+        mark(bootstrap, prefix, topic, [p for p in records if (topic, p) not in held_back])
+    process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), ("--market-streams", "trade"))
+    try:
+        deadline = time.monotonic() + 120
+        while not (recovery_offsets(tmp_path / stage) and sum(r.lag for r in stage_lag(
+                bootstrap, {stage: tmp_path / stage})) == 0):  # read every message, markers included
+            assert process.poll() is None, (tmp_path / f"{stage}.log").read_text()[-3_000:]
+            assert time.monotonic() < deadline, "the stage did not read its inputs within 120 s"
+            time.sleep(0.2)
+        before = {topic: read_topic(bootstrap, prefix + topic) for topic in MARKS[stage]}
+        assert not any(markers for _, markers in before.values()), "marked its outputs before its tape ended"
+        assert process.poll() is None, "ended before its tape did"
+
+        mark(bootstrap, prefix, *held_back[0][:1], [held_back[0][1]])
+        assert process.wait(120) == 0, (tmp_path / f"{stage}.log").read_text()[-3_000:]
+    finally:
+        stop_stages({stage: process})
+    for topic in MARKS[stage]:
+        records, markers = read_topic(bootstrap, prefix + topic)
+        assert sorted(m.partition for m in markers) == sorted(records), f"{topic}: one marker per partition"
+        assert {(m.stage, m.tape) for m in markers} == {(stage, "stage-test")}
+    added = sum(read_topic(bootstrap, prefix + flushed_topic)[0].values()) - sum(before[flushed_topic][0].values())
+    assert added == flushed, f"{flushed_topic}: {added} records at the end of the tape, not {flushed}"
