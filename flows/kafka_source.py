@@ -207,7 +207,8 @@ class _KafkaPartition(StatefulSourcePartition):
     def __init__(self, consumer: _WorkerConsumer, ask_end: Callable[[], Future], topic: str, partition: int,
                  offset: int, clock: Callable[[], float] = time.monotonic,
                  decode: Callable[[list, list], list] = undecoded, pause_s: float = 0.0,
-                 tape: StageTapeEnds | RunTapeEnds | None = None, markers: tuple = ()):
+                 tape: StageTapeEnds | RunTapeEnds | None = None, markers: tuple = (),
+                 ask_end_now: Callable[[], Future] | None = None):
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -227,6 +228,8 @@ class _KafkaPartition(StatefulSourcePartition):
         self._tape = tape
         self._markers = tuple(markers)
         self._tape_part = type(tape) is StageTapeEnds and tape.is_tape(topic)
+        self._end_asked: Future | None = None  # this partition's end offset once the tape has ended
+        self._ask_end_now = ask_end_now or ask_end  # a fresh question: a cached answer may predate the end
         if type(tape) is StageTapeEnds:
             tape.add(self._slot)
             if self._markers and self._tape_part:
@@ -240,7 +243,7 @@ class _KafkaPartition(StatefulSourcePartition):
     def next_batch(self) -> list:
         if self._eof:
             raise StopIteration()
-        if self._tape is not None and not self._tape_part and self._tape.complete:
+        if self._tape is not None and not self._tape_part and self._tape.complete and self._read_to_end():
             # the sink with the whole run's tape, or a stage's control once its tape has ended
             self._eof = True
             raise StopIteration()
@@ -271,6 +274,22 @@ class _KafkaPartition(StatefulSourcePartition):
             return messages
         out = self._decode(messages, errors)
         return self._end_of_tape(out, messages, errors) if type(out) is MarkedBatch else out
+
+    def _read_to_end(self) -> bool:
+        """Whether this partition has read what its topic held when the tape ended: a partition with
+        no marker of its own (control; the sink's every partition) ends there, so what the stages
+        wrote to it before their markers (a risk alert, an operator's command) is still read."""
+        if self._end_asked is None:
+            self._end_asked = self._ask_end_now()
+        if not self._end_asked.done():
+            return False
+        try:
+            high = self._end_asked.result().offset
+        except KafkaException:
+            self._end_asked = None  # the broker is away: ask again
+            return False
+        position = self.offset if self.offset >= 0 else (0 if self.offset == OFFSET_BEGINNING else high)
+        return position >= high
 
     def _end_of_tape(self, out: MarkedBatch, messages: list, errors: list) -> list:
         """A batch with markers: a stage's tape partition ends at its first marker (what came after
@@ -378,7 +397,8 @@ class _KafkaSource(KafkaSource):
         elif resume_state is not None:
             offset = resume_state
         return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,
-                               pause_s=self.pause_s, tape=self.tape, markers=markers)
+                               pause_s=self.pause_s, tape=self.tape, markers=markers,
+                               ask_end_now=lambda: ask_end_offsets(self.admin(), [slot], timeout_s=10.0)[slot])
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions

@@ -38,7 +38,7 @@ def marker_message(topic: str, partition: int, offset: int, partitions: int, sta
                    value=marker.value(), headers=marker.headers())
 
 
-def stage_partitions(tape, slots, batches, resume=None):
+def stage_partitions(tape, slots, batches, resume=None, broker=None):
     """Partitions of one worker sharing a consumer whose polls return ``batches``; ``resume``:
     snapshots per slot."""
     consumer = Consumer(batches)
@@ -49,7 +49,7 @@ def stage_partitions(tape, slots, batches, resume=None):
         state = (resume or {}).get((topic, partition))
         offset, markers = (state if isinstance(state, tuple) else (state, ())) if state is not None else (
             OFFSET_BEGINNING, ())
-        parts[(topic, partition)] = _KafkaPartition(worker, Broker().ask_end, PREFIX + topic, partition, offset,
+        parts[(topic, partition)] = _KafkaPartition(worker, (broker or Broker()).ask_end, PREFIX + topic, partition, offset,
                                                     Clock(), decode=decode, tape=tape, markers=markers)
     return parts
 
@@ -109,6 +109,21 @@ def test_stage_when_restarted_after_some_markers_then_those_partitions_end_at_on
     assert not resumed_tape.complete
     drain(resumed[("md.trades", 2)])
     assert resumed_tape.complete
+
+
+def test_control_when_the_tape_ends_with_a_command_not_yet_read_then_it_is_read_before_control_ends():
+    from schemas import ControlCommand
+
+    tape = tape_ends("trading")
+    tape.prefix = PREFIX
+    command = ControlCommand(id="c", ts_event=1, ts_ingest=1, kind="kill_switch", value=1.0)
+    broker = Broker(high=1)  # control's end when the tape ended: one command
+    parts = stage_partitions(tape, [("md.trades", 0), ("control", 0)], [
+        [marker_message("md.trades", 0, 0, 1)], [record_message("control", 0, 0, command)]], broker=broker)
+    drain(parts[("md.trades", 0)])
+    assert tape.complete
+    assert [type(r) for r in drain(parts[("control", 0)])] == [ControlCommand]
+    assert drain(parts[("control", 0)]) == ["<ended>"]
 
 
 def test_risk_when_exec_reports_never_marked_then_its_tape_still_ends():
