@@ -23,6 +23,15 @@ by watermarks in their output topics:
     execution  md.trades, md.quotes, orders.approved    -> exec.reports, dlq
     pnl        md.trades, md.quotes, exec.reports       -> positions, pnl, dlq
 
+End of a finite tape (topics/end_of_tape.py): every stage's source is given a tracker
+(:func:`tape_ends`, ``SplitConfig.tape``). Each partition of a tape input ends at its end-of-tape
+marker; the other inputs (control) end once every tape partition has and they have read what they
+held then. With every input ended, Bytewax's end of input flushes the cores exactly as at the end
+of the embedded run (bars, signals, the desk), the producer flushes, and ``tapeflow flow`` marks
+every partition of what the stage writes (:data:`MARKS`, :func:`pass_end_of_tape`) and exits. The
+chained ``market`` stage is one dataflow: it flushes bars after normalize's last batch and features
+after the last bars, then marks all five topics. The sink ends once the run's tape is complete.
+
 Bars read trades only: quotes advancing a bar's watermark from another topic could overtake
 trades still in flight and make them late. Normalize has already enforced the lateness window over
 trades and quotes together, so the bars are the same either way.
@@ -219,7 +228,8 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
 def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_stage: Callable[[], object],
                         drop: Callable[[object], bool] = lambda r: False) -> Dataflow:
     """One of the separate risk, execution and pnl stages (trading.stages): keyed by
-    account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
+    account, fed in batches like the fused desk, never flushed (their lock-step would break), not
+    even at the end of a finite tape, whose markers they still pass on."""
     flow = Dataflow(f"tapeflow_{name}")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, topics, name, pause_s=PAUSE_DENSE_S, columnar=True,
