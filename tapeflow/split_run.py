@@ -98,9 +98,9 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
     """``stop``: Ctrl-C (the tape is cut, not ended); ``duration``: seconds after which the tape
     ends (and is marked ended)."""
     tape_over = threading.Event()
+    timer = threading.Timer(duration if duration is not None else 0.0, lambda: (tape_over.set(), stop.set()))
+    timer.daemon = True
     if duration is not None:
-        timer = threading.Timer(duration, lambda: (tape_over.set(), stop.set()))
-        timer.daemon = True
         timer.start()
     from topics.admin import create_topics
     from topics.producer import TopicPublisher, publish_ticks
@@ -130,8 +130,10 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
 
     reporter = threading.Thread(target=report, daemon=True)
     reporter.start()
+    failed = False
     try:
         stats = publish_ticks(feed.ticks(), publisher, max_ticks=max_ticks, stop=stop)
+        timer.cancel()  # a tape shorter than --duration has ended by itself
         typer.echo(f"feed done: {stats.summary()}", err=True)
         feed_done.set()
         if stop.is_set() and not tape_over.is_set():
@@ -143,10 +145,14 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
             if _wait_tape_landed(split, processes, stop):
                 typer.echo(f"end of tape landed: {time.monotonic() - ended_at:.2f} s after the feed's last tick",
                            err=True)
+            elif not stop.is_set():  # a stage failed: the warehouse lacks the end of the tape
+                failed = True
     finally:
         feed_done.set()
         stop.set()
         _stop_stages(split.stages, processes)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> None:
