@@ -3,6 +3,11 @@ md.raw, every stage flushes at its markers and passes them on, the sink ends onc
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -141,9 +146,12 @@ STAGE_CASES = {
 }
 
 
-@pytest.mark.parametrize("stage", list(STAGE_CASES))
+@pytest.mark.parametrize("stage,restart", [(stage, False) for stage in STAGE_CASES] + [("market", True)],
+                         ids=[*STAGE_CASES, "market-killed-after-some-markers"])
 def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_last_marker_flushes_and_passes_on(
-        kafka_topics, tmp_path, stage):
+        kafka_topics, tmp_path, stage, restart):
+    """``restart``: the stage is killed (SIGKILL) once it has read the first markers, and
+    restarted: its recovery snapshot still knows them, so the last marker still ends it."""
     from flows.split import MARKS
     from tests.integration.kafka.split_runs import run_stages, split_config
     from topics.lag import stage_lag
@@ -170,6 +178,10 @@ def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_la
         before = {topic: read_topic(bootstrap, prefix + topic) for topic in MARKS[stage]}
         assert not any(markers for _, markers in before.values()), "marked its outputs before its tape ended"
         assert process.poll() is None, "ended before its tape did"
+        if restart:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+            process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), ("--market-streams", "trade"))
 
         mark(bootstrap, prefix, *held_back[0][:1], [held_back[0][1]])
         assert process.wait(120) == 0, (tmp_path / f"{stage}.log").read_text()[-3_000:]
@@ -181,3 +193,21 @@ def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_la
         assert {(m.stage, m.tape) for m in markers} == {(stage, "stage-test")}
     added = sum(read_topic(bootstrap, prefix + flushed_topic)[0].values()) - sum(before[flushed_topic][0].values())
     assert added == flushed, f"{flushed_topic}: {added} records at the end of the tape, not {flushed}"
+
+
+def test_tapeflow_run_with_brokers_when_the_file_ends_then_the_run_ends_at_the_landed_end_of_tape_with_the_last_bars(
+        kafka_topics, tmp_path):
+    from tests.real_data import REPO
+
+    env = {**os.environ, "TAPEFLOW_WAREHOUSE": f"chdb://{tmp_path}/wh", "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tapeflow.cli", "run", "--brokers", kafka_topics.bootstrap, "--prefix",
+         kafka_topics.prefix, "--feed", "replay", "--path", str(FUTURES), "--run-id", "cli-futures",
+         "--no-dashboard", "--progress-interval", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3_000:]
+    assert "end of tape landed" in done.stderr, done.stderr[-3_000:]
+    assert re.search(r"md_bars\s+3085\b", done.stdout), done.stdout  # 2,959 1s + 126 1m: the last ones too
+    logs = tmp_path / "data" / "logs" / "cli-futures"
+    for stage in ("market", "signals", "trading"):
+        assert "end of tape cli-futures: flushed" in (logs / f"{stage}.log").read_text()
