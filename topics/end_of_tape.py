@@ -164,9 +164,11 @@ class StageTapeEnds:
 class RunTapeEnds:
     """The warehouse sink's view: the run's tape is complete when md.raw has the feed's marker on
     every partition and every stage the feed named has put its marker on every partition of every
-    topic it marks. Several stages mark ``dlq``, so markers count per (stage, topic, partition)."""
+    topic it marks. Several stages mark ``dlq``, so markers count per (stage, topic, partition);
+    only the markers of the tape the feed's markers name count (topics that hold an earlier tape's
+    markers too end at this tape's)."""
 
-    seen: set[tuple[str, str, int]] = field(default_factory=set)
+    seen: set[tuple[str, str, str, int]] = field(default_factory=set)  # (tape, stage, topic, partition)
     stages: tuple[str, ...] = ()
     topics_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     partitions_of: dict[str, int] = field(default_factory=dict)
@@ -175,7 +177,7 @@ class RunTapeEnds:
 
     def on_marker(self, marker: EndOfTape) -> None:
         with self._lock:
-            self.seen.add((marker.stage, marker.topic, marker.partition))
+            self.seen.add((marker.tape, marker.stage, marker.topic, marker.partition))
             self.topics_of.setdefault(marker.stage, marker.topics or (marker.topic,))
             self.partitions_of[marker.topic] = marker.partitions
             if marker.stage == FEED and marker.stages:
@@ -193,6 +195,6 @@ class RunTapeEnds:
                     return False
                 for topic in topics:
                     count = self.partitions_of.get(topic)
-                    if count is None or not all((stage, topic, p) in self.seen for p in range(count)):
+                    if count is None or not all((self.tape, stage, topic, p) in self.seen for p in range(count)):
                         return False
             return True

@@ -187,3 +187,13 @@ def test_tape_ends_when_stage_is_not_risk_then_only_control_is_not_tape(stage):
         assert type(tape) is RunTapeEnds
     else:
         assert not tape.is_tape("control") and tape.is_tape("exec.reports") and tape.is_tape("md.trades")
+
+
+def test_run_tape_when_an_earlier_tapes_markers_are_on_the_topics_then_only_this_tapes_count():
+    run = RunTapeEnds()
+    stages = ("market", "sink")
+    run.on_marker(EndOfTape("old", "market", "md.trades", 0, 1, ("md.trades",), stages))
+    run.on_marker(EndOfTape("new", "feed", "md.raw", 0, 1, ("md.raw",), stages))
+    assert not run.complete  # market's marker is the old tape's
+    run.on_marker(EndOfTape("new", "market", "md.trades", 0, 1, ("md.trades",), stages))
+    assert run.complete and run.tape == "new"
