@@ -32,7 +32,9 @@ def flow(
     warehouse: Optional[str] = typer.Option(None, help="Warehouse URL for the sink stage."),
     run_id: str = typer.Option("split", help="Run id the sink stores with every row."),
 ) -> None:
-    """Run one stage of the split pipeline, reading and writing Kafka topics."""
+    """Run one stage of the split pipeline, reading and writing Kafka topics. At the end of a finite
+    tape (end-of-tape markers on every partition of its inputs) it flushes as an embedded run ends,
+    marks every partition of its outputs and exits; the sink exits once it has landed the tape."""
     from topics.kafka_records import KafkaEndpoint
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
     from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow, pass_end_of_tape, tape_ends
