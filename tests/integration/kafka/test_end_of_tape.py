@@ -142,7 +142,8 @@ STAGE_CASES = {
     "features": (("normalize", "bars"), ("md.bars",), "features", 0),
     "signals": (("normalize", "bars", "features"), ("features",), "signals", 0),
     # the desk holds the last cross-section's order until the tape's end
-    "trading": (("normalize", "bars", "features", "signals"), ("md.trades", "md.quotes", "signals"), "orders.intent", 1),
+    "trading": (("normalize", "bars", "features", "signals"), ("md.trades", "md.quotes", "signals"),
+                "orders.intent", 1),
 }
 
 

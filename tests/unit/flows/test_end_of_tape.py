@@ -20,7 +20,8 @@ ENDPOINT = KafkaEndpoint(("127.0.0.1:1",), PREFIX)
 
 
 def trade(seq: int, symbol: str = "SYN0") -> Trade:
-    return Trade(id=f"t{seq}", ts_event=1_000_000_000 * (seq + 1), ts_ingest=1, ts_tick_ingest=1, source="test", symbol=symbol,
+    return Trade(id=f"t{seq}", ts_event=1_000_000_000 * (seq + 1), ts_ingest=1, ts_tick_ingest=1, source="test",
+                 symbol=symbol,
                  price=100.0,
                  size=1.0, aggressor="buy", trade_id=str(seq))
 
@@ -49,8 +50,8 @@ def stage_partitions(tape, slots, batches, resume=None, broker=None):
         state = (resume or {}).get((topic, partition))
         offset, markers = (state if isinstance(state, tuple) else (state, ())) if state is not None else (
             OFFSET_BEGINNING, ())
-        parts[(topic, partition)] = _KafkaPartition(worker, (broker or Broker()).ask_end, PREFIX + topic, partition, offset,
-                                                    Clock(), decode=decode, tape=tape, markers=markers)
+        parts[(topic, partition)] = _KafkaPartition(worker, (broker or Broker()).ask_end, PREFIX + topic, partition,
+                                                    offset, Clock(), decode=decode, tape=tape, markers=markers)
     return parts
 
 
