@@ -21,9 +21,7 @@ ENDPOINT = KafkaEndpoint(("127.0.0.1:1",), PREFIX)
 
 def trade(seq: int, symbol: str = "SYN0") -> Trade:
     return Trade(id=f"t{seq}", ts_event=1_000_000_000 * (seq + 1), ts_ingest=1, ts_tick_ingest=1, source="test",
-                 symbol=symbol,
-                 price=100.0,
-                 size=1.0, aggressor="buy", trade_id=str(seq))
+                 symbol=symbol, price=100.0, size=1.0, aggressor="buy", trade_id=str(seq))
 
 
 def record_message(topic: str, partition: int, offset: int, record) -> Message:
