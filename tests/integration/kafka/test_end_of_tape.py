@@ -147,12 +147,14 @@ STAGE_CASES = {
 }
 
 
-@pytest.mark.parametrize("stage,restart", [(stage, False) for stage in STAGE_CASES] + [("market", True)],
-                         ids=[*STAGE_CASES, "market-killed-after-some-markers"])
+@pytest.mark.parametrize("stage,restart,workers",
+                         [(stage, False, 1) for stage in STAGE_CASES] + [("market", True, 1), ("trading", False, 2)],
+                         ids=[*STAGE_CASES, "market-killed-after-some-markers", "trading-2-workers"])
 def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_last_marker_flushes_and_passes_on(
-        kafka_topics, tmp_path, stage, restart):
+        kafka_topics, tmp_path, stage, restart, workers):
     """``restart``: the stage is killed (SIGKILL) once it has read the first markers, and
-    restarted: its recovery snapshot still knows them, so the last marker still ends it."""
+    restarted: its recovery snapshot still knows them, so the last marker still ends it.
+    ``workers``: the partitions (and control) spread over worker threads, which end together."""
     from flows.split import MARKS
     from tests.integration.kafka.split_runs import run_stages, split_config
     from topics.lag import stage_lag
@@ -168,7 +170,8 @@ def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_la
         if not held_back and len(marked) < len(records):
             held_back = [(topic, p) for p, n in records.items() if n][:1]
         mark(bootstrap, prefix, topic, [p for p in records if (topic, p) not in held_back])
-    process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), ("--market-streams", "trade"))
+    extra = ("--market-streams", "trade", "--workers", str(workers))
+    process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), extra)
     try:
         deadline = time.monotonic() + 120
         while not (recovery_offsets(tmp_path / stage) and sum(r.lag for r in stage_lag(
@@ -182,7 +185,7 @@ def test_stage_when_all_input_partitions_but_one_marked_then_no_flush_and_the_la
         if restart:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(30)
-            process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), ("--market-streams", "trade"))
+            process = start_stage(bootstrap, prefix, stage, tmp_path, ("BTCUSDT",), extra)
 
         mark(bootstrap, prefix, *held_back[0][:1], [held_back[0][1]])
         assert process.wait(120) == 0, (tmp_path / f"{stage}.log").read_text()[-3_000:]
