@@ -124,6 +124,11 @@ class StageTapeEnds:
     Each partition of a tape topic ends at its own marker; a partition of a topic that is not tape
     (``control``; the risk stage's ``exec.reports``, written downstream of it) ends once every
     tape partition of this process has. ``complete`` then: the stage flushes and marks its outputs.
+
+    Counted over the partitions built in this process, so a stage spread over several processes
+    (a Bytewax cluster) ends each process's control with that process's tape partitions. A stage
+    takes any tape's marker as its own (it is not told its run id): a run's topics must not hold an
+    earlier finite tape it would read (a topic prefix per run, or stages that start past it).
     """
 
     not_tape: frozenset[str] = NOT_TAPE  # bare names
