@@ -43,7 +43,8 @@ from confluent_kafka import KafkaError as ClientError
 from confluent_kafka.admin import AdminClient
 
 from topics.admin import ask_end_offsets
-from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint, decoder, undecoded
+from topics.end_of_tape import RunTapeEnds, StageTapeEnds
+from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint, MarkedBatch, decoder, undecoded
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,9 @@ class _KafkaPartition(StatefulSourcePartition):
 
     def __init__(self, consumer: _WorkerConsumer, ask_end: Callable[[], Future], topic: str, partition: int,
                  offset: int, clock: Callable[[], float] = time.monotonic,
-                 decode: Callable[[list, list], list] = undecoded, pause_s: float = 0.0):
+                 decode: Callable[[list, list], list] = undecoded, pause_s: float = 0.0,
+                 tape: StageTapeEnds | RunTapeEnds | None = None, markers: tuple = (),
+                 ask_end_now: Callable[[], Future] | None = None):
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -220,10 +223,29 @@ class _KafkaPartition(StatefulSourcePartition):
         self._behind_since: float | None = None
         self._pause = timedelta(seconds=pause_s) if pause_s > 0 else None
         self._awake: datetime | None = None
+        # End of tape (topics/end_of_tape.py): the markers this partition has read, kept in its
+        # snapshot so a resumed stage still knows where its tape ended.
+        self._tape = tape
+        self._markers = tuple(markers)
+        self._tape_part = type(tape) is StageTapeEnds and tape.is_tape(topic)
+        self._end_asked: Future | None = None  # this partition's end offset once the tape has ended
+        self._ask_end_now = ask_end_now or ask_end  # a fresh question: a cached answer may predate the end
+        if type(tape) is StageTapeEnds:
+            tape.add(self._slot)
+            if self._markers and self._tape_part:
+                tape.on_marker(self._slot, self._markers[0])
+                self._eof = True  # read up to its marker before the restart
+        elif type(tape) is RunTapeEnds:
+            for marker in self._markers:
+                tape.on_marker(marker)
         consumer.add(self)
 
     def next_batch(self) -> list:
         if self._eof:
+            raise StopIteration()
+        if self._tape is not None and not self._tape_part and self._tape.complete and self._read_to_end():
+            # the sink with the whole run's tape, or a stage's control once its tape has ended
+            self._eof = True
             raise StopIteration()
         messages: list = []
         errors: list = []
@@ -248,7 +270,47 @@ class _KafkaPartition(StatefulSourcePartition):
         elif now >= self._next_check:
             self._next_check = now + STALL_CHECK_S
             self._watch(now)
-        return self._decode(messages, errors) if messages or errors else messages
+        if not (messages or errors):
+            return messages
+        out = self._decode(messages, errors)
+        return self._end_of_tape(out, messages, errors) if type(out) is MarkedBatch else out
+
+    def _read_to_end(self) -> bool:
+        """Whether this partition has read what its topic held when the tape ended: a partition with
+        no marker of its own (control; the sink's every partition) ends there, so what the stages
+        wrote to it before their markers (a risk alert, an operator's command) is still read."""
+        if self._end_asked is None:
+            self._end_asked = self._ask_end_now()
+        if not self._end_asked.done():
+            return False
+        try:
+            high = self._end_asked.result().offset
+        except KafkaException:
+            self._end_asked = None  # the broker is away: ask again
+            return False
+        position = self.offset if self.offset >= 0 else (0 if self.offset == OFFSET_BEGINNING else high)
+        return position >= high
+
+    def _end_of_tape(self, out: MarkedBatch, messages: list, errors: list) -> list:
+        """A batch with markers: a stage's tape partition ends at its first marker (what came after
+        it is not delivered, and is read again from there after a restart); the sink counts them
+        all and reads on. Without a tape to end (``--until-end``, tests) markers are skipped."""
+        tape = self._tape
+        if type(tape) is RunTapeEnds:
+            self._markers += tuple(out.markers)
+            for marker in out.markers:
+                tape.on_marker(marker)
+            return out
+        if not self._tape_part:
+            return out
+        marker = out.markers[0]
+        if messages[-1].offset() > marker.offset:
+            out = self._decode([m for m in messages if m.offset() < marker.offset], errors)
+        self.offset = marker.offset + 1
+        self._markers = (marker,)
+        self._eof = True
+        tape.on_marker(self._slot, marker)
+        return out
 
     def _watch(self, now: float) -> None:
         asked, self._asked = self._asked, None
@@ -279,8 +341,10 @@ class _KafkaPartition(StatefulSourcePartition):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> int:
-        return self.offset
+    def snapshot(self) -> int | tuple:
+        """The next offset to read; ``(offset, markers)`` once end-of-tape markers were read
+        (:func:`topics.lag.recovery_offsets` reads both)."""
+        return (self.offset, self._markers) if self._markers else self.offset
 
     def close(self) -> None:
         self._consumer.remove(self._slot)
@@ -292,10 +356,11 @@ class _KafkaSource(KafkaSource):
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int,
                  decode: Callable[[list, list], list] = undecoded, extra_config: dict | None = None,
-                 pause_s: float = 0.0):
+                 pause_s: float = 0.0, tape: StageTapeEnds | RunTapeEnds | None = None):
         super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
         self.decode = decode
         self.pause_s = pause_s
+        self.tape = tape
         self.config = {
             "bootstrap.servers": ",".join(brokers),
             "group.id": "tapeflow-offsets-in-recovery",  # required by librdkafka, never joined nor committed
@@ -326,9 +391,14 @@ class _KafkaSource(KafkaSource):
             worker = self._workers[threading.get_ident()] = (consumer, _EndOffsetQuestions(self.admin, consumer.slots))
         consumer, questions = worker
         slot = (topic, int(index))
-        offset = self.starting_offset if resume_state is None else resume_state
+        offset, markers = self.starting_offset, ()
+        if isinstance(resume_state, tuple):
+            offset, markers = resume_state
+        elif resume_state is not None:
+            offset = resume_state
         return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,
-                               pause_s=self.pause_s)
+                               pause_s=self.pause_s, tape=self.tape, markers=markers,
+                               ask_end_now=lambda: ask_end_offsets(self.admin(), [slot], timeout_s=10.0)[slot])
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions
@@ -344,6 +414,7 @@ BULK_FETCH_CONFIG = {"fetch.wait.max.ms": "200", "fetch.min.bytes": "1000000"}
 def consume(
     step_id: str, flow: Dataflow, endpoint: KafkaEndpoint, topics: list[str], stage: str, with_topic: bool = False,
     bulk: bool = False, pause_s: float = 0.0, columnar: bool = False, columnar_min: int = 1,
+    tape: StageTapeEnds | RunTapeEnds | None = None,
 ) -> Stream:
     """Records of ``topics`` (catalog names), and DeadLetters for messages that did not decode or
     consumer errors that are not transient, in one stream; with ``with_topic``, ``(topic, record)``
@@ -356,11 +427,16 @@ def consume(
     places, the records and dead letters of the messages that do not fit the columns
     (:func:`topics.kafka_records.decoder`); the other topics still give records. ``columnar_min``:
     a partition's batch of fewer messages gives records (a live tape's few messages at a time cost
-    less one by one than as columns)."""
+    less one by one than as columns). ``tape``: end the partitions at the end of a finite tape
+    (:mod:`topics.end_of_tape`): a stage's tracker ends each tape partition at its marker and the
+    others once the tape has ended; the sink's ends them all once the run's tape is complete. Then
+    Bytewax's end of input flushes the stage's cores, as at the end of an embedded run."""
+    if type(tape) is StageTapeEnds:
+        tape.prefix = endpoint.prefix
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
                           OFFSET_BEGINNING, batch_size=5_000,
                           decode=decoder(endpoint, stage, with_topic, columnar, columnar_min),
-                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s)
+                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s, tape=tape)
     return _kafka_input(step_id, flow, source)
 
 

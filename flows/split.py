@@ -23,6 +23,15 @@ by watermarks in their output topics:
     execution  md.trades, md.quotes, orders.approved    -> exec.reports, dlq
     pnl        md.trades, md.quotes, exec.reports       -> positions, pnl, dlq
 
+End of a finite tape (topics/end_of_tape.py): every stage's source is given a tracker
+(:func:`tape_ends`, ``SplitConfig.tape``). Each partition of a tape input ends at its end-of-tape
+marker; the other inputs (control) end once every tape partition has and they have read what they
+held then. With every input ended, Bytewax's end of input flushes the cores exactly as at the end
+of the embedded run (bars, signals, the desk), the producer flushes, and ``tapeflow flow`` marks
+every partition of what the stage writes (:data:`MARKS`, :func:`pass_end_of_tape`) and exits. The
+chained ``market`` stage is one dataflow: it flushes bars after normalize's last batch and features
+after the last bars, then marks all five topics. The sink ends once the run's tape is complete.
+
 Bars read trades only: quotes advancing a bar's watermark from another topic could overtake
 trades still in flight and make them late. Normalize has already enforced the lateness window over
 trades and quotes together, so the bars are the same either way.
@@ -58,6 +67,7 @@ from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade
 from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
+from topics.end_of_tape import NOT_TAPE, RunTapeEnds, StageTapeEnds, publish_end_of_tape
 
 # A poll of md.raw (md.trades, md.quotes) is decoded into a column batch from this many messages on:
 # columns cost a fixed ~40 us (~18 us) a poll, so a live tape's polls of a few messages decode
@@ -70,6 +80,30 @@ CHAINED = {"market": ("normalize", "bars", "features")}  # a chained stage and t
 SEPARATE_TRADING = ("risk", "execution", "pnl")  # the fused trading flow, as three processes
 
 
+# What each stage marks at the end of its tape (topics/end_of_tape.py): every topic it writes but
+# control, which is not tape. Risk's StageWatermarks ride on its account topics, already listed.
+MARKS: dict[str, tuple[str, ...]] = {
+    "market": ("md.trades", "md.quotes", "md.bars", "features", "dlq"),
+    "normalize": ("md.trades", "md.quotes", "dlq"),
+    "bars": ("md.bars", "dlq"),
+    "features": ("features", "dlq"),
+    "signals": ("signals", "dlq"),
+    "trading": ("orders.intent", "orders.approved", "orders.rejected", "exec.reports", "positions", "pnl", "dlq"),
+    "risk": ("orders.intent", "orders.approved", "orders.rejected", "dlq"),
+    "execution": ("exec.reports", "dlq"),
+    "pnl": ("positions", "pnl", "dlq"),
+}
+
+
+def tape_ends(stage: str) -> StageTapeEnds | RunTapeEnds:
+    """The end-of-tape tracker of a stage's source. The risk stage reads ``exec.reports``, which
+    execution writes downstream of it, so that input does not hold risk's end (execution ends on
+    risk's orders): it ends with risk's tape, like ``control``."""
+    if stage == "sink":
+        return RunTapeEnds()
+    return StageTapeEnds(not_tape=NOT_TAPE | {"exec.reports"} if stage == "risk" else NOT_TAPE)
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     endpoint: KafkaEndpoint
@@ -78,12 +112,15 @@ class SplitConfig:
     lateness_ns: int = 500_000_000
     feature_interval: str = "1s"
     trading: TradingConfig = field(default_factory=TradingConfig)
+    # End of a finite tape (topics/end_of_tape.py): None reads on forever (or to the topics' ends
+    # with ``endpoint.tail`` False); see :func:`tape_ends`.
+    tape: StageTapeEnds | RunTapeEnds | None = None
 
 
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_normalize")
     raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S, columnar=True,
-                  columnar_min=COLUMNS_FROM_RAW)
+                  columnar_min=COLUMNS_FROM_RAW, tape=cfg.tape)
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
@@ -101,7 +138,7 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
     normalize has already enforced over trades and quotes together)."""
     flow = Dataflow("tapeflow_market")
     raw = consume("in", flow, cfg.endpoint, ["md.raw"], "normalize", pause_s=PAUSE_DENSE_S, columnar=True,
-                  columnar_min=COLUMNS_FROM_RAW)
+                  columnar_min=COLUMNS_FROM_RAW, tape=cfg.tape)
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
@@ -115,7 +152,7 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
 def bars_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_bars")
     trades = consume("in", flow, cfg.endpoint, ["md.trades"], "bars", pause_s=PAUSE_DENSE_S, columnar=True,
-                     columnar_min=COLUMNS_FROM_TICKS)
+                     columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
     good = by_symbol("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade or type(r) is TickBatch))
     bars = bar_stage("bars", good, cfg.bar_intervals, cfg.lateness_ns)
     dead = op.filter("undecodable", trades, lambda r: type(r) is DeadLetter)
@@ -125,7 +162,7 @@ def bars_flow(cfg: SplitConfig) -> Dataflow:
 
 def features_flow(cfg: SplitConfig) -> Dataflow:
     flow = Dataflow("tapeflow_features")
-    bars = consume("in", flow, cfg.endpoint, ["md.bars"], "features")
+    bars = consume("in", flow, cfg.endpoint, ["md.bars"], "features", tape=cfg.tape)
     vectors = feature_stage("features", bars, cfg.feature_interval)  # ignores non-bars
     dead = op.filter("undecodable", bars, lambda r: type(r) is DeadLetter)
     produce("out", tagged_for_warehouse("tag", op.merge("all", vectors, dead)), cfg.endpoint)
@@ -136,7 +173,7 @@ def signals_flow(cfg: SplitConfig) -> Dataflow:
     """Features and the ``control`` topic in (model activation: a served model swaps between bars, as
     embedded); signals, dead letters and the model slot's records (to ``control``) out."""
     flow = Dataflow("tapeflow_signals")
-    inputs = consume("in", flow, cfg.endpoint, ["features", "control"], "signals")
+    inputs = consume("in", flow, cfg.endpoint, ["features", "control"], "signals", tape=cfg.tape)
     vectors = op.filter("vectors", inputs, lambda r: type(r) is FeatureVector)
     commands = op.filter("commands", inputs, lambda r: type(r) is ControlCommand)
     trading = cfg.trading
@@ -174,7 +211,7 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     flow = Dataflow("tapeflow_trading")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
-                     pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS)
+                     pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
     relevant = op.filter(
         "relevant", inputs,
         lambda r: type(r) is not ControlCommand or (r.target in ("global", account) and r.issued_by != "risk"),
@@ -195,11 +232,12 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
 def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_stage: Callable[[], object],
                         drop: Callable[[object], bool] = lambda r: False) -> Dataflow:
     """One of the separate risk, execution and pnl stages (trading.stages): keyed by
-    account, fed in batches like the fused desk, never flushed (their lock-step would break)."""
+    account, fed in batches like the fused desk, never flushed (their lock-step would break), not
+    even at the end of a finite tape, whose markers they still pass on."""
     flow = Dataflow(f"tapeflow_{name}")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, topics, name, pause_s=PAUSE_DENSE_S, columnar=True,
-                     columnar_min=COLUMNS_FROM_TICKS)
+                     columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
     relevant = op.filter("relevant", inputs, lambda r: getattr(r, "account", account) == account and not drop(r))
     keyed = keyed_by("key_account", relevant, lambda _: account)
     out = stateful_core(
@@ -236,7 +274,7 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
     flow = Dataflow("tapeflow_sink")
     pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True,
                     columnar=True, columnar_min=COLUMNS_FROM_TICKS,
-                    pause_s=SINK_PAUSE_S)
+                    pause_s=SINK_PAUSE_S, tape=cfg.tape)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
     partition = WarehouseSink.PARTITION
     tagged = op.flat_map_batch(
@@ -245,6 +283,24 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
     )
     op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics))
     return flow
+
+
+def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
+    """After ``stage``'s dataflow has ended: if it ended at the end of its tape (every tape
+    partition's marker read, the cores flushed at Bytewax's end of input, the output produced and
+    flushed), one marker on every partition of each topic it writes (:data:`MARKS`); returns what
+    to log, or None when the stage did not end at a tape's end. The sink marks nothing: it reports
+    that it has landed the run's tape."""
+    tape = cfg.tape
+    if tape is None or not tape.complete:
+        return None
+    if type(tape) is RunTapeEnds:
+        return f"end of tape {tape.tape} landed: every stage's markers read ({', '.join(tape.stages)})"
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers), "enable.idempotence": True})
+    sent = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(), cfg.endpoint.prefix)
+    return f"end of tape {tape.tape_id()}: flushed, {sent} markers on {', '.join(MARKS[stage])}"
 
 
 def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None,

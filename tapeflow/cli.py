@@ -227,17 +227,13 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if duration is not None:
-        timer = threading.Timer(duration, stop.set)
-        timer.daemon = True
-        timer.start()
     # Faster than real time, partitions drift apart in event time: wait longer for a trailing symbol.
     speed = getattr(tape, "speed", 1.0)
     silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
     split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
                      feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
                      separate_trading, chain, strategy_options(*strategies) if strategies else ())
-    run_split(tape, split, max_ticks, stop, progress_interval)
+    run_split(tape, split, max_ticks, stop, progress_interval, duration)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, run_id)
 

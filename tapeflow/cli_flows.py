@@ -43,10 +43,12 @@ def flow(
     registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
     model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
 ) -> None:
-    """Run one stage of the split pipeline, reading and writing Kafka topics."""
+    """Run one stage of the split pipeline, reading and writing Kafka topics. At the end of a finite
+    tape (end-of-tape markers on every partition of its inputs) it flushes as an embedded run ends,
+    marks every partition of its outputs and exits; the sink exits once it has landed the tape."""
     from topics.kafka_records import KafkaEndpoint
     from flows.pipeline import MarketDataConfig, TradingConfig, run_flow
-    from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow
+    from flows.split import SEPARATE_TRADING, STAGES, SplitConfig, build_stage_flow, pass_end_of_tape, tape_ends
 
     cluster = [a.strip() for a in addresses.split(";") if a.strip()] if addresses else None
     if (cluster is None) != (process_id is None):
@@ -97,6 +99,7 @@ def flow(
         lateness_ns=market.lateness_ns,
         feature_interval=market.feature_interval,
         trading=trading,
+        tape=tape_ends(stage),  # a finite tape's end ends the stage (topics/end_of_tape.py)
     )
     writer = alerts = None
     if stage == "sink":
@@ -127,6 +130,11 @@ def flow(
     try:
         run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts, metrics=metrics), settings.epoch_interval_s,
                  recovery_dir, workers=workers, addresses=cluster, process_id=process_id or 0)
+        if writer is not None:
+            writer.flush()  # before the sink says it has landed the tape
+        ended = pass_end_of_tape(stage, cfg)
+        if ended:
+            typer.echo(f"tapeflow flow {stage}: {ended}", err=True)
     except KeyboardInterrupt:
         typer.echo(f"tapeflow flow {stage}: stopped", err=True)
     except Exception as exc:

@@ -8,6 +8,12 @@ warehouse the sink wrote.
 
 Stages read their topics live (tail), so a bar or cross-section still open when the run stops stays
 open in the stage's recovery snapshot rather than being flushed half-built.
+
+A finite tape (a replay file's end, ``--max-ticks``, ``--duration``) ends explicitly instead: the
+feed puts an end-of-tape marker on every partition of ``md.raw`` (:mod:`topics.end_of_tape`), each
+stage flushes what an embedded run flushes at its end and passes the marker on, and the run ends
+when the sink process, having read every stage's markers and landed everything before them, exits.
+A stop (Ctrl-C) is no end of tape: it waits for the stages to catch up, as a live tape does.
 """
 
 from __future__ import annotations
@@ -92,7 +98,15 @@ class SplitRun:
         return totals
 
 
-def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Event, progress_interval: float) -> None:
+def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Event, progress_interval: float,
+              duration: float | None = None) -> None:
+    """``stop``: Ctrl-C (the tape is cut, not ended); ``duration``: seconds after which the tape
+    ends (and is marked ended)."""
+    tape_over = threading.Event()
+    timer = threading.Timer(duration if duration is not None else 0.0, lambda: (tape_over.set(), stop.set()))
+    timer.daemon = True
+    if duration is not None:
+        timer.start()
     from topics.admin import create_topics
     from topics.producer import TopicPublisher, publish_ticks
 
@@ -121,15 +135,29 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
 
     reporter = threading.Thread(target=report, daemon=True)
     reporter.start()
+    failed = False
     try:
         stats = publish_ticks(feed.ticks(), publisher, max_ticks=max_ticks, stop=stop)
+        timer.cancel()  # a tape shorter than --duration has ended by itself
         typer.echo(f"feed done: {stats.summary()}", err=True)
         feed_done.set()
-        _wait_caught_up(split, processes, stop)
+        if stop.is_set() and not tape_over.is_set():
+            _wait_caught_up(split, processes, stop)
+        else:
+            ended_at = time.monotonic()
+            publisher.end_tape(split.run_id, split.stages)
+            stop.clear()  # from here on, Ctrl-C (or a stage's failure) is the only stop
+            if _wait_tape_landed(split, processes, stop):
+                typer.echo(f"end of tape landed: {time.monotonic() - ended_at:.2f} s after the feed's last tick",
+                           err=True)
+            elif not stop.is_set():  # a stage failed: the warehouse lacks the end of the tape
+                failed = True
     finally:
         feed_done.set()
         stop.set()
         _stop_stages(split.stages, processes)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> None:
@@ -151,6 +179,22 @@ def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], sto
         if stop.is_set() and since is None:
             return
         time.sleep(0.5)
+
+
+def _wait_tape_landed(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> bool:
+    """Until the sink process has ended, which it does once it has every stage's end-of-tape
+    markers and has landed what came before them (flows/split.py ``pass_end_of_tape``); False if
+    a stage failed or the run was stopped first."""
+    sink = processes["sink"]
+    while not stop.is_set():
+        failed = [s for s, p in processes.items() if p.poll() not in (None, 0)]
+        if failed:
+            typer.echo(f"stage process failed: {', '.join(failed)} (see {split.log_dir})", err=True)
+            return False
+        if sink.poll() == 0:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _stop_stages(stages: tuple[str, ...], processes: dict[str, subprocess.Popen]) -> None:

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError as ClientError
 from schemas import DeadLetter, now_ns
 from schemas.columns import RawTickBatch, TickBatch
 from topics.column_codec import TICK_TOPICS, decode_ticks
+from topics.end_of_tape import EndOfTape, read_marker
 from topics.serde import DecodeError, decode, schema_header
 
 PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead letter
@@ -67,27 +68,39 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: boo
     are decoded here one by one exactly as without ``columnar``. Other topics give records.
     ``columnar_min``: a batch of fewer messages is decoded one by one (records): building columns
     costs tens of microseconds whatever the size, more than a few messages cost one by one (see
-    :mod:`topics.column_codec`); the stages take either form."""
+    :mod:`topics.column_codec`); the stages take either form.
+
+    End-of-tape markers (:mod:`topics.end_of_tape`) are taken out of the records: a batch that had
+    any comes back as a :class:`MarkedBatch`, its ``markers`` in offset order. Only a message that
+    does not decode as a record is looked at for the marker header, so ordinary batches pay
+    nothing for it."""
     bare = endpoint.bare
 
-    def one(msg) -> object:
+    def one(msg, found: list) -> object:
         topic = bare(msg.topic())
         value = msg.value()
         try:
             record = decode(topic, value, schema_header(msg.headers()))
         except DecodeError as err:
+            marker = read_marker(topic, msg.headers(), value, msg.offset())
+            if marker is not None:
+                found.append(marker)
+                return marker  # never paired with its topic: decode_batch takes it out
             record = dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
                                   msg.offset(), msg.timestamp())
             topic = "dlq"
         return (topic, record) if with_topic else record
 
     def decode_batch(messages: list, errors: list) -> list:
+        found: list = []  # per call: the worker threads share this decoder
         topic = bare(messages[0].topic()) if columnar and messages and len(messages) >= columnar_min else None
         if topic in TICK_TOPICS:
-            items = decode_ticks(topic, list(map(_value, messages)), lambda i: one(messages[i]))
+            items = decode_ticks(topic, list(map(_value, messages)), lambda i: one(messages[i], found))
             out = [(topic, item) if with_topic and type(item) in _BATCHES else item for item in items]
         else:
-            out = [one(msg) for msg in messages]
+            out = [one(msg, found) for msg in messages]
+        if found:
+            out = MarkedBatch(out)
         for e in errors:
             if transient(e.err):
                 log.warning("%s: %s (transient: the client retries)", stage, e.err.str())
@@ -102,6 +115,18 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: boo
 
 
 _BATCHES = (RawTickBatch, TickBatch)
+_END = EndOfTape
+
+
+class MarkedBatch(list):
+    """A decoded batch that held end-of-tape markers: the records and dead letters (without the
+    markers), and ``markers``, in offset order."""
+
+    def __init__(self, items: list):
+        super().__init__(x for x in items if type(x) is not _END)
+        self.markers: list[EndOfTape] = [x for x in items if type(x) is _END]
+
+
 _value = methodcaller("value")
 
 

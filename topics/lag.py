@@ -50,6 +50,8 @@ def recovery_offsets(recovery_dir: Path) -> dict[tuple[str, int], int]:
         for state_key, change in rows:
             partition, topic = state_key.split("-", 1)
             offset = pickle.loads(change) if change is not None else None
+            if isinstance(offset, tuple):  # (offset, end-of-tape markers read): flows/kafka_source.py
+                offset = offset[0]
             if offset == OFFSET_BEGINNING:  # nothing read yet from a partition read from its start
                 offset = 0
             if isinstance(offset, int) and offset >= 0:

@@ -97,6 +97,16 @@ class TopicPublisher:
         self.stats.sent += 1
         self._producer.poll(0)
 
+    def end_tape(self, tape: str, stages: tuple[str, ...] = ()) -> int:
+        """The end of a finite tape: one marker on every partition of the topic, after every
+        record sent (flushed first), naming the run's ``stages`` for the sink
+        (:mod:`topics.end_of_tape`); returns how many. Raises if the broker did not take them."""
+        from topics.end_of_tape import FEED, publish_end_of_tape
+
+        self.flush()
+        prefix = self.kafka_topic[: len(self.kafka_topic) - len(self.topic)]
+        return publish_end_of_tape(self._producer, [self.topic], tape, FEED, stages, prefix)
+
     def flush(self, timeout_s: float = 60.0) -> int:
         """Wait for every sent record's delivery report; returns how many are still unacknowledged."""
         remaining = self._producer.flush(timeout_s)

@@ -91,9 +91,10 @@ def stage_command(bootstrap: str, prefix: str, stage: str, recovery: Path, symbo
 STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
 
 
-def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols) -> subprocess.Popen:
+def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols, extra: tuple[str, ...] = ()
+                ) -> subprocess.Popen:
     log = open(root / f"{stage}.log", "ab")
-    return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols), env=STAGE_ENV,
+    return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols) + list(extra), env=STAGE_ENV,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=die_with_parent)  # no stage outlives a killed test run
 
