@@ -287,11 +287,12 @@ control_app = typer.Typer(no_args_is_help=True, help="Send an operator command t
 app.add_typer(control_app, name="control")
 
 
-def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global") -> None:
+def _send_control(kind, name: str = "", value: float = 0.0, target: str = "global", detail: str = "") -> None:
     from config.control_channel import ControlChannel, make_command
 
     settings = Settings()
-    command = ControlChannel(settings.control_path).send(make_command(kind, target=target, name=name, value=value))
+    command = ControlChannel(settings.control_path).send(make_command(kind, target=target, name=name, value=value,
+                                                                      detail=detail))
     typer.echo(f"sent {command.kind.value} {command.name} {command.value:g} to {target} as {command.issued_by} "
                f"via {settings.control_path}")
 
@@ -300,13 +301,18 @@ def _send_control(kind, name: str = "", value: float = 0.0, target: str = "globa
 def kill_switch(
     state: str = typer.Argument(..., help="on | off"),
     account: str = typer.Option("global", help="An account, or global for every account."),
+    flatten: bool = typer.Option(False, "--flatten", help="With on: also cancel every working order and close every position."),
 ) -> None:
     """Kill switch: `on` denies every new order (cancels still pass); `off` lifts it."""
     from schemas import ControlKind
 
     if state not in ("on", "off"):
         _fail(f"kill-switch takes on or off, not {state!r}")
+    if flatten and state != "on":
+        _fail("--flatten goes with `kill-switch on` (stop, then unwind); to unwind alone use `tapeflow control flatten`")
     _send_control(ControlKind.KILL_SWITCH, value=1.0 if state == "on" else 0.0, target=account)
+    if flatten:
+        _send_control(ControlKind.FLATTEN, target=account, detail="kill switch on --flatten from the CLI")
 
 
 @control_app.command("limit")
@@ -322,6 +328,11 @@ def set_limit(
     if name not in RiskLimits.limit_names():
         _fail(f"unknown limit {name!r}; limits: {', '.join(RiskLimits.limit_names())}")
     _send_control(ControlKind.SET_LIMIT, name=name, value=value, target=account)
+
+
+from tapeflow.cli_ops import register as _register_ops  # noqa: E402
+
+_register_ops(control_app, _send_control)  # cancel-all, flatten, resume
 
 
 def main() -> None:  # pragma: no cover - console entry point
