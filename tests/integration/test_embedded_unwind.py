@@ -26,7 +26,7 @@ def paced_feed():
     return make_feed("synthetic", seed=5, rate=400, speed=5, max_ticks=400 * 80)
 
 
-def run_in_background(wh, run_id: str, control: ControlChannel):
+def run_in_background(wh, run_id: str, control: ControlChannel, max_ticks: int | None = None, recovery_dir=None):
     """The run in a thread; the box gets its RunProgress (records landed per table) at once."""
     progress = RunProgress()
     box: dict = {"progress": progress}
@@ -38,8 +38,9 @@ def run_in_background(wh, run_id: str, control: ControlChannel):
             trading = TradingConfig.from_settings(settings, feed_universe(feed), feed_market_streams(feed))
             writer = BatchingWriter(wh, run_id)
             flow = build_embedded_flow(MarketDataConfig.from_settings(settings, None), feed, writer, progress,
-                                       FeedLimits(), trading=trading, control=control)
-            run_flow(flow, epoch_interval_s=0.2)
+                                       FeedLimits(max_ticks=max_ticks), resumable=recovery_dir is not None,
+                                       trading=trading, control=control)
+            run_flow(flow, epoch_interval_s=0.2, recovery_dir=recovery_dir)
             writer.flush()
         except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
             box["error"] = exc
@@ -127,3 +128,34 @@ def test_cancel_all_when_sent_to_a_running_pipeline_then_each_working_order_canc
     [(alert,)] = rows(module_warehouse, "SELECT detail FROM control WHERE run_id = {r:String} AND kind = 'alert' "
                                         "AND name = 'cancel_all'", "unwind-c")
     assert alert.endswith("(by ops)")
+
+
+def test_flatten_when_the_run_stops_and_resumes_from_its_snapshot_then_positions_are_closed_once(
+        module_warehouse, tmp_path):
+    """Stopped after the flatten and resumed from the recovery snapshot (which may hold the
+    command's spool offset before or after it): the closing orders keep their ids, so no position
+    is closed twice, none flips, and the warehouse still balances positions against fills."""
+    control, recovery = ControlChannel(tmp_path / "control.jsonl"), tmp_path / "recovery"
+    thread, box = run_in_background(module_warehouse, "unwind-r", control, max_ticks=400 * 65, recovery_dir=recovery)
+    wait_for("fills", lambda: fills_landed(box), 90)
+    control.send(make_command(ControlKind.KILL_SWITCH, value=1.0, issued_by="ops"))
+    control.send(make_command(ControlKind.FLATTEN, issued_by="ops"))
+    thread.join(180)
+    assert not thread.is_alive() and "error" not in box, box.get("error")
+    thread, box = run_in_background(module_warehouse, "unwind-r", control, recovery_dir=recovery)
+    thread.join(240)
+    assert not thread.is_alive() and "error" not in box, box.get("error")
+
+    wh = module_warehouse
+    closes = rows(wh, "SELECT client_order_id, quantity FROM orders_approved FINAL WHERE run_id = {r:String} "
+                      "AND action = 'new' AND position(client_order_id, '-u') > 0", "unwind-r")
+    assert closes
+    filled = dict(rows(wh, "SELECT client_order_id, sum(last_qty) FROM exec_reports FINAL WHERE run_id = {r:String} "
+                           "AND fill_id != '' GROUP BY client_order_id", "unwind-r"))
+    assert all(filled.get(coid, 0.0) <= qty for coid, qty in closes)  # no close filled beyond its order
+    positions = final_positions(wh, "unwind-r")
+    assert positions and all(q == 0.0 for q in positions.values()), positions
+    by_fills = {(s, sym): q for s, sym, q in rows(wh, (
+        "SELECT strategy, symbol, sum(if(side = 'buy', last_qty, -last_qty)) FROM exec_reports FINAL "
+        "WHERE run_id = {r:String} AND fill_id != '' GROUP BY strategy, symbol"), "unwind-r")}
+    assert all(abs(q) < 1e-9 for q in by_fills.values()), by_fills  # every fill once: the book nets to flat
