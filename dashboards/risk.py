@@ -180,9 +180,10 @@ class RiskPage:
             log.error("operator command %s failed: %s", action, exc)
             self.outcome.object = f'<div class="tf-banner bad">Not sent: {html.escape(str(exc))}</div>'
             return
+        what = f"{command.name} {command.value:g}" if action in ("kill_switch", "set_limit") else command.detail
         self.outcome.object = (
-            f'<div class="tf-note">Sent {html.escape(command.kind.value)} {html.escape(command.name)} '
-            f'{command.value:g} as {html.escape(command.issued_by)}; waiting for the desk to apply it.</div>')
+            f'<div class="tf-note">Sent {html.escape(command.kind.value)} {html.escape(what.strip())} '
+            f'as {html.escape(command.issued_by)}; waiting for the desk to apply it.</div>')
 
     # ------------------------------------------------------------------------------ refresh
 
