@@ -150,3 +150,15 @@ def test_split_stages_when_flattened_then_risk_closes_and_the_execution_stage_fi
     assert late == []  # the orders came no earlier than risk's promise to the execution stage
     assert not [o for o in by_table(out, T_INTENT) if is_unwind(o) and o.client_order_id not in
                 {c.client_order_id for c in closes}]
+
+
+def test_unwind_order_id_when_derived_then_deterministic_per_command_and_attributed_like_the_strategys_orders():
+    from strategies.ids import CLIENT_ORDER_ID_MAX_LEN, unwind_order_id
+    from venues.alpaca_updates import strategy_from_client_order_id
+
+    first = unwind_order_id("mean-rev", "BTC/USD", "sell", "ctl:abc", 0)
+    assert first == unwind_order_id("mean-rev", "BTC/USD", "sell", "ctl:abc", 0)
+    assert first != unwind_order_id("mean-rev", "BTC/USD", "sell", "ctl:abd", 0)
+    assert first != unwind_order_id("mean-rev", "BTC/USD", "sell", "ctl:abc", 1)
+    assert strategy_from_client_order_id(first) == "mean-rev"
+    assert len(unwind_order_id("s" * 200, "X", "buy", "ctl:abc")) == CLIENT_ORDER_ID_MAX_LEN
