@@ -82,6 +82,21 @@ def test_cancel_all_when_orders_work_then_each_canceled_through_the_venue_with_a
     assert desk.ledger.positions() == positions  # cancel-all closes nothing
 
 
+def test_flatten_of_one_strategy_when_named_then_only_its_positions_closed(arrivals):
+    desk = TradingDesk()
+    cut = midway(arrivals)
+    run_desk(arrivals[:cut], desk)
+    held = desk.ledger.positions()
+    assert held and {strategy for strategy, _ in held} == {"baseline"}
+    desk.on_control(command(ControlKind.KILL_SWITCH, value=1.0))
+    out = desk.on_control(command(ControlKind.FLATTEN, name="baseline", target="paper"))
+    closes = [o for o in by_table(out, T_APPROVED) if is_unwind(o) and o.action is OrderAction.NEW]
+    assert {(o.strategy, o.symbol) for o in closes} == set(held)
+    assert all(o.side.sign * o.quantity == -held[(o.strategy, o.symbol)] for o in closes)
+    run_desk(arrivals[cut:], desk)
+    assert desk.ledger.positions() == {}
+
+
 def test_flatten_of_one_strategy_when_another_account_is_named_then_nothing(arrivals):
     desk = TradingDesk(PASSIVE)
     run_desk(arrivals[:midway(arrivals)], desk)
