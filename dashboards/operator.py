@@ -1,4 +1,4 @@
-"""Operator commands from the dashboard: the kill switch and limit changes.
+"""Operator commands from the dashboard: the kill switch, limit changes, cancel-all, flatten and resume.
 
 Commands go through a :class:`config.control_channel.ControlSender`: the running embedded pipeline's
 spool, or in split mode the ``control`` Kafka topic (``topics.control_sender``; ``tapeflow dashboard
@@ -41,6 +41,18 @@ class OperatorDesk:
     def set_limit(self, name: str, value: float, user: str | None, target: str | None = None) -> ControlCommand:
         return self._send(ControlKind.SET_LIMIT, user, target=target or self.account, name=name, value=value,
                           detail=f"{name} = {value:g} from the dashboard")
+
+    def cancel_all(self, user: str | None, target: str | None = None) -> ControlCommand:
+        return self._send(ControlKind.CANCEL_ALL, user, target=target or self.account,
+                          detail="cancel-all from the dashboard")
+
+    def flatten(self, user: str | None, target: str | None = None) -> ControlCommand:
+        return self._send(ControlKind.FLATTEN, user, target=target or self.account, detail="flatten from the dashboard")
+
+    def resume(self, reason: str, user: str | None, target: str | None = None) -> ControlCommand:
+        if not reason.strip():
+            raise ValueError("resume needs a reason: it is the audit trail of why trading restarted")
+        return self._send(ControlKind.RESUME, user, target=target or self.account, detail=reason.strip())
 
     def _send(self, kind: ControlKind, user: str | None, **fields: Any) -> ControlCommand:
         if not self.may_control(user):

@@ -1,5 +1,6 @@
-"""Risk: trading state and breaker, the kill switch (with a confirmation step), every limit with
-its current utilisation, limit changes, recent rejects and the audit log of control records.
+"""Risk: trading state and breaker, the kill switch, cancel-all, flatten and resume (each with a
+confirmation step), every limit with its current utilisation, limit changes, recent rejects and the
+audit log of control records.
 
 A command sent from here takes effect when the desk reads it; the banner shows the state the desk
 reports back through the warehouse, not what was clicked.
@@ -51,6 +52,14 @@ class RiskPage:
         self.confirm_button.on_click(self._confirm)
         self.cancel_button.on_click(self._cancel)
 
+        self.cancel_all_button = pn.widgets.Button(label="Cancel all orders", color="warning", width=170)
+        self.flatten_button = pn.widgets.Button(label="Flatten positions", color="danger", width=170)
+        self.resume_reason = pn.widgets.TextInput(placeholder="Why trading may resume", width=300)
+        self.resume_button = pn.widgets.Button(label="Resume trading", color="success", width=170)
+        self.cancel_all_button.on_click(self._ask_cancel_all)
+        self.flatten_button.on_click(self._ask_flatten)
+        self.resume_button.on_click(self._ask_resume)
+
         self.limit_name = pn.widgets.Select(label="Limit", options=list(ADJUSTABLE), width=200)
         self.limit_value = pn.widgets.FloatInput(label="New value", value=None, width=150)
         self.limit_button = pn.widgets.Button(label="Set limit", color="warning", width=120, align="end")
@@ -85,6 +94,9 @@ class RiskPage:
             self.viewer_note,
             pn.pane.HTML(style.section("Kill switch")),
             pn.Row(self.kill_button),
+            pn.pane.HTML(style.section("Unwind and re-arm")),
+            pn.Row(self.cancel_all_button, self.flatten_button),
+            pn.Row(self.resume_reason, self.resume_button),
             pn.Row(self.confirm_text),
             pn.Row(self.confirm_button, self.cancel_button),
             pn.pane.HTML(style.section("Change a limit")),
@@ -121,6 +133,21 @@ class RiskPage:
                     if turn_on else "Release the kill switch? New orders will be checked by risk again.")
         self._ask("kill_switch", turn_on, question)
 
+    def _ask_cancel_all(self, _event=None) -> None:
+        self._ask("cancel_all", None, f"Cancel every working order of account {self.ctx.account}? Positions stay open.")
+
+    def _ask_flatten(self, _event=None) -> None:
+        self._ask("flatten", None, f"Flatten account {self.ctx.account}? Every working order is canceled, then every "
+                                   "position closed at market. New orders are still allowed unless the kill switch is on.")
+
+    def _ask_resume(self, _event=None) -> None:
+        reason = (self.resume_reason.value or "").strip()
+        if not reason:
+            self.outcome.object = '<div class="tf-note">Say why trading may resume first.</div>'
+            return
+        self._ask("resume", reason, f"Resume trading on account {self.ctx.account} (breaker re-armed)? "
+                                    "Risk refuses it while today's loss is over daily_loss_limit.")
+
     def _ask_limit(self, _event=None) -> None:
         if self.limit_value.value is None:
             self.outcome.object = '<div class="tf-note">Enter a value for the limit first.</div>'
@@ -147,6 +174,13 @@ class RiskPage:
         try:
             if action == "kill_switch":
                 command = self.ctx.operator.kill_switch(bool(payload), user)
+            elif action == "cancel_all":
+                command = self.ctx.operator.cancel_all(user)
+            elif action == "flatten":
+                command = self.ctx.operator.flatten(user)
+            elif action == "resume":
+                command = self.ctx.operator.resume(str(payload), user)
+                self.resume_reason.value = ""
             else:
                 name, value = payload  # type: ignore[misc]
                 command = self.ctx.operator.set_limit(name, value, user)
@@ -154,9 +188,10 @@ class RiskPage:
             log.error("operator command %s failed: %s", action, exc)
             self.outcome.object = f'<div class="tf-banner bad">Not sent: {html.escape(str(exc))}</div>'
             return
+        what = f"{command.name} {command.value:g}" if action in ("kill_switch", "set_limit") else command.detail
         self.outcome.object = (
-            f'<div class="tf-note">Sent {html.escape(command.kind.value)} {html.escape(command.name)} '
-            f'{command.value:g} as {html.escape(command.issued_by)}; waiting for the desk to apply it.</div>')
+            f'<div class="tf-note">Sent {html.escape(command.kind.value)} {html.escape(what.strip())} '
+            f'as {html.escape(command.issued_by)}; waiting for the desk to apply it.</div>')
 
     # ------------------------------------------------------------------------------ refresh
 

@@ -15,6 +15,9 @@ class ControlKind(str, Enum):
     ACTIVATE_MODEL = "activate_model"  # name: the model version
     TRADING_STATE = "trading_state"  # emitted by risk when the breaker trips; name: new state
     ALERT = "alert"  # informational, emitted by a stage
+    CANCEL_ALL = "cancel_all"  # name: a strategy, or "" for all; cancels every working order through the venue
+    FLATTEN = "flatten"  # name: a strategy, or "" for all; cancel_all, then close every position
+    RESUME = "resume"  # detail: why; a tripped breaker or HALTED account back to ACTIVE, unless it would re-trip
 
 
 class ControlCommand(Record):

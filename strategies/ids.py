@@ -46,6 +46,24 @@ def client_order_id(strategy: str, symbol: str, side: Side | str, bar_end: int, 
     return readable[: CLIENT_ORDER_ID_MAX_LEN - _DIGEST_CHARS - 1] + "~" + digest
 
 
+def unwind_order_id(strategy: str, symbol: str, side: Side | str, command_id: str, seq: int = 0) -> str:
+    """A flatten's closing order: ``{strategy}-{symbol}-{side}-u{digest of the command id}-{seq}``.
+
+    Derived from the operator command, never from a clock: the same command applied again (a
+    redelivery, a replay after a restart) yields the same ids, which risk and the venues refuse as
+    duplicates, so a flatten never closes twice. The strategy and side stay where
+    :func:`client_order_id` puts them, so a venue's reports are attributed the same way.
+    """
+    if not strategy or not symbol or not command_id:
+        raise ValueError("strategy, symbol and command_id must be non-empty")
+    digest = hashlib.sha256(command_id.encode()).hexdigest()[:_DIGEST_CHARS]
+    readable = "-".join((_escape(strategy), _escape(symbol), Side(side).value, "u" + digest, str(int(seq))))
+    if len(readable) <= CLIENT_ORDER_ID_MAX_LEN:
+        return readable
+    tail = hashlib.sha256(readable.encode()).hexdigest()[:_DIGEST_CHARS]
+    return readable[: CLIENT_ORDER_ID_MAX_LEN - _DIGEST_CHARS - 1] + "~" + tail
+
+
 def signal_id(strategy: str, symbol: str, bar_end: int) -> str:
     """One signal per strategy, symbol and bar time; a re-emitted signal replaces itself downstream."""
     return f"sig:{strategy}:{symbol}:{bar_end}"

@@ -367,6 +367,7 @@ def _send_control(kind, name: str = "", value: float = 0.0, target: str = "globa
 def kill_switch(
     state: str = typer.Argument(..., help="on | off"),
     account: str = typer.Option("global", help="An account, or global for every account."),
+    flatten: bool = typer.Option(False, "--flatten", help="With on: also cancel every working order and close every position."),
     brokers: Optional[str] = BROKERS_OPTION,
     prefix: str = PREFIX_OPTION,
 ) -> None:
@@ -375,8 +376,13 @@ def kill_switch(
 
     if state not in ("on", "off"):
         _fail(f"kill-switch takes on or off, not {state!r}")
+    if flatten and state != "on":
+        _fail("--flatten goes with `kill-switch on` (stop, then unwind); to unwind alone use `tapeflow control flatten`")
     _send_control(ControlKind.KILL_SWITCH, value=1.0 if state == "on" else 0.0, target=account, brokers=brokers,
                   prefix=prefix)
+    if flatten:
+        _send_control(ControlKind.FLATTEN, target=account, detail="kill switch on --flatten from the CLI",
+                      brokers=brokers, prefix=prefix)
 
 
 @control_app.command("limit")
@@ -394,6 +400,11 @@ def set_limit(
     if name not in RiskLimits.limit_names():
         _fail(f"unknown limit {name!r}; limits: {', '.join(RiskLimits.limit_names())}")
     _send_control(ControlKind.SET_LIMIT, name=name, value=value, target=account, brokers=brokers, prefix=prefix)
+
+
+from tapeflow.cli_ops import register as _register_ops  # noqa: E402
+
+_register_ops(control_app, _send_control)  # cancel-all, flatten, resume
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -54,6 +54,7 @@ from trading.order_path import T_APPROVED, T_INTENT, T_REJECTED, OrderPath, Tagg
 from trading.risk import RiskState
 from trading.risk_limits import RiskLimits, default_limits
 from trading.sequencer import BarClose, BarEnd, BarOpen, EventSequencer, Horizon
+from trading.unwind import Unwinder
 from venues.sim import SimVenue
 from venues.sim_config import SimVenueConfig
 
@@ -141,6 +142,11 @@ class TradingDesk:
         self.marked = MarkedLedger(self.ledger, self.risk)
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
                                 self.marked, desk_allocation(self.config))
+        self.unwind = Unwinder(account)
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("unwind", Unwinder(state["config"].account))  # a snapshot from before cancel-all/flatten
+        self.__dict__.update(state)
 
     @property
     def portfolio(self) -> PortfolioConstructor:
@@ -200,12 +206,18 @@ class TradingDesk:
         return out
 
     def on_control(self, command: ControlCommand) -> list[Tagged]:
-        """An operator's command applies now; it and any alert it causes land in ``control``."""
+        """An operator's command applies now; it and any alert it causes land in ``control``.
+        Cancel-all and flatten (``trading/unwind.py``) send their orders at the event time the
+        desk has processed up to."""
         out: list[Tagged] = [(T_CONTROL, command)]
         out.extend((T_CONTROL, c) for c in self.risk.on_control(command))
         if self.orders.allocation is not None:
             self.orders.allocation.on_control(command)
+        self.unwind.on_command(command, self._now_ns(), self.orders, out, self._book)
         return out
+
+    def _now_ns(self) -> int:
+        return max(self.sequencer.released[0], 0)
 
     def flush(self) -> list[Tagged]:
         """End of the tape: everything still queued, in event-time order."""
@@ -284,11 +296,15 @@ class TradingDesk:
         marks.finish()
 
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
+        if self.unwind.pending:
+            reports = list(reports)  # read twice
         for report in reports:
             out.append((T_REPORTS, report))
             self.risk.on_execution_report(report)
             if report.is_fill:
                 self._snapshots(self.marked.book_fill(report), out)
+        if self.unwind.pending:  # a flatten waiting for its cancels' answers
+            self.unwind.on_reports(reports, self._now_ns(), self.orders, out, self._book)
 
     def _snapshots(self, records: Iterable[Record], out: list[Tagged]) -> None:
         for record in records:

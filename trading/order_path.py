@@ -95,18 +95,22 @@ class OrderPath:
         for order in orders:
             self.submit(order, out, book)
 
-    def submit(self, order: Order, out: list, book: Book) -> None:
-        """One order intent through risk to the venue."""
+    def submit(self, order: Order, out: list, book: Book, reducing: bool = False) -> bool:
+        """One order intent through risk to the venue; whether risk approved it. ``reducing``: an
+        operator's unwind, checked by :meth:`trading.risk.RiskState.on_reducing_order`."""
         self.counts["orders"] += 1
         out.append((T_INTENT, order))
-        decision = self._strategy_check(order) or self.risk.on_order(order)
+        # an operator's unwind passes the reduce-only checks, not a strategy's exposure budget
+        decision = (self.risk.on_reducing_order(order) if reducing
+                    else self._strategy_check(order) or self.risk.on_order(order))
         if type(decision) is RiskReject:
             self.counts["rejected"] += 1
             out.append((T_REJECTED, decision))
-            return
+            return False
         self.counts["approved"] += 1
         out.append((T_APPROVED, decision))
         book(self.venue.on_order(decision), out)
+        return True
 
     def _strategy_check(self, order: Order) -> RiskReject | None:
         if self.allocation is None:

@@ -34,6 +34,7 @@ from collections import deque
 from enum import Enum
 
 from trading.risk_breaker import BreakerTrip, LossBreaker, TradingState, over_limit
+from trading.risk_book import SymbolBook as _SymbolBook
 from trading.risk_limits import RiskLimits
 from schemas.base import NANOS_PER_SECOND, now_ns
 from schemas.control import ControlCommand, ControlKind
@@ -70,54 +71,6 @@ class RejectReason(str, Enum):
 
 # Plain strings for the hot path: RiskReject.reasons is list[str].
 _R = {reason.name: reason.value for reason in RejectReason}
-
-
-class _SymbolBook:
-    """What risk knows about one symbol: filled position, working leaves per side, last trade.
-
-    ``__slots__`` keeps it small and fast; it still pickles (Python >= 3.11 handles slots).
-    Leaves are summed incrementally; when the last working order of a side closes its sum is reset
-    to exactly 0.0 so floating error cannot accumulate across the session.
-    """
-
-    __slots__ = ("position", "buy_leaves", "sell_leaves", "buy_open", "sell_open",
-                 "last_price", "last_trade_ts", "fill_price")
-
-    def __init__(self) -> None:
-        self.position = 0.0
-        self.buy_leaves = 0.0
-        self.sell_leaves = 0.0
-        self.buy_open = 0
-        self.sell_open = 0
-        self.last_price = 0.0  # 0.0: no trade seen yet
-        self.last_trade_ts = -1
-        self.fill_price = 0.0  # fallback mark for a position filled before any trade was seen
-
-    @property
-    def mark(self) -> float:
-        return self.last_price or self.fill_price
-
-    def worst_case_position(self) -> float:
-        """Position if every working order on the side that grows |position| more fills."""
-        long_case = self.position + self.buy_leaves
-        short_case = self.position - self.sell_leaves
-        return long_case if abs(long_case) >= abs(short_case) else short_case
-
-    def add_leaves(self, sign: int, qty: float) -> None:
-        if sign > 0:
-            self.buy_leaves += qty
-            self.buy_open += 1
-        else:
-            self.sell_leaves += qty
-            self.sell_open += 1
-
-    def reduce_leaves(self, sign: int, qty: float, closed: bool) -> None:
-        if sign > 0:
-            self.buy_open -= 1 if closed else 0
-            self.buy_leaves = self.buy_leaves - qty if self.buy_open else 0.0
-        else:
-            self.sell_open -= 1 if closed else 0
-            self.sell_leaves = self.sell_leaves - qty if self.sell_open else 0.0
 
 
 class RiskState:
@@ -198,6 +151,42 @@ class RiskState:
         if reasons:
             return self._reject(order, reasons, f"reject:{order.client_order_id}")
         self._approve_new(order)
+        return order
+
+    def on_reducing_order(self, order: Order) -> Order | RiskReject:
+        """An operator's unwind (a flatten's closing order): checked as REDUCING checks it, whatever
+        the state. It must shrink its symbol's position without flipping it (with the working
+        orders on its side), stay within ``max_order_qty`` and ``max_order_notional``, and carry a
+        new id. The kill switch, HALTED, the exposure limits (a reducing order only lowers them),
+        the open-order count and the rate windows do not stop it, as they never stop a cancel:
+        unwinding must always be possible. Approved, it is working at once like any order."""
+        self._require_account(order.account, "order")
+        if order.action is OrderAction.CANCEL:
+            return self._on_cancel(order)
+        limits = self._limits
+        sign = 1 if order.side is Side.BUY else -1
+        book = self._book(order.symbol)
+        same_side_leaves = book.buy_leaves if sign > 0 else book.sell_leaves
+        projected = book.position + sign * (same_side_leaves + order.quantity)
+        reasons: list[str] = []
+        if not (book.position * sign < 0 and projected * book.position >= 0):
+            reasons.append(_R["REDUCE_ONLY"])
+        if over_limit(order.quantity, limits.max_order_qty):
+            reasons.append(_R["MAX_ORDER_QTY"])
+        price = order.limit_price if order.order_type is OrderType.LIMIT else book.mark
+        if price and over_limit(order.quantity * price, limits.max_order_notional):
+            reasons.append(_R["MAX_ORDER_NOTIONAL"])
+        if order.client_order_id in self._seen_order_ids:
+            reasons.append(_R["DUPLICATE_ORDER_ID"])
+        self._seen_order_ids.add(order.client_order_id)
+        if reasons:
+            return self._reject(order, reasons, f"reject:{order.client_order_id}")
+        if order.ts_event > self._clock_ns:
+            self._clock_ns = order.ts_event
+        book.add_leaves(sign, order.quantity)
+        self._open[order.client_order_id] = [order.symbol, sign, order.quantity]
+        self._counters["approved"] += 1
+        self._counters["unwind_approved"] = self._counters.get("unwind_approved", 0) + 1
         return order
 
     def _check_new(self, order: Order) -> list[str]:
@@ -419,6 +408,8 @@ class RiskState:
                 self._limits = self._limits.with_limit(cmd.name, cmd.value)
             except ValueError as exc:
                 return [self._alert(cmd, "invalid_set_limit", str(exc))]
+        elif cmd.kind is ControlKind.RESUME:
+            return self._resume(cmd)
         elif cmd.kind is ControlKind.TRADING_STATE and cmd.issued_by != ISSUER:
             try:
                 new_state = TradingState(cmd.name)
@@ -430,6 +421,30 @@ class RiskState:
             if new_state is TradingState.ACTIVE:
                 self._breaker.rearm()
         return []
+
+    def _resume(self, cmd: ControlCommand) -> list[ControlCommand]:
+        """RESUME: back to ACTIVE with the breaker re-armed (as ``TRADING_STATE active``), unless
+        the breaker would trip again on the very next snapshot: re-arming accepts the drawdown so
+        far, but today's loss still counts from the day start, so while it is over
+        ``daily_loss_limit`` the account stays as it is and an ALERT ``resume_refused`` says why.
+        Done, it emits the state record ``TRADING_STATE active`` naming who resumed and why."""
+        if self._state is TradingState.ACTIVE:
+            return [self._alert(cmd, "resume_not_needed", "the account is already active")]
+        daily_loss, limit = self._breaker.daily_loss, self._limits.daily_loss_limit
+        if over_limit(daily_loss, limit):
+            return [self._alert(cmd, "resume_refused",
+                                f"the breaker would trip again at once: today's loss {daily_loss:,.2f} is over "
+                                f"daily_loss_limit {limit:,.2f}; raise the limit first; the account stays "
+                                f"{self._state.value}")]
+        previous = self._state
+        self._state = TradingState.ACTIVE
+        self._breaker.rearm()
+        why = cmd.detail or "no reason given"
+        return [ControlCommand(
+            id=f"risk:{self._account}:trading_state:resume:{cmd.id}", ts_event=cmd.ts_event, ts_ingest=now_ns(),
+            target=self._account, kind=ControlKind.TRADING_STATE, name=TradingState.ACTIVE.value,
+            issued_by=ISSUER, detail=f"resumed from {previous.value} by {cmd.issued_by}: {why}",
+        )]
 
     def _alert(self, cmd: ControlCommand, name: str, detail: str) -> ControlCommand:
         return ControlCommand(

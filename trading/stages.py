@@ -57,6 +57,7 @@ from trading.marks import MarkedLedger
 from trading.order_path import OrderPath
 from trading.risk import RiskState
 from trading.sequencer import REPORT, BarEnd, Horizon
+from trading.unwind import Unwinder
 from venues.routed import RoutedVenue
 from venues.sim import SimVenue
 
@@ -146,6 +147,16 @@ class RiskStage(_SplitStage):
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
                                 self.marked, desk_allocation(self.config))
         self._pending_sections: list[int] = []  # bar ends queued, not processed yet (bar order)
+        self.unwind = Unwinder(account)
+
+    def __setstate__(self, state: dict) -> None:
+        state.setdefault("unwind", Unwinder(state["config"].account))  # a snapshot from before cancel-all/flatten
+        self.__dict__.update(state)
+
+    def _now_ns(self) -> int:
+        """Cancel-all and flatten orders: no older than what was processed, nor than the promise
+        already made to the execution stage (it would dead-letter them as late)."""
+        return max(self.sequencer.released[0], self._emitted, 0)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -160,7 +171,9 @@ class RiskStage(_SplitStage):
         if kind is ControlCommand:
             if self.orders.allocation is not None:
                 self.orders.allocation.on_control(item)
-            return [(T_CONTROL, item), *((T_CONTROL, c) for c in self.risk.on_control(item))]
+            out: list[Tagged] = [(T_CONTROL, item), *((T_CONTROL, c) for c in self.risk.on_control(item))]
+            self.unwind.on_command(item, self._now_ns(), self.orders, out, self._book)
+            return out
         return super()._queue(item)
 
     def _horizon(self) -> Horizon:
@@ -184,11 +197,14 @@ class RiskStage(_SplitStage):
             self.orders.on_section(item, out, self._book)
 
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
+        reports = list(reports)
         for report in reports:
             self.venue.on_report(report)
             self.risk.on_execution_report(report)
             if report.is_fill:
                 self._risk_view(self.marked.book_fill(report), out)
+        if self.unwind.pending and reports:  # a flatten waiting for its cancels' answers
+            self.unwind.on_reports(reports, self._now_ns(), self.orders, out, self._book)
 
     def _risk_view(self, records: Iterable[Record], out: list[Tagged]) -> None:
         """Snapshots feed the breaker (a trip is a control record); publishing them is pnl's job."""

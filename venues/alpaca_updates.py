@@ -72,9 +72,12 @@ def _float(value: Any, default: float = 0.0) -> float:
 
 
 def _ts(text: Any) -> int | None:
+    """An update's stamp, or None (the caller falls back to the next stamp, then the clock): an
+    unreadable or impossible one (``2024-02-31``) is logged, never used."""
     try:
         return rfc3339_to_ns(text) if isinstance(text, str) else None
-    except ValueError:
+    except ValueError as exc:
+        log.warning("trade update with an unusable timestamp, falling back: %s", exc)
         return None
 
 

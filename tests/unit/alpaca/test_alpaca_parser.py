@@ -84,3 +84,20 @@ def test_alpaca_ticks_when_normalized_then_trades_and_quotes_with_vendor_ids():
 def test_malformed_alpaca_tick_when_normalized_then_dead_lettered():
     out = NormalizeState().on_raw(_raw(stock_trade(tks="?"), 0))
     assert len(out) == 1 and type(out[0]) is DeadLetter
+
+
+@pytest.mark.parametrize("text", ["2024-02-31T14:30:00Z", "2023-02-29T00:00:00Z", "2024-04-31T09:30:00.5-04:00",
+                                  "2024-00-10T00:00:00Z", "2024-01-00T00:00:00Z", "2024-01-02T14:30:00+24:00"])
+def test_rfc3339_when_the_date_cannot_exist_then_refused(text):
+    with pytest.raises(ValueError, match="not a date|out of range"):
+        rfc3339_to_ns(text)
+
+
+def test_rfc3339_when_leap_day_of_a_leap_year_then_parsed():
+    assert rfc3339_to_ns("2024-02-29T00:00:00Z") == rfc3339_to_ns("2024-02-28T00:00:00Z") + 86_400 * 10**9
+
+
+def test_alpaca_tick_when_its_date_cannot_exist_then_dead_lettered_with_the_reason():
+    out = NormalizeState().on_raw(_raw(stock_trade(t="2024-02-31T14:30:00Z"), 0))
+    assert len(out) == 1 and type(out[0]) is DeadLetter
+    assert "2024-02 has 29 days" in out[0].detail and out[0].payload
