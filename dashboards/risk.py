@@ -86,10 +86,11 @@ class RiskPage:
         self.viewer_note = pn.pane.HTML("", sizing_mode="stretch_width")
         if not ctx.operator.may_control(current_user()):
             # a viewer sees the controls greyed out; the desk refuses their commands anyway
-            for widget in (self.kill_button, self.limit_button, self.confirm_button):
+            for widget in (self.kill_button, self.limit_button, self.confirm_button, self.cancel_all_button,
+                           self.flatten_button, self.resume_button):
                 widget.disabled = True
             self.viewer_note.object = ('<div class="tf-note">Signed in as a viewer: only traders may use the '
-                                       'kill switch and change limits.</div>')
+                                       'kill switch, cancel, flatten, resume and change limits.</div>')
         controls = pn.Column(
             self.viewer_note,
             pn.pane.HTML(style.section("Kill switch")),
