@@ -151,3 +151,34 @@ class AlertMonitor:
         self.alerts.append(alert)
         if self.notifier is not None:
             self.notifier.post(alert.message(self.run_id))
+
+
+class LagWatch:
+    """A split stage whose lag has grown for longer than ``growing_s`` (wall clock) raises one alert;
+    it may raise another once its lag has fallen back (caught up) and grows again."""
+
+    def __init__(self, growing_s: float = 30.0):
+        self.growing_s = growing_s
+        self._since: dict[str, tuple[float, int]] = {}  # stage -> (growing since, lag then)
+        self._last: dict[str, int] = {}
+        self._alerted: set[str] = set()
+
+    def observe(self, lags: dict[str, int], now: float) -> list[Alert]:
+        alerts = []
+        for stage, lag in lags.items():
+            last = self._last.get(stage)
+            self._last[stage] = lag
+            if last is None or lag <= last:
+                if last is not None and lag < last:
+                    self._since.pop(stage, None)
+                    if lag == 0:
+                        self._alerted.discard(stage)
+                continue
+            since, at_start = self._since.setdefault(stage, (now, last))
+            if now - since >= self.growing_s and stage not in self._alerted:
+                self._alerted.add(stage)
+                alerts.append(Alert("stage_lag", "warning",
+                                    f"stage {stage}: lag grew from {at_start:,} to {lag:,} messages over "
+                                    f"{now - since:.0f}s: it is falling behind the tape", f"stage:{stage}",
+                                    key=f"{stage}:{int(since)}"))
+        return alerts

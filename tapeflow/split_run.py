@@ -24,12 +24,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 
 from tapeflow.broker import die_with_parent
+from tapeflow.supervisor import RestartPolicy, StageGaveUp, StageRestart, StageSupervisor
 
 UNCHAINED_MARKET = ("normalize", "bars", "features")
 CHAINS = ("market", "none")  # --chain: the market-data stages in one process (default), or one each
@@ -52,6 +53,8 @@ class SplitRun:
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
     chain: str = "market"  # "none": normalize, bars and features as three processes
     strategy_options: tuple[str, ...] = ()  # --strategy ... (strategies.loading.strategy_options)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    metrics_port: int | None = None  # this process's; stage i serves on metrics_port + 1 + i
 
     def __post_init__(self) -> None:
         if self.chain not in CHAINS:
@@ -76,17 +79,25 @@ class SplitRun:
             command += list(self.strategy_options)
         return command
 
-    def start_stages(self) -> dict[str, subprocess.Popen]:
-        """Called from the main thread: the parent-death signal follows the forking thread."""
+    def log_path(self, stage: str) -> Path:
+        return self.log_dir / f"{stage}.log"
+
+    def start_stage(self, stage: str) -> subprocess.Popen:
+        """Start (or restart: the same command resumes from the recovery snapshot) one stage, its
+        output appended to its log, its pid in ``<log dir>/<stage>.pid`` (what an operator or the
+        chaos harness finds it by)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        processes = {}
-        for stage in self.stages:
-            log = open(self.log_dir / f"{stage}.log", "ab")
+        env = dict(os.environ)
+        if self.metrics_port is not None:
+            env["TAPEFLOW_METRICS_PORT"] = str(self.metrics_port + 1 + self.stages.index(stage))
+        with open(self.log_path(stage), "ab") as log:
             # Stages end with this process even when it is killed outright: a stage left running
-            # would keep reading (and, for risk, trading) with no one to stop it.
-            processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True, preexec_fn=die_with_parent)
-        return processes
+            # would keep reading (and, for risk, trading) with no one to stop it. The parent-death
+            # signal follows the forking thread: the supervision thread lives as long as the run.
+            process = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                       start_new_session=True, preexec_fn=die_with_parent)
+        (self.log_dir / f"{stage}.pid").write_text(str(process.pid))
+        return process
 
     def lag(self) -> dict[str, int]:
         from topics.lag import stage_lag
@@ -98,24 +109,95 @@ class SplitRun:
         return totals
 
 
+class Supervision:
+    """The run's stage processes under a :class:`tapeflow.supervisor.StageSupervisor`, polled by a
+    thread of its own: a stage that dies comes back from its snapshot (logged, counted on the
+    progress line, and an ``alert`` control record that the sink lands and pages); one that spends
+    its restart budget stops the run (``gave_up``)."""
+
+    POLL_S = 0.2
+
+    def __init__(self, split: SplitRun, say=lambda line: typer.echo(line, err=True)):
+        self.split = split
+        self.say = say
+        self.gave_up: StageGaveUp | None = None
+        self.stopped = threading.Event()  # set: no more restarts (the run is stopping its stages)
+        self._sender = None
+        self.supervisor = StageSupervisor(split.stages, split.start_stage, split.restart_policy,
+                                          on_restart=self._restarted, log_path=split.log_path)
+        self._thread = threading.Thread(target=self._watch, name="stage-supervision", daemon=True)
+
+    def start(self) -> "Supervision":
+        self._thread.start()
+        return self
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen]:
+        return self.supervisor.processes
+
+    def restarts_line(self) -> str:
+        restarts = self.supervisor.restarts
+        return (" | restarts " + " ".join(f"{stage} {n}" for stage, n in sorted(restarts.items()))) if restarts else ""
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(self.POLL_S):
+            try:
+                self.supervisor.poll()
+            except StageGaveUp as exc:
+                self.gave_up = exc
+                self.say(f"error: {exc}")
+                return
+
+    def _restarted(self, restart: StageRestart) -> None:
+        self.say(f"supervisor: {restart.describe()}")
+        try:
+            from schemas import ControlCommand, ControlKind, now_ns
+            from topics.control_sender import KafkaControlSender
+
+            if self._sender is None:
+                self._sender = KafkaControlSender(self.split.brokers, self.split.prefix)
+            now = now_ns()
+            self._sender.send(ControlCommand(
+                id=f"supervisor:{self.split.run_id}:{restart.stage}:{restart.restart_number}", ts_event=now,
+                ts_ingest=now, target=f"stage:{restart.stage}", kind=ControlKind.ALERT, name="stage_restarted",
+                issued_by="supervisor", detail=restart.describe()))
+        except Exception as exc:  # the broker may be the thing that is down; the log line stays
+            self.say(f"supervisor: could not record the restart of {restart.stage} on the control topic ({exc})")
+
+
 def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Event, progress_interval: float,
-              duration: float | None = None) -> None:
+              duration: float | None = None, lag_alert_s: float = 30.0) -> None:
     """``stop``: Ctrl-C (the tape is cut, not ended); ``duration``: seconds after which the tape
-    ends (and is marked ended)."""
+    ends (and is marked ended). Stages that die are restarted (:class:`Supervision`); the run fails
+    (exit 1) only when one spends its restart budget."""
     tape_over = threading.Event()
     timer = threading.Timer(duration if duration is not None else 0.0, lambda: (tape_over.set(), stop.set()))
     timer.daemon = True
     if duration is not None:
         timer.start()
+    from sinks.alerts import LagWatch
     from topics.admin import create_topics
     from topics.producer import TopicPublisher, publish_ticks
 
     create_topics(split.brokers, prefix=split.prefix)
-    processes = split.start_stages()
+    if split.metrics_port is not None:
+        from sinks.metrics import serve
+
+        serve(split.metrics_port)
+        typer.echo(f"metrics on :{split.metrics_port} (this process) and :{split.metrics_port + 1}.."
+                   f":{split.metrics_port + len(split.stages)} ({', '.join(split.stages)})", err=True)
+    supervision = Supervision(split)
+    processes = supervision.processes
     typer.echo(f"stages started: {', '.join(f'{s} (pid {p.pid})' for s, p in processes.items())}; "
                f"logs in {split.log_dir}", err=True)
+    supervision.start()
     publisher = TopicPublisher(split.brokers, prefix=split.prefix)
     feed_done = threading.Event()
+    lag_watch = LagWatch(lag_alert_s)
 
     def report() -> None:
         last, last_time = 0, time.monotonic()
@@ -123,14 +205,15 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
             time.sleep(progress_interval)
             now, sent = time.monotonic(), publisher.stats.sent
             try:
-                lag = " ".join(f"{stage} {n:,}" for stage, n in sorted(split.lag().items()))
+                lags = split.lag()
+                lag = " ".join(f"{stage} {n:,}" for stage, n in sorted(lags.items()))
+                _lag_alerts(split, lag_watch.observe(lags, now), supervision)
             except Exception as exc:  # the broker may be briefly away; say so and go on
                 lag = f"unavailable ({exc})"
-            typer.echo(f"ticks published {sent:,} ({(sent - last) / (now - last_time):,.0f}/s) | lag {lag}", err=True)
+            typer.echo(f"ticks published {sent:,} ({(sent - last) / (now - last_time):,.0f}/s) | lag {lag}"
+                       f"{supervision.restarts_line()}", err=True)
             last, last_time = sent, now
-            dead = [s for s, p in processes.items() if p.poll() is not None]
-            if dead and not feed_done.is_set():
-                typer.echo(f"stage process ended: {', '.join(dead)} (see {split.log_dir})", err=True)
+            if supervision.gave_up is not None:
                 stop.set()
 
     reporter = threading.Thread(target=report, daemon=True)
@@ -141,36 +224,51 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
         timer.cancel()  # a tape shorter than --duration has ended by itself
         typer.echo(f"feed done: {stats.summary()}", err=True)
         feed_done.set()
-        if stop.is_set() and not tape_over.is_set():
-            _wait_caught_up(split, processes, stop)
+        if supervision.gave_up is not None:
+            failed = True
+        elif stop.is_set() and not tape_over.is_set():
+            _wait_caught_up(split, supervision, stop)
         else:
             ended_at = time.monotonic()
             publisher.end_tape(split.run_id, split.stages)
-            stop.clear()  # from here on, Ctrl-C (or a stage's failure) is the only stop
-            if _wait_tape_landed(split, processes, stop):
+            stop.clear()  # from here on, Ctrl-C (or a stage out of restarts) is the only stop
+            if _wait_tape_landed(supervision, stop):
                 typer.echo(f"end of tape landed: {time.monotonic() - ended_at:.2f} s after the feed's last tick",
                            err=True)
-            elif not stop.is_set():  # a stage failed: the warehouse lacks the end of the tape
-                failed = True
+            elif not stop.is_set() or supervision.gave_up is not None:
+                failed = True  # the warehouse lacks the end of the tape
     finally:
         feed_done.set()
         stop.set()
-        _stop_stages(split.stages, processes)
-    if failed:
+        supervision.stop()  # no restarts while the stages are being stopped
+        _stop_stages(split.stages, supervision.processes)
+    if failed or supervision.gave_up is not None:
         raise typer.Exit(1)
 
 
-def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> None:
+def _lag_alerts(split: SplitRun, alerts, supervision: Supervision) -> None:
+    """A stage whose lag keeps growing: an alert record on the control topic (landed and paged by the sink)."""
+    from schemas import now_ns
+    from topics.control_sender import KafkaControlSender
+
+    for alert in alerts:
+        supervision.say(f"alert: {alert.text}")
+        record = alert.to_record()
+        KafkaControlSender(split.brokers, split.prefix).send(
+            record.model_copy(update={"issued_by": "lag-monitor", "ts_ingest": now_ns()}))
+
+
+def _wait_caught_up(split: SplitRun, supervision: Supervision, stop: threading.Event) -> None:
     """Until every stage's lag has stayed at zero for a moment (upstream stages feed downstream)."""
     since = None
     while True:
-        if any(p.poll() is not None for p in processes.values()):
+        if supervision.gave_up is not None:
             return
         try:
             lag = split.lag()
         except Exception:
             lag = {"?": 1}
-        if lag and len(lag) == len(processes) and not any(lag.values()):
+        if lag and len(lag) == len(split.stages) and not any(lag.values()) and supervision.supervisor.all_up():
             since = since or time.monotonic()
             if time.monotonic() - since >= CAUGHT_UP_FOR_S:
                 return
@@ -181,17 +279,15 @@ def _wait_caught_up(split: SplitRun, processes: dict[str, subprocess.Popen], sto
         time.sleep(0.5)
 
 
-def _wait_tape_landed(split: SplitRun, processes: dict[str, subprocess.Popen], stop: threading.Event) -> bool:
-    """Until the sink process has ended, which it does once it has every stage's end-of-tape
-    markers and has landed what came before them (flows/split.py ``pass_end_of_tape``); False if
-    a stage failed or the run was stopped first."""
-    sink = processes["sink"]
+def _wait_tape_landed(supervision: Supervision, stop: threading.Event) -> bool:
+    """Until the sink process has ended by itself (exit 0), which it does once it has every stage's
+    end-of-tape markers and has landed what came before them (flows/split.py ``pass_end_of_tape``);
+    a stage that dies meanwhile is restarted and resumes. False if a stage spent its restart budget
+    or the run was stopped first."""
     while not stop.is_set():
-        failed = [s for s, p in processes.items() if p.poll() not in (None, 0)]
-        if failed:
-            typer.echo(f"stage process failed: {', '.join(failed)} (see {split.log_dir})", err=True)
+        if supervision.gave_up is not None:
             return False
-        if sink.poll() == 0:
+        if "sink" in supervision.supervisor.finished():
             return True
         time.sleep(0.05)
     return False
