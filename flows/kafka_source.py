@@ -292,7 +292,7 @@ class _KafkaSource(KafkaSource):
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int,
                  decode: Callable[[list, list], list] = undecoded, extra_config: dict | None = None,
-                 pause_s: float = 0.0):
+                 pause_s: float = 0.0, start_offset: Callable[[str, int, int], int] | None = None):
         super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
         self.decode = decode
         self.pause_s = pause_s
@@ -308,6 +308,7 @@ class _KafkaSource(KafkaSource):
         self._admin: AdminClient | None = None
         self._workers: dict[int, tuple[_WorkerConsumer, _EndOffsetQuestions]] = {}
         self.starting_offset = starting_offset
+        self.start_offset = start_offset or (lambda topic, partition, default: default)
         self.batch_size = batch_size
 
     def connect(self, partitions: list[TopicPartition]) -> Consumer:
@@ -326,7 +327,7 @@ class _KafkaSource(KafkaSource):
             worker = self._workers[threading.get_ident()] = (consumer, _EndOffsetQuestions(self.admin, consumer.slots))
         consumer, questions = worker
         slot = (topic, int(index))
-        offset = self.starting_offset if resume_state is None else resume_state
+        offset = self.start_offset(topic, int(index), self.starting_offset) if resume_state is None else resume_state
         return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,
                                pause_s=self.pause_s)
 
@@ -360,7 +361,8 @@ def consume(
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
                           OFFSET_BEGINNING, batch_size=5_000,
                           decode=decoder(endpoint, stage, with_topic, columnar, columnar_min),
-                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s)
+                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s,
+                          start_offset=endpoint.start_offset)
     return _kafka_input(step_id, flow, source)
 
 

@@ -9,7 +9,7 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
     normalize  md.raw                                   -> md.trades, md.quotes, dlq
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
-    signals    features                                 -> signals, dlq
+    signals    features, control (model activation)     -> signals, control (model swaps), dlq
     trading    md.trades, md.quotes, signals, control   -> orders.intent, orders.approved,
                (portfolio, risk, venue, ledger fused)      orders.rejected, exec.reports,
                                                            positions, pnl, control, dlq
@@ -53,6 +53,7 @@ from market.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig
 from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
+from flows.source import FeedLimits, VenueReportSource
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, Signal, StageWatermark, Trade
@@ -78,6 +79,7 @@ class SplitConfig:
     lateness_ns: int = 500_000_000
     feature_interval: str = "1s"
     trading: TradingConfig = field(default_factory=TradingConfig)
+    store_raw: bool = True  # False: the sink does not land md.raw (--no-raw, TAPEFLOW_STORE_RAW)
 
 
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
@@ -132,13 +134,24 @@ def features_flow(cfg: SplitConfig) -> Dataflow:
     return flow
 
 
+# The signals stage's own model-swap records (strategies/model_swap.py) go to the control topic for
+# the warehouse; read back, they must not count as operator commands.
+OWN_MODEL_RECORD = "ctl:model:"
+
+
 def signals_flow(cfg: SplitConfig) -> Dataflow:
+    """Features and the control topic's model activations (``tapeflow models activate``) into the
+    signals core, as the embedded flow's signal stage takes them."""
     flow = Dataflow("tapeflow_signals")
     vectors = consume("in", flow, cfg.endpoint, ["features"], "signals")
     good = op.filter("vectors", vectors, lambda r: type(r) is not DeadLetter)
+    commands = consume("control_in", flow, cfg.endpoint, ["control"], "signals")
+    operator_commands = op.filter("operator_commands", commands,
+                                  lambda r: type(r) is ControlCommand and not r.id.startswith(OWN_MODEL_RECORD))
     trading = cfg.trading
-    out = signal_stage("signals", good, lambda: trading.new_signal_state(cfg.feature_interval), trading.desk.account)
-    dead = op.filter("undecodable", vectors, lambda r: type(r) is DeadLetter)
+    out = signal_stage("signals", good, lambda: trading.new_signal_state(cfg.feature_interval), trading.desk.account,
+                       control=operator_commands)
+    dead = op.filter("undecodable", op.merge("inputs", vectors, commands), lambda r: type(r) is DeadLetter)
     produce("out", signals_for_warehouse("tag", op.merge("all", out, dead)), cfg.endpoint)
     return flow
 
@@ -166,11 +179,16 @@ class _TradingInputs:
         return out
 
 
-def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True) -> Dataflow:
+def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True, venue: Any = None) -> Dataflow:
+    """``venue``: a live venue (Alpaca) instead of the simulated exchange; its execution reports
+    join the desk's inputs, as in the embedded flow."""
     flow = Dataflow("tapeflow_trading")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
                      pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS)
+    if venue is not None:
+        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits()))
+        inputs = op.merge("with_venue_reports", inputs, reports)
     relevant = op.filter(
         "relevant", inputs,
         lambda r: type(r) is not ControlCommand or (r.target in ("global", account) and r.issued_by != "risk"),
@@ -178,7 +196,7 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     keyed = keyed_by("key_account", relevant, lambda _: account)
     desk = cfg.trading.desk
     out = stateful_core(
-        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk)), lambda core, item: core.on_batch([item]),
+        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk, venue)), lambda core, item: core.on_batch([item]),
         lambda core: core.desk.flush() if flush_at_end() else (), on_batch=lambda core, items: core.on_batch(items),
     )
     pairs = unkeyed("unkey", out)
@@ -226,10 +244,11 @@ def pnl_flow(cfg: SplitConfig) -> Dataflow:
 
 
 def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dataflow:
-    """Every topic into its warehouse table; the table comes from the topic a message was read from
-    (orders.intent and orders.approved carry the same record type)."""
+    """Every topic into its warehouse table (md.raw only with ``store_raw``); the table comes from the
+    topic a message was read from (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
-    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True,
+    topics = [t.name for t in TOPICS if cfg.store_raw or t.name != "md.raw"]
+    pairs = consume("in", flow, cfg.endpoint, topics, "sink", with_topic=True, bulk=True,
                     columnar=True, columnar_min=COLUMNS_FROM_TICKS,
                     pause_s=SINK_PAUSE_S)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
@@ -242,13 +261,19 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None) -> Dat
     return flow
 
 
-def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None) -> Dataflow:
+def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None,
+                     venue: Any = None) -> Dataflow:
+    """``venue``: the trading stage's live venue (None: the simulated exchange)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     if stage == "sink":
         if writer is None:
             raise ValueError("the sink stage needs a warehouse writer")
         return sink_flow(cfg, writer, progress)
+    if venue is not None:
+        if stage != "trading":
+            raise ValueError(f"a live venue routes the fused trading stage's orders, not the {stage} stage's")
+        return trading_flow(cfg, venue=venue)
     return {"market": market_flow, "normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
             "signals": signals_flow, "trading": trading_flow, "risk": risk_flow,
             "execution": execution_flow, "pnl": pnl_flow}[stage](cfg)

@@ -35,13 +35,15 @@ def serve_alongside_run(
     password: Optional[str] = None,
     run_id: Optional[str] = None,
     refresh_ms: int = 1000,
+    brokers: Optional[str] = None,
 ) -> DashboardHandle:
     """Serve the dashboard in this process, reading the pipeline's warehouse and sending operator
-    commands to its control channel. Call ``.stop()`` on the handle when the run ends."""
+    commands to its control channel (with ``brokers``, the split topology's: the control topic).
+    Call ``.stop()`` on the handle when the run ends."""
     import os
 
     logging.getLogger("tapeflow.dashboard").setLevel(logging.INFO)
-    ctx = _context(warehouse, settings, str(control_channel.path), None, refresh_ms, run_id)
+    ctx = _context(warehouse, settings, str(control_channel.path), brokers, refresh_ms, run_id)
     return start_dashboard(ctx, host=host, port=port, password=password or os.environ.get(PASSWORD_ENV))
 
 
