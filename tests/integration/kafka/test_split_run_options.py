@@ -160,7 +160,7 @@ def test_split_run_when_lightgbm_then_the_signals_stage_serves_the_registry_and_
 def test_split_run_when_venue_alpaca_then_the_trading_stage_routes_orders_to_alpaca_after_reconciling(
         kafka_topics, tmp_path, fake_alpaca):
     settings = fake_alpaca.settings()
-    alpaca_env = {"APCA_API_KEY_ID": settings.api_key_id, "APCA_API_SECRET_KEY": settings.api_secret_key,
+    alpaca_env = {"APCA_API_KEY_ID": fake_alpaca.key_id, "APCA_API_SECRET_KEY": fake_alpaca.secret,
                   "APCA_TRADING_URL": settings.trading_url, "APCA_TRADING_STREAM_URL": settings.trading_stream_url,
                   "APCA_DATA_STREAM_URL": settings.data_stream_url}
     done = tapeflow(split_run(kafka_topics, "at-alpaca", "--venue", "alpaca", "--no-dashboard"), tmp_path,
