@@ -334,3 +334,17 @@ def test_flow_when_recovery_folder_of_another_cluster_then_refused_naming_it_and
     (folder / ORIGIN_FILE).write_text(json.dumps({"cluster_id": FLOW_ORIGIN_CLUSTER, "topic_ids": {}}))
     code, output, plan = flow_plan(("market", "--recovery-dir", str(folder)))
     assert code == 0 and plan["recovery"] == str(folder), output
+
+
+@pytest.mark.parametrize("args, reason", [
+    (("--prefix", "p1."), "needs --brokers"),
+    (("--live",), "with --venue alpaca"),
+    (("--no-trading", "--strategy", "lightgbm"), "--no-trading runs no signals"),
+    (("--no-dashboard", "--dashboard-port", "6123"), "--no-dashboard serves none"),
+])
+def test_embedded_run_when_an_option_cannot_apply_then_refused_before_anything_runs(args, reason, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(app, ["run", "--max-ticks", "10", *args])
+    assert done.exit_code == 2 and reason in done.output, done.output
+    assert not (tmp_path / "data").exists(), "nothing may run"
