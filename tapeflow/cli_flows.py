@@ -32,6 +32,21 @@ STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
     "live": ("trading",),
 }
 
+# The settings (config/settings.py, env TAPEFLOW_<NAME>) each stage reads; docker-compose.yml gives a
+# stage service only these (tests/unit/test_compose.py checks it), so no setting is passed for nothing.
+_MARKET_SETTINGS = {"normalize": ("lateness_ms", "price_band_pct", "max_future_s"),
+                    "bars": ("lateness_ms", "bar_intervals"), "features": ("feature_interval",)}
+_DESK_SETTINGS = ("account", "capital", "lateness_ms", "feature_interval", "execution")
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    **{stage: ("epoch_interval_s", *names) for stage, names in _MARKET_SETTINGS.items()},
+    "market": ("epoch_interval_s", *dict.fromkeys(n for names in _MARKET_SETTINGS.values() for n in names)),
+    "signals": ("epoch_interval_s", "account", "feature_interval"),
+    **{stage: ("epoch_interval_s", *_DESK_SETTINGS) for stage in DESK_STAGES},
+    # control_path: the spool of the dashboard's operator commands, with --dashboard-port
+    "sink": ("epoch_interval_s", "warehouse", "database", "store_raw", "sink_max_rows", "sink_max_age_s", "account",
+             "control_path"),
+}
+
 
 def flow(
     ctx: typer.Context,
