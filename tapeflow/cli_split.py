@@ -132,6 +132,11 @@ def execute_split(tape, split, max_ticks: int | None, duration: float | None, pr
         _fail(str(exc))
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, split.run_id, trading=split.trading)
+    failed = split.failed_stages()
+    if failed:  # e.g. a stage that refused its recovery folder: the run is not complete
+        typer.secho("error: " + ", ".join(f"the {stage} stage ended with exit code {code}" for stage, code in failed.items())
+                    + f" (its log in {split.log_dir})", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
 
 
 def _fail(message: str) -> None:

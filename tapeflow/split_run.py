@@ -160,7 +160,13 @@ class SplitRun:
             # would keep reading (and, for risk, trading) with no one to stop it.
             processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
                                                 start_new_session=True, preexec_fn=die_with_parent)
+        self.processes = processes
         return processes
+
+    def failed_stages(self) -> dict[str, int]:
+        """Stages that ended with an error (a stopped stage exits 0): ``stage -> exit code``."""
+        return {stage: p.returncode for stage, p in getattr(self, "processes", {}).items()
+                if p.returncode not in (None, 0)}
 
     def lag(self) -> dict[str, int]:
         from topics.lag import stage_lag

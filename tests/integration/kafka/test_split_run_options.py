@@ -93,6 +93,17 @@ def test_split_run_when_recorded_against_another_cluster_then_refused_naming_the
     assert "cluster AnotherClusterId00000A" in done.stderr and "new --run-id" in done.stderr
 
 
+def test_split_run_when_a_stage_refuses_its_recovery_folder_then_the_run_fails_naming_the_stage(kafka_topics, tmp_path):
+    market = tmp_path / "data" / "recovery" / kafka_topics.prefix / "legacy" / "market"
+    market.mkdir(parents=True)
+    (market / "part-0.sqlite3").write_bytes(b"")  # a snapshot from before origins were recorded
+    done = tapeflow(split_run(kafka_topics, "legacy", "--no-dashboard"), tmp_path, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "the market stage ended with exit code 2" in done.stderr
+    log = (tmp_path / "data" / "logs" / "legacy" / "market.log").read_text()
+    assert "records no Kafka cluster" in log and str(Path("data/recovery") / kafka_topics.prefix / "legacy" / "market") in log
+
+
 def test_split_run_when_no_trading_and_no_raw_then_market_data_only_and_md_raw_not_landed(kafka_topics, tmp_path):
     done = tapeflow(split_run(kafka_topics, "md-only", "--no-trading", "--no-raw", "--no-dashboard"), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
