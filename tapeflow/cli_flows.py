@@ -209,16 +209,6 @@ def _fail(message: str) -> None:
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
-    """The option was on the command line or in its environment variable, not left at its default."""
-    from typer._click.core import ParameterSource  # typer vendors click
+    from tapeflow.cli_split import given_options
 
-    source = ctx.get_parameter_source(name)
-    return source is not None and source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-
-
-def _interrupted(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if isinstance(exc, KeyboardInterrupt):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return name in given_options(ctx)
