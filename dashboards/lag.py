@@ -3,7 +3,7 @@
 Bytewax stages keep their Kafka offsets in their recovery stores, not in consumer groups, so the
 lag is read the way ``tapeflow lag`` reads it (:mod:`topics.lag`): each stage's recovery offsets
 against the topics' end offsets. ``tapeflow run --brokers`` keeps one recovery directory per stage
-under ``data/recovery/<prefix or default>/<stage>``.
+under ``data/recovery/<prefix or default>/<run id>/<stage>`` (every run's stages are listed, as ``<run id>/<stage>``).
 """
 
 from __future__ import annotations

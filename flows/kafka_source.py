@@ -356,7 +356,8 @@ class _KafkaSource(KafkaSource):
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool, starting_offset: int, batch_size: int,
                  decode: Callable[[list, list], list] = undecoded, extra_config: dict | None = None,
-                 pause_s: float = 0.0, tape: StageTapeEnds | RunTapeEnds | None = None):
+                 pause_s: float = 0.0, tape: StageTapeEnds | RunTapeEnds | None = None,
+                 start_offset: Callable[[str, int, int], int] | None = None):
         super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
         self.decode = decode
         self.pause_s = pause_s
@@ -373,6 +374,7 @@ class _KafkaSource(KafkaSource):
         self._admin: AdminClient | None = None
         self._workers: dict[int, tuple[_WorkerConsumer, _EndOffsetQuestions]] = {}
         self.starting_offset = starting_offset
+        self.start_offset = start_offset or (lambda topic, partition, default: default)
         self.batch_size = batch_size
 
     def connect(self, partitions: list[TopicPartition]) -> Consumer:
@@ -391,7 +393,8 @@ class _KafkaSource(KafkaSource):
             worker = self._workers[threading.get_ident()] = (consumer, _EndOffsetQuestions(self.admin, consumer.slots))
         consumer, questions = worker
         slot = (topic, int(index))
-        offset, markers = self.starting_offset, ()
+        # a fresh stage starts where its run's tape starts (the offsets SplitRun.begin recorded)
+        offset, markers = self.start_offset(topic, int(index), self.starting_offset), ()
         if isinstance(resume_state, tuple):
             offset, markers = resume_state
         elif resume_state is not None:
@@ -436,7 +439,8 @@ def consume(
     source = _KafkaSource(list(endpoint.brokers), [endpoint.topic(t) for t in topics], endpoint.tail,
                           OFFSET_BEGINNING, batch_size=5_000,
                           decode=decoder(endpoint, stage, with_topic, columnar, columnar_min),
-                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s, tape=tape)
+                          extra_config=BULK_FETCH_CONFIG if bulk else {}, pause_s=pause_s, tape=tape,
+                          start_offset=endpoint.start_offset)
     return _kafka_input(step_id, flow, source)
 
 

@@ -9,7 +9,7 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
     normalize  md.raw                                   -> md.trades, md.quotes, dlq
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
-    signals    features, control                        -> signals, control (model swaps), dlq
+    signals    features, control (model activation)     -> signals, control (model swaps), dlq
     trading    md.trades, md.quotes, signals, control   -> orders.intent, orders.approved,
                (portfolio, risk, venue, ledger fused)      orders.rejected, exec.reports,
                                                            positions, pnl, control, dlq
@@ -62,6 +62,7 @@ from market.normalize import NormalizeConfig
 from flows.pipeline import TradingConfig
 from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
+from flows.source import FeedLimits, VenueReportSource
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade
@@ -115,6 +116,7 @@ class SplitConfig:
     # End of a finite tape (topics/end_of_tape.py): None reads on forever (or to the topics' ends
     # with ``endpoint.tail`` False); see :func:`tape_ends`.
     tape: StageTapeEnds | RunTapeEnds | None = None
+    store_raw: bool = True  # False: the sink does not land md.raw (--no-raw, TAPEFLOW_STORE_RAW)
 
 
 def normalize_flow(cfg: SplitConfig) -> Dataflow:
@@ -207,11 +209,16 @@ class _TradingInputs:
         return out
 
 
-def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True) -> Dataflow:
+def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True, venue: Any = None) -> Dataflow:
+    """``venue``: a live venue (Alpaca) instead of the simulated exchange; its execution reports
+    join the desk's inputs, as in the embedded flow."""
     flow = Dataflow("tapeflow_trading")
     account = cfg.trading.desk.account
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
                      pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
+    if venue is not None:
+        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits()))
+        inputs = op.merge("with_venue_reports", inputs, reports)
     relevant = op.filter(
         "relevant", inputs,
         lambda r: type(r) is not ControlCommand or (r.target in ("global", account) and r.issued_by != "risk"),
@@ -219,7 +226,7 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     keyed = keyed_by("key_account", relevant, lambda _: account)
     desk = cfg.trading.desk
     out = stateful_core(
-        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk)), lambda core, item: core.on_batch([item]),
+        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk, venue)), lambda core, item: core.on_batch([item]),
         lambda core: core.desk.flush() if flush_at_end() else (), on_batch=lambda core, items: core.on_batch(items),
     )
     pairs = unkeyed("unkey", out)
@@ -269,10 +276,11 @@ def pnl_flow(cfg: SplitConfig) -> Dataflow:
 
 def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts: Any | None = None,
               metrics: Any | None = None) -> Dataflow:
-    """Every topic into its warehouse table; the table comes from the topic a message was read from
-    (orders.intent and orders.approved carry the same record type)."""
+    """Every topic into its warehouse table (md.raw only with ``store_raw``); the table comes from the
+    topic a message was read from (orders.intent and orders.approved carry the same record type)."""
     flow = Dataflow("tapeflow_sink")
-    pairs = consume("in", flow, cfg.endpoint, [t.name for t in TOPICS], "sink", with_topic=True, bulk=True,
+    topics = [t.name for t in TOPICS if cfg.store_raw or t.name != "md.raw"]
+    pairs = consume("in", flow, cfg.endpoint, topics, "sink", with_topic=True, bulk=True,
                     columnar=True, columnar_min=COLUMNS_FROM_TICKS,
                     pause_s=SINK_PAUSE_S, tape=cfg.tape)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
@@ -304,13 +312,18 @@ def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
 
 
 def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None,
-                     alerts: Any = None, metrics: Any = None) -> Dataflow:
+                     alerts: Any = None, metrics: Any = None, venue: Any = None) -> Dataflow:
+    """``venue``: the trading stage's live venue (None: the simulated exchange)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     if stage == "sink":
         if writer is None:
             raise ValueError("the sink stage needs a warehouse writer")
         return sink_flow(cfg, writer, progress, alerts, metrics)
+    if venue is not None:
+        if stage != "trading":
+            raise ValueError(f"a live venue routes the fused trading stage's orders, not the {stage} stage's")
+        return trading_flow(cfg, venue=venue)
     return {"market": market_flow, "normalize": normalize_flow, "bars": bars_flow, "features": features_flow,
             "signals": signals_flow, "trading": trading_flow, "risk": risk_flow,
             "execution": execution_flow, "pnl": pnl_flow}[stage](cfg)

@@ -43,6 +43,7 @@ def _fail(message: str) -> None:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     feed: str = typer.Option("synthetic", help="synthetic | replay (tick files) | bars (OHLCV bar files) | alpaca"),
     venue: str = typer.Option("sim", help="sim (the simulated exchange) | alpaca (paper trading)."),
     alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
@@ -62,7 +63,9 @@ def run(
     warehouse: Optional[str] = typer.Option(None, help="chdb:///abs/path or http://host:8123 (env TAPEFLOW_WAREHOUSE)."),
     seed: int = typer.Option(7, help="Synthetic feed seed."),
     run_id: Optional[str] = typer.Option(None, help="Run id stored with every row; default run-<UTC time>."),
-    recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume a stopped run."),
+    recovery_dir: Optional[Path] = typer.Option(
+        None, help="Bytewax recovery directory: resume a stopped run. With --brokers: the root of the runs' stage "
+        "folders (<root>/<prefix or default>/<run id>/<stage>; default data/recovery)."),
     no_raw: bool = typer.Option(False, "--no-raw", help="Do not land md.raw ticks in the warehouse."),
     no_trading: bool = typer.Option(False, "--no-trading", help="Market data only: no signals, orders or P&L."),
     strategy: list[str] = typer.Option(
@@ -103,6 +106,11 @@ def run(
     from tapeflow.progress import RunProgress
     from tapeflow.report import print_run_report
 
+    from tapeflow.cli_split import given_options, option_conflicts
+
+    conflict = option_conflicts(ctx.params, given_options(ctx))
+    if conflict:
+        _fail(conflict)
     overrides = {"warehouse": warehouse} if warehouse else {}
     if no_raw:
         overrides["store_raw"] = False
@@ -117,7 +125,7 @@ def run(
             require_keys()
         except MissingAlpacaKeys as exc:
             _fail(str(exc))
-    if venue == "alpaca" and recovery_dir is not None:
+    if venue == "alpaca" and recovery_dir is not None and not brokers:
         _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "
               "reconciles with it instead")
     try:
@@ -146,8 +154,9 @@ def run(
 
         if chain is not None and chain not in CHAINS:
             _fail(f"unknown --chain {chain!r}; chains: {', '.join(CHAINS)}")
-        _run_split(tape, settings, brokers, prefix, run_id, max_ticks, duration, progress_interval, separate_trading,
-                   chain or "market", None if no_trading else (strategy, strategy_config, registry, model))
+        from tapeflow.cli_split import run_split_command
+
+        run_split_command(ctx.params, tape, settings, run_id, symbol_list)
         return
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
@@ -210,32 +219,6 @@ def run(
             dashboard.stop()
         if live_venue is not None:
             live_venue.stop()
-
-
-def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str, max_ticks, duration,
-               progress_interval: float, separate_trading: bool = False, chain: str = "market",
-               strategies: tuple | None = None) -> None:
-    """The split topology: stage processes over Kafka; the summary comes from the sink's warehouse."""
-    import threading
-
-    from flows.pipeline import feed_market_streams, feed_universe
-    from sinks.warehouse import Warehouse
-    from tapeflow.report import print_run_report
-    from strategies.loading import strategy_options
-    from tapeflow.split_run import SplitRun, run_split
-
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Faster than real time, partitions drift apart in event time: wait longer for a trailing symbol.
-    speed = getattr(tape, "speed", 1.0)
-    silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
-    split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
-                     feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
-                     separate_trading, chain, strategy_options(*strategies) if strategies else ())
-    run_split(tape, split, max_ticks, stop, progress_interval, duration)
-    wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
-    print_run_report(wh, run_id)
 
 
 def _start_alpaca_venue(settings: Settings, live: bool, alerts=None):
@@ -327,15 +310,20 @@ _register_model_commands(app)
 @app.command()
 def lag(
     brokers: str = typer.Option(..., help="Kafka bootstrap servers."),
-    recovery_root: Path = typer.Option(Path("data/recovery"), help="Folder holding one recovery dir per stage."),
+    recovery_root: Path = typer.Option(Path("data/recovery"), help="Folder holding the runs' stage recovery folders."),
+    prefix: Optional[str] = typer.Option(None, help="The runs' topic prefix (default: any)."),
+    run_id: Optional[str] = typer.Option(None, help="The run (default: the one whose stages wrote last)."),
 ) -> None:
     """Each split-topology stage's lag: its recovery offsets against the topics' end offsets."""
     from topics.lag import stage_lag
     from tapeflow.report import format_table
+    from tapeflow.split_run import stage_folders
 
-    dirs = {d.name: d for d in sorted(recovery_root.glob("*")) if any(d.glob("part-*.sqlite3"))}
+    folder, dirs = stage_folders(recovery_root, prefix, run_id)
     if not dirs:
-        _fail(f"no stage recovery directories under {recovery_root}; run stages with --recovery-dir {recovery_root}/STAGE")
+        _fail(f"no stage recovery directories under {folder}; `tapeflow run --brokers` keeps them in "
+              f"{recovery_root}/<prefix or default>/<run id>/<stage>")
+    typer.echo(f"stages of {folder}", err=True)
     rows = stage_lag(brokers, dirs)
     typer.echo(format_table(["stage", "topic", "partition", "offset", "end", "lag"],
                             [(r.stage, r.topic, r.partition, r.offset, r.end, r.lag) for r in rows]))

@@ -39,18 +39,18 @@ def serve_alongside_run(
     password: Optional[str] = None,
     run_id: Optional[str] = None,
     refresh_ms: int = 1000,
+    brokers: Optional[str] = None,
+    prefix: str = "",
 ) -> DashboardHandle:
     """Serve the dashboard in this process, reading the pipeline's warehouse and sending operator
-    commands to its control channel. Call ``.stop()`` on the handle when the run ends."""
+    commands to its control channel (with ``brokers``, the split topology's: the control topic).
+    Call ``.stop()`` on the handle when the run ends."""
     import os
 
     logging.getLogger("tapeflow.dashboard").setLevel(logging.INFO)
-    # The embedded run's own spool, even with TAPEFLOW_KAFKA_BOOTSTRAP set: that run reads nothing else.
-    from dashboards.context import DashboardContext
-    from dashboards.operator import OperatorDesk
-
-    ctx = DashboardContext(warehouse=warehouse, operator=OperatorDesk(control_channel, settings.account),
-                           account=settings.account, refresh_ms=refresh_ms, brokers=None, run_id=run_id)
+    # Without brokers: the embedded run's own spool, even with TAPEFLOW_KAFKA_BOOTSTRAP set (that run
+    # reads nothing else; '' forces the spool route). With brokers: the split run's control topic.
+    ctx = _context(warehouse, settings, str(control_channel.path), brokers or "", refresh_ms, run_id, prefix)
     return start_dashboard(ctx, host=host, port=port, password=password or os.environ.get(PASSWORD_ENV))
 
 

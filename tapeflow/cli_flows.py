@@ -15,8 +15,44 @@ from config.settings import Settings
 STRATEGY_STAGES = ("signals", "trading", "risk", "pnl")  # the stages that build or size strategies
 SINK_NICENESS = 10  # added to the sink's CPU niceness (lower priority); see flow()
 
+DESK_STAGES = ("trading", "risk", "execution", "pnl")
+# The stages each option shapes; given to any other stage it would be ignored, so it is refused.
+# (An option not named here applies to every stage.)
+STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "symbols": ("market", "normalize", "signals", *DESK_STAGES),
+    "market_streams": DESK_STAGES,
+    "silent_after_s": ("signals", *DESK_STAGES),
+    # the signals stage builds the strategies; the desk's stages size, limit and value them
+    "strategy": STRATEGY_STAGES,
+    "strategy_config": STRATEGY_STAGES,
+    "model": STRATEGY_STAGES,
+    "registry": STRATEGY_STAGES,
+    "warehouse": ("sink",),
+    "run_id": ("sink",),
+    "no_raw": ("sink",),
+    "dashboard_port": ("sink",),
+    "venue": ("trading",),
+    "live": ("trading",),
+}
+
+# The settings (config/settings.py, env TAPEFLOW_<NAME>) each stage reads; docker-compose.yml gives a
+# stage service only these (tests/unit/test_compose.py checks it), so no setting is passed for nothing.
+_MARKET_SETTINGS = {"normalize": ("lateness_ms", "price_band_pct", "max_future_s"),
+                    "bars": ("lateness_ms", "bar_intervals"), "features": ("feature_interval",)}
+_DESK_SETTINGS = ("account", "capital", "lateness_ms", "feature_interval", "execution")
+STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
+    **{stage: ("epoch_interval_s", *names) for stage, names in _MARKET_SETTINGS.items()},
+    "market": ("epoch_interval_s", *dict.fromkeys(n for names in _MARKET_SETTINGS.values() for n in names)),
+    "signals": ("epoch_interval_s", "account", "feature_interval"),
+    **{stage: ("epoch_interval_s", *_DESK_SETTINGS) for stage in DESK_STAGES},
+    # control_path: the spool of the dashboard's operator commands, with --dashboard-port
+    "sink": ("epoch_interval_s", "warehouse", "database", "store_raw", "sink_max_rows", "sink_max_age_s", "account",
+             "control_path"),
+}
+
 
 def flow(
+    ctx: typer.Context,
     stage: str = typer.Argument(
         ..., help="normalize | bars | features | signals | trading | risk | execution | pnl | sink "
         "(trading = risk + execution + pnl in one process)"),
@@ -30,7 +66,8 @@ def flow(
                                              help="This process's index in --addresses (Bytewax's -i)."),
     recovery_dir: Optional[Path] = typer.Option(None, help="Bytewax recovery directory: resume from its snapshot."),
     until_end: bool = typer.Option(False, "--until-end", help="Stop at the end of the input topics (replays)."),
-    symbols: Optional[str] = typer.Option(None, help="Universe (comma-separated) the signals and desk wait for."),
+    symbols: Optional[str] = typer.Option(
+        None, help="Universe (comma-separated): normalize dead-letters other symbols; the signals and desk wait for these."),
     market_streams: str = typer.Option("trade,quote", help="What the feed delivers per symbol: trade, quote or both."),
     silent_after_s: float = typer.Option(
         30.0, help="Event-time seconds a symbol may trail the others before the signals and desk stop waiting "
@@ -42,6 +79,15 @@ def flow(
     strategy_config: list[str] = typer.Option([], help="As `tapeflow run --strategy-config`."),
     registry: Path = typer.Option(Path("data/models"), help="Model registry directory."),
     model: str = typer.Option("lightgbm", help="Model name in the registry, for --strategy lightgbm."),
+    no_raw: bool = typer.Option(False, "--no-raw", help="sink: do not land md.raw (also TAPEFLOW_STORE_RAW=false)."),
+    dashboard_port: Optional[int] = typer.Option(
+        None, help="sink: serve the dashboard on 127.0.0.1 at this port (0: any free port) over the sink's warehouse."),
+    venue: str = typer.Option("sim", help="trading: sim (the simulated exchange) | alpaca (paper trading, "
+                              "reconciled at start; no --recovery-dir: Alpaca holds the orders)."),
+    live: bool = typer.Option(False, "--live", help="trading, with --venue alpaca: live (real-money) trading."),
+    start_offsets: Optional[Path] = typer.Option(
+        None, help="A split run's run-start.json: where partitions without a recovery snapshot start "
+        "(default: their beginning)."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics. At the end of a finite
     tape (end-of-tape markers on every partition of its inputs) it flushes as an embedded run ends,
@@ -60,19 +106,59 @@ def flow(
                     fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     if stage not in STAGES:
-        typer.secho(f"error: unknown stage {stage!r}; stages: {', '.join(STAGES)}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        _fail(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    misplaced = [name for name, stages in STAGE_OPTIONS.items() if stage not in stages and _given(ctx, name)]
+    if misplaced:
+        _fail(f"the {stage} stage does not use " + ", ".join(f"--{n.replace('_', '-')} (used by: "
+              f"{', '.join(STAGE_OPTIONS[n])})" for n in misplaced))
+    if venue not in ("sim", "alpaca"):
+        _fail(f"unknown venue {venue!r}; venues: sim, alpaca")
+    if live and venue != "alpaca":
+        _fail("--live trades real money at Alpaca: give it with --venue alpaca")
+    if venue == "alpaca":
+        from config.alpaca_settings import MissingAlpacaKeys, require_keys
+
+        try:
+            require_keys()
+        except MissingAlpacaKeys as exc:
+            _fail(str(exc))
+        if recovery_dir is not None:
+            _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "
+                  "reconciles with it instead")
+        if until_end:
+            _fail("--until-end ends a replay of complete topics; with --venue alpaca the stage also waits for "
+                  "Alpaca's execution reports, which have no end: stop it with SIGTERM")
+    if "lightgbm" not in {spec.split("=", 1)[0].strip() for spec in strategy} and (
+            _given(ctx, "model") or _given(ctx, "registry")):
+        _fail("--model and --registry choose the LightGBM model: give them with --strategy lightgbm")
     if until_end and stage in SEPARATE_TRADING:
-        typer.secho(f"error: the {stage} stage reads the output of the other trading stages live, so it has no "
-                    "end of input: run it without --until-end and stop it once `tapeflow lag` shows it caught up "
-                    "(or run the fused `trading` stage with --until-end)", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        _fail(f"the {stage} stage reads the output of the other trading stages live, so it has no "
+              "end of input: run it without --until-end and stop it once `tapeflow lag` shows it caught up "
+              "(or run the fused `trading` stage with --until-end)")
     settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
     universe = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
-    market = MarketDataConfig.from_settings(settings)
+    market = MarketDataConfig.from_settings(settings, universe)
     trading = TradingConfig.from_settings(
         settings, universe, tuple(k.strip() for k in market_streams.split(",") if k.strip())
     )
+    trading = dataclasses.replace(trading, strategy_kind=strategy, model_registry=str(registry), model_name=model)
+    if stage == "signals":
+        try:
+            trading.new_strategy()  # fail now, with the reason, rather than inside the dataflow
+        except Exception as exc:  # registry and model errors say what to do
+            _fail(str(exc))
+    if recovery_dir is not None:
+        from topics.origin import StaleRecovery, claim, current_origin
+
+        try:
+            claim(recovery_dir, current_origin(brokers, prefix))
+        except StaleRecovery as exc:
+            _fail(str(exc))
+    starts = ()
+    if start_offsets is not None:
+        from topics.origin import read_start_offsets
+
+        starts = tuple((t, p, o) for (t, p), o in sorted(read_start_offsets(start_offsets).items()))
     # Complete topics are drained partition by partition: no symbol is ever "silent" then, and no
     # symbol's features are "late" to a cross-section.
     trading = dataclasses.replace(
@@ -80,28 +166,22 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
-    given = [name for name, value, default in (
-        ("--strategy", strategy, ["baseline"]), ("--strategy-config", strategy_config, []),
-        ("--registry", registry, Path("data/models")), ("--model", model, "lightgbm")) if value != default]
-    if given and stage not in STRATEGY_STAGES:
-        typer.secho(f"error: {', '.join(given)} configure the strategies of the {', '.join(STRATEGY_STAGES)} stages; "
-                    f"the {stage} stage has none", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
     try:
         trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
     except ValueError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     cfg = SplitConfig(
-        endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end),
+        endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end, start_offsets=starts),
         normalize=market.normalize,
         bar_intervals=market.bar_intervals,
         lateness_ns=market.lateness_ns,
         feature_interval=market.feature_interval,
         trading=trading,
         tape=tape_ends(stage),  # a finite tape's end ends the stage (topics/end_of_tape.py)
+        store_raw=settings.store_raw and not no_raw,
     )
-    writer = alerts = None
+    writer = alerts = dashboard = None
     if stage == "sink":
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
@@ -116,20 +196,34 @@ def flow(
         from tapeflow.alerting import alert_monitor
 
         alerts = alert_monitor(settings, run_id)  # every record of the run passes here: the rules watch it
+        if dashboard_port is not None:
+            # chDB is one process's: the dashboard reads the warehouse through the sink's own engine
+            from config.control_channel import ControlChannel
+            from tapeflow.cli_dashboard import serve_alongside_run
+
+            dashboard = serve_alongside_run(wh, settings, ControlChannel(settings.control_path), port=dashboard_port,
+                                            run_id=run_id, brokers=brokers, prefix=prefix)
+            typer.echo(f"dashboard at {dashboard.url}", err=True)
     metrics = None
     if settings.metrics_port is not None:
         from sinks.metrics import RecordMetrics, serve
 
         serve(settings.metrics_port)
         metrics = RecordMetrics() if stage == "sink" else None
+    live_venue = None
+    if venue == "alpaca":
+        from tapeflow.cli import _start_alpaca_venue  # the embedded run's start: keys, reconciliation
+
+        live_venue = _start_alpaca_venue(settings, live)
     # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
                f"recovery={recovery_dir} until_end={until_end}"
                + (f" cluster process {process_id} of {cluster}" if cluster else ""), err=True)
     try:
-        run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts, metrics=metrics), settings.epoch_interval_s,
-                 recovery_dir, workers=workers, addresses=cluster, process_id=process_id or 0)
+        run_flow(build_stage_flow(stage, cfg, writer, alerts=alerts, metrics=metrics, venue=live_venue),
+                 settings.epoch_interval_s, recovery_dir, workers=workers, addresses=cluster,
+                 process_id=process_id or 0)
         if writer is not None:
             writer.flush()  # before the sink says it has landed the tape
         ended = pass_end_of_tape(stage, cfg)
@@ -149,7 +243,21 @@ def flow(
             from tapeflow.alerting import close
 
             close(alerts)
+        if dashboard is not None:
+            dashboard.stop()
+        if live_venue is not None:
+            live_venue.stop()
 
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    from tapeflow.cli_split import given_options
+
+    return name in given_options(ctx)
 
 
 def _interrupted(exc: BaseException | None) -> bool:

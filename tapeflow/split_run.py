@@ -1,7 +1,9 @@
 """``tapeflow run --brokers``: the whole split pipeline against one broker.
 
-Creates the catalog's topics, starts every stage as its own ``tapeflow flow STAGE`` process (with a
-recovery directory each, so a rerun resumes), publishes the feed to ``md.raw`` from this process,
+Creates the catalog's topics, records where the run's tape starts (``SplitRun.begin``), starts every
+stage as its own ``tapeflow flow STAGE`` process (with a recovery directory each under the run's
+folder ``<root>/<prefix or default>/<run id>``, so a restart of the same run resumes and another
+run starts fresh), publishes the feed to ``md.raw`` from this process,
 prints a progress line (ticks published, lag per stage), and, once the feed is done and every
 stage has caught up, stops the stages and prints the same summary as the embedded run from the
 warehouse the sink wrote.
@@ -39,11 +41,39 @@ CAUGHT_UP_FOR_S = 2.0
 STRATEGY_STAGES = ("signals", "trading", "risk", "pnl")
 
 
+def run_folder(root: Path, prefix: str, run_id: str) -> Path:
+    """Where one split run keeps its stages' recovery folders: state of one run on one cluster."""
+    return Path(root) / (prefix or "default") / run_id
+
+
+def stage_folders(root: Path, prefix: str | None = None, run_id: str | None = None) -> tuple[Path, dict[str, Path]]:
+    """``(folder, stage -> recovery folder)`` of one run under ``root``: ``run_id``'s (under
+    ``prefix``), or the stage folders right under ``root`` (one stack, e.g. compose's volumes), or
+    else the run whose stages wrote last (under ``prefix`` when given)."""
+    def stages_in(folder: Path) -> dict[str, Path]:
+        return {d.name: d for d in sorted(folder.glob("*")) if any(d.glob("part-*.sqlite3"))}
+
+    root = Path(root)
+    if run_id is not None:
+        folder = run_folder(root, prefix or "", run_id)
+        return folder, stages_in(folder)
+    flat = stages_in(root)
+    if flat:
+        return root, flat
+    runs = {store.parent.parent for store in root.glob(f"{prefix or '*'}/*/*/part-*.sqlite3")}
+    if not runs:
+        return root, {}
+    latest = max(runs, key=lambda run: max(p.stat().st_mtime for p in run.glob("*/part-*.sqlite3")))
+    return latest, stages_in(latest)
+
+
 @dataclass
 class SplitRun:
+    """One split run: which stage processes it starts and with which options (:meth:`stage_command`)."""
+
     brokers: str
     prefix: str
-    recovery_root: Path
+    recovery_root: Path  # this run's folder (see run_folder): one recovery folder per stage in it
     run_id: str
     warehouse: str
     universe: tuple[str, ...] | None
@@ -53,6 +83,11 @@ class SplitRun:
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
     chain: str = "market"  # "none": normalize, bars and features as three processes
     strategy_options: tuple[str, ...] = ()  # --strategy ... (strategies.loading.strategy_options)
+    trading: bool = True  # False (--no-trading): no signals or trading stages
+    store_raw: bool = True  # False (--no-raw): the sink does not land md.raw
+    dashboard_port: int | None = None  # the sink serves the dashboard over its warehouse
+    venue: str = "sim"  # alpaca: the trading stage routes orders to Alpaca
+    live: bool = False  # with venue alpaca: real-money trading
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     metrics_port: int | None = None  # this process's; stage i serves on metrics_port + 1 + i
 
@@ -64,17 +99,60 @@ class SplitRun:
     def stages(self) -> tuple[str, ...]:
         """Upstream first, the sink last."""
         market = ("market",) if self.chain == "market" else UNCHAINED_MARKET
+        if not self.trading:
+            return (*market, "sink")
         trading = ("risk", "execution", "pnl") if self.separate_trading else ("trading",)
         return (*market, "signals", *trading, "sink")
 
+    @property
+    def resumable_stages(self) -> tuple[str, ...]:
+        """The stages with a recovery folder (their lag is read from it): all but a trading stage at
+        Alpaca, which holds the live orders and is reconciled with instead (as embedded)."""
+        return tuple(s for s in self.stages if not (s == "trading" and self.venue == "alpaca"))
+
+    @property
+    def start_file(self) -> Path:
+        from topics.origin import RUN_START_FILE
+
+        return self.recovery_root / RUN_START_FILE
+
+    def begin(self) -> None:
+        """Record (first start) or check (restart) the run's cluster, topic ids and start offsets,
+        before the feed publishes: stages without a snapshot start at the run's own tape.
+        Raises topics.origin.StaleRecovery."""
+        from topics.origin import StaleRecovery, fresh_start_hint, start_run
+
+        if self.venue == "alpaca" and self.start_file.exists():
+            raise StaleRecovery(f"run {self.run_id} traded at Alpaca and cannot resume: Alpaca holds its orders, and "
+                                f"a new run reconciles with them at start. {fresh_start_hint(self.recovery_root)}")
+        start_run(self.recovery_root, self.brokers, self.prefix)
+
     def stage_command(self, stage: str) -> list[str]:
+        from tapeflow.cli_flows import STAGE_OPTIONS
+
+        def uses(option: str) -> bool:
+            return stage in STAGE_OPTIONS[option]
+
         command = [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", self.brokers,
-                   "--prefix", self.prefix, "--recovery-dir", str(self.recovery_root / stage),
-                   "--market-streams", ",".join(self.market_streams), "--silent-after-s", str(self.silent_after_s)]
-        if self.universe:
+                   "--prefix", self.prefix]
+        if stage in self.resumable_stages:
+            command += ["--recovery-dir", str(self.recovery_root / stage)]
+        if self.start_file.exists():
+            command += ["--start-offsets", str(self.start_file)]
+        if uses("market_streams"):
+            command += ["--market-streams", ",".join(self.market_streams)]
+        if uses("silent_after_s"):
+            command += ["--silent-after-s", str(self.silent_after_s)]
+        if self.universe and uses("symbols"):
             command += ["--symbols", ",".join(self.universe)]
+        if stage in ("trading", "execution") and self.venue != "sim":
+            command += ["--venue", self.venue] + (["--live"] if self.live else [])
         if stage == "sink":
             command += ["--warehouse", self.warehouse, "--run-id", self.run_id]
+            if not self.store_raw:
+                command.append("--no-raw")
+            if self.dashboard_port is not None:
+                command += ["--dashboard-port", str(self.dashboard_port)]
         if stage in STRATEGY_STAGES:
             command += list(self.strategy_options)
         return command
@@ -184,6 +262,7 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
     from topics.producer import TopicPublisher, publish_ticks
 
     create_topics(split.brokers, prefix=split.prefix)
+    split.begin()
     if split.metrics_port is not None:
         from sinks.metrics import serve
 
@@ -268,7 +347,8 @@ def _wait_caught_up(split: SplitRun, supervision: Supervision, stop: threading.E
             lag = split.lag()
         except Exception:
             lag = {"?": 1}
-        if lag and len(lag) == len(split.stages) and not any(lag.values()) and supervision.supervisor.all_up():
+        if (lag and len(lag) == len(split.resumable_stages) and not any(lag.values())
+                and supervision.supervisor.all_up()):
             since = since or time.monotonic()
             if time.monotonic() - since >= CAUGHT_UP_FOR_S:
                 return

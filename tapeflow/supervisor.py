@@ -5,6 +5,8 @@ is not stopping is started again with the same command, so it resumes from its r
 (Bytewax's recovery store plus the Kafka offsets it holds): nothing is lost, and the money path
 does not double because orders and fills carry deterministic ids that every consumer dedups.
 
+A stage that exits 2 refused to run (a bad option, a recovery folder written against another
+cluster): its log says why and a restart cannot mend it, so the supervisor gives up at once.
 Restarts back off exponentially (``backoff_initial_s``, doubling, capped at ``backoff_max_s``) so
 a stage that crashes at once does not spin, and a stage may restart at most ``max_restarts``
 times in any ``window_s`` seconds. One restart more means something is wrong that a restart does
@@ -31,6 +33,9 @@ class RestartPolicy:
     window_s: float = 300.0
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 15.0
+    # A stage that refuses to run (exit 2: a bad option, a recovery folder of another cluster) says
+    # why in its log, and no restart mends that: give up at once.
+    fatal_exit_codes: tuple[int, ...] = (2,)
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0 or self.window_s <= 0 or self.backoff_initial_s < 0:
@@ -63,6 +68,10 @@ class StageGaveUp(RuntimeError):
     def __init__(self, stage: str, exit_code: int, restarts: int, policy: RestartPolicy, log_path: Path | None):
         self.stage = stage
         self.exit_code = exit_code
+        if exit_code in policy.fatal_exit_codes:
+            super().__init__(f"stage {stage} refused to run ({describe_exit(exit_code)}); a restart would not mend "
+                             f"that, so the run stops. Its log says why: {log_path}")
+            return
         super().__init__(
             f"stage {stage} {describe_exit(exit_code)} after {restarts} restart(s) within {policy.window_s:.0f}s "
             f"(budget {policy.max_restarts}); stopping the run. Its log: {log_path}. Fix the cause and run the "
@@ -142,7 +151,7 @@ class StageSupervisor:
                     continue
                 s.last_exit = code
                 s.restarts_at = [t for t in s.restarts_at if now - t < self.policy.window_s]
-                if len(s.restarts_at) >= self.policy.max_restarts:
+                if code in self.policy.fatal_exit_codes or len(s.restarts_at) >= self.policy.max_restarts:
                     raise StageGaveUp(stage, code, len(s.restarts_at), self.policy, self._log_path(stage))
                 s.restart_due = now + self.policy.backoff_s(len(s.restarts_at))
             if now >= s.restart_due:

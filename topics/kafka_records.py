@@ -45,6 +45,15 @@ class KafkaEndpoint:
     brokers: tuple[str, ...]
     prefix: str = ""
     tail: bool = True  # False: stop at the end of each partition (replays, tests)
+    # Where a partition without a recovery snapshot starts, by (Kafka topic, partition): a split
+    # run's start offsets (topics/origin.py); any other partition starts at its beginning.
+    start_offsets: tuple[tuple[str, int, int], ...] = ()
+
+    def start_offset(self, topic: str, partition: int, default: int) -> int:
+        for t, p, offset in self.start_offsets:
+            if t == topic and p == partition:
+                return offset
+        return default
 
     def topic(self, name: str) -> str:
         return f"{self.prefix}{name}"

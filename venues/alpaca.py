@@ -71,6 +71,23 @@ class _Unresolved(Exception):
     pass
 
 
+class DetachedAlpacaVenue:
+    """What a snapshot holds in place of an :class:`AlpacaVenue`: any use is an error that says why."""
+
+    def __init__(self, account: str, paper: bool):
+        self.account = account
+        self.paper = paper
+
+    def __reduce__(self):
+        return (DetachedAlpacaVenue, (self.account, self.paper))
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"the Alpaca venue of account {self.__dict__.get('account')!r} is not restored from a recovery "
+                           "snapshot: Alpaca holds the orders; start a new run, which reconciles with it")
+
+
 class AlpacaVenue:
     def __init__(self, settings: AlpacaSettings | None = None, paper: bool = True, *, live: bool = False,
                  account: str = "paper", venue: str = "alpaca", max_attempts: int = 5,
@@ -99,6 +116,12 @@ class AlpacaVenue:
         self._stats = {"submits": 0, "accepted": 0, "rejected_here": 0, "rejected_by_venue": 0, "unconfirmed": 0,
                        "rate_limited": 0, "ambiguous": 0, "found_after_ambiguous": 0, "lookups": 0,
                        "cancels": 0, "events": 0, "duplicate_events": 0, "unknown_order_events": 0, "fills": 0}
+
+    def __reduce__(self):
+        # Bytewax snapshots the desk (which holds its venue) every epoch, recovery or not. The live
+        # orders are Alpaca's, not the snapshot's: a run at Alpaca never resumes from one (it is
+        # refused and reconciles at start instead), so what is pickled is a stand-in that says so.
+        return (DetachedAlpacaVenue, (self.account, self.paper))
 
     def __repr__(self) -> str:
         return f"AlpacaVenue(paper={self.paper}, account={self.account!r}, url={self.settings.rest_url(self.paper)!r})"

@@ -233,6 +233,51 @@ def environment_problems(compose: dict) -> list[str]:
     return problems
 
 
+# The settings each non-stage tapeflow command reads (a stage's are tapeflow/cli_flows.py STAGE_SETTINGS).
+COMMAND_SETTINGS = {
+    "dashboard": {"warehouse", "database", "account", "control_path"},
+    "run": set(Settings.model_fields) | {f"apca:{field}" for field in AlpacaSettings.model_fields},
+    "topics": set(), "feed": set(), "lag": set(),
+}
+
+
+def _variables_read(tokens: list[str]) -> set[str]:
+    from tapeflow.cli_flows import STAGE_SETTINGS
+
+    fields = STAGE_SETTINGS.get(tokens[1], ()) if tokens[:1] == ["flow"] and len(tokens) > 1 else \
+        COMMAND_SETTINGS.get(tokens[0] if tokens else "", set())
+    names = {f"APCA_{f[5:].upper()}" if f.startswith("apca:") else f"TAPEFLOW_{f.upper()}" for f in fields}
+    command = typer.main.get_command(app)
+    for token in tokens:
+        if not is_group(command) or token not in command.commands:
+            break
+        command = command.commands[token]
+    for param in command.params:
+        envvars = param.envvar if isinstance(param.envvar, (list, tuple)) else [param.envvar]
+        names.update(e for e in envvars if e)
+    return names
+
+
+def unconsumed_problems(compose: dict) -> list[str]:
+    """No setting or option is given to a service for nothing: each environment variable of a
+    tapeflow service is read by its command, and each option of a `flow STAGE` is one that stage uses."""
+    from tapeflow.cli_flows import STAGE_OPTIONS
+
+    problems = []
+    for name, service in services(compose).items():
+        if not is_tapeflow(service):
+            continue
+        tokens = command_tokens(service)
+        read = _variables_read(tokens)
+        problems += [f"service {name}: {variable} is not read by `tapeflow {' '.join(tokens[:2])}`"
+                     for variable in environment(service) if variable not in read]
+        if tokens[:1] == ["flow"] and len(tokens) > 1:
+            options = {"--" + option.replace("_", "-"): option for option in STAGE_OPTIONS}
+            problems += [f"service {name}: the {tokens[1]} stage does not use {token}"
+                         for token in tokens if token in options and tokens[1] not in STAGE_OPTIONS[options[token]]]
+    return problems
+
+
 def topic_problems(compose: dict) -> list[str]:
     named = {match for text in strings(compose) for match in TOPIC_LIKE.findall(text)}
     return [f"topic {topic} is not in the catalog (topics/catalog.py)" for topic in sorted(named - set(BY_NAME))]
@@ -306,6 +351,10 @@ def test_every_command_is_a_tapeflow_subcommand_with_options_it_accepts(compose:
 
 def test_every_environment_variable_is_a_known_setting(compose: dict):
     assert environment_problems(compose) == []
+
+
+def test_every_environment_variable_and_stage_option_is_consumed_by_its_service(compose: dict):
+    assert unconsumed_problems(compose) == []
 
 
 def test_every_topic_named_is_in_the_catalog(compose: dict):
@@ -438,6 +487,19 @@ def test_broken_compose_snippet_is_reported_by_every_check():
         "service bars: APCA_SECRET is not a tapeflow setting or CLI variable",
     ]
     assert topic_problems(broken) == ["topic md.bar is not in the catalog (topics/catalog.py)"]
+    assert unconsumed_problems(broken) == [
+        "service bars: TAPEFLOW_LATENCY_MS is not read by `tapeflow flow bar`",
+        "service bars: APCA_SECRET is not read by `tapeflow flow bar`",
+        "service bars: TAPEFLOW_WAREHOUSE is not read by `tapeflow flow bar`",
+    ]
+    assert unconsumed_problems(load_compose(
+        'services:\n  features:\n    build: .\n    command: ["flow", "features", "--brokers", "k:9092", '
+        '"--symbols", "A", "--silent-after-s", "9"]\n    environment:\n      TAPEFLOW_ACCOUNT: x\n'
+        '      TAPEFLOW_EPOCH_INTERVAL_S: "1"\n')) == [
+        "service features: TAPEFLOW_ACCOUNT is not read by `tapeflow flow features`",
+        "service features: the features stage does not use --symbols",
+        "service features: the features stage does not use --silent-after-s",
+    ]
     assert dependency_problems(broken) == ["service bars depends on undefined service zookeeper"]
     assert undocumented_variable_problems(broken, "TAPEFLOW_WAREHOUSE=x\n") == [
         "UNDOCUMENTED_URL is used by docker-compose.yml but not documented in .env.example"

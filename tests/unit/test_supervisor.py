@@ -88,6 +88,13 @@ def test_a_stage_that_always_crashes_spends_its_budget_and_the_supervisor_gives_
     assert str(tmp_path / "features.log") in message
 
 
+def test_a_stage_that_refuses_to_run_is_not_restarted():
+    supervisor = StageSupervisor(("sink",), lambda stage: python("import sys; sys.exit(2)"), NO_WAIT)
+    with pytest.raises(StageGaveUp, match="sink refused to run .exited with code 2.; a restart would not mend"):
+        poll_until(supervisor, lambda: False)
+    assert supervisor.restarts == {}
+
+
 def test_a_stage_that_exits_cleanly_has_finished_and_is_not_restarted():
     supervisor = StageSupervisor(("pnl",), lambda stage: python("pass"), NO_WAIT)
     poll_until(supervisor, lambda: supervisor.finished() == ["pnl"])

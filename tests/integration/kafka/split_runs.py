@@ -84,8 +84,15 @@ SEPARATE_TRADING = ("risk", "execution", "pnl")
 def stage_command(bootstrap: str, prefix: str, stage: str, recovery: Path, symbols) -> list[str]:
     """``tapeflow flow STAGE`` reading live (the separate trading stages feed each other), with no
     symbol ever "silent": complete topics are drained at different paces per partition."""
-    return [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", bootstrap, "--prefix", prefix,
-            "--recovery-dir", str(recovery), "--symbols", ",".join(symbols), "--silent-after-s", "1e9"]
+    from tapeflow.cli_flows import STAGE_OPTIONS  # a stage refuses an option it does not use
+
+    command = [sys.executable, "-m", "tapeflow.cli", "flow", stage, "--brokers", bootstrap, "--prefix", prefix,
+               "--recovery-dir", str(recovery)]
+    if stage in STAGE_OPTIONS["symbols"]:
+        command += ["--symbols", ",".join(symbols)]
+    if stage in STAGE_OPTIONS["silent_after_s"]:
+        command += ["--silent-after-s", "1e9"]
+    return command
 
 
 STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}

@@ -177,7 +177,7 @@ def test_run_with_brokers_when_synthetic_then_every_stage_process_runs_and_the_s
     done = subprocess.run(
         [sys.executable, "-m", "tapeflow.cli", "run", "--brokers", kafka_topics.bootstrap,
          "--prefix", kafka_topics.prefix, "--rate", "200", "--speed", "50", "--max-ticks", "60000",
-         "--run-id", "split-cli", "--progress-interval", "2", *trading],
+         "--run-id", "split-cli", "--progress-interval", "2", "--no-dashboard", *trading],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     unchained = "none" in trading
