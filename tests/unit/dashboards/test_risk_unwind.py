@@ -7,7 +7,8 @@ import pytest
 
 from config.control_channel import ControlChannel
 from dashboards.context import DashboardContext
-from dashboards.operator import OperatorDesk, SpoolRoute
+from config.control_channel import ControlChannel
+from dashboards.operator import OperatorDesk
 from dashboards.risk import RiskPage
 from schemas import ControlKind
 
@@ -15,7 +16,7 @@ from schemas import ControlKind
 @pytest.fixture
 def page(warehouse, tmp_path, monkeypatch):
     monkeypatch.setenv("TAPEFLOW_OPERATOR", "erin")
-    operator = OperatorDesk(SpoolRoute(str(tmp_path / "control.jsonl")), "paper")
+    operator = OperatorDesk(ControlChannel(tmp_path / "control.jsonl"), "paper")
     return RiskPage(DashboardContext(warehouse, operator, run_id="none"))
 
 
@@ -52,4 +53,4 @@ def test_resume_button_when_confirmed_then_the_reason_travels_with_the_command(p
 
 def test_operator_resume_when_reason_blank_then_refused():
     with pytest.raises(ValueError, match="reason"):
-        OperatorDesk(SpoolRoute("/nonexistent/never-written.jsonl")).resume("  ", "erin")
+        OperatorDesk(ControlChannel("/nonexistent/never-written.jsonl")).resume("  ", "erin")
