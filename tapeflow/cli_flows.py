@@ -141,12 +141,10 @@ def flow(
     trading = TradingConfig.from_settings(
         settings, universe, tuple(k.strip() for k in market_streams.split(",") if k.strip())
     )
-    trading = dataclasses.replace(trading, strategy_kind=strategy, model_registry=str(registry), model_name=model)
-    if stage == "signals":
-        try:
-            trading.new_strategy()  # fail now, with the reason, rather than inside the dataflow
-        except Exception as exc:  # registry and model errors say what to do
-            _fail(str(exc))
+    try:  # fail now, with the reason (a bad spec, config, registry or model), rather than inside the dataflow
+        trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
+    except ValueError as exc:
+        _fail(str(exc))
     if recovery_dir is not None:
         from topics.origin import StaleRecovery, claim, current_origin
 
@@ -166,11 +164,6 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
-    try:
-        trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
-    except ValueError as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end, start_offsets=starts),
         normalize=market.normalize,

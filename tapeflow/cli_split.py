@@ -78,8 +78,9 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
     from tapeflow.split_run import SplitRun, run_folder
 
     # `tapeflow run` has loaded the strategies already (a bad spec or model is refused there)
+    lightgbm = "lightgbm" in {spec.split("=", 1)[0].strip() for spec in params["strategy"]}
     strategies = () if params["no_trading"] else strategy_options(
-        params["strategy"], params["strategy_config"], params["registry"], params["model"])
+        params["strategy"], params["strategy_config"], *((params["registry"], params["model"]) if lightgbm else ()))
     # a replay's (or Alpaca's) universe is filtered by normalize, as embedded; synthetic names are the feed's
     universe = symbols if params["feed"] in ("replay", "alpaca") and symbols else feed_universe(tape)
     # Faster than real time, partitions drift apart in event time: wait longer for a trailing symbol.

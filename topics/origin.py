@@ -15,8 +15,11 @@ yet starts there, so a second run on the same topics reads its own tape, not the
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from confluent_kafka import KafkaError, KafkaException
 
 from topics.catalog import TOPICS
 
@@ -82,8 +85,23 @@ def end_offsets(bootstrap: str, prefix: str = "", timeout_s: float = 10.0) -> di
              for p in metadata[prefix + t.name].partitions]
     if not slots:
         return {}
-    futures = ask_end_offsets(admin, slots, timeout_s)
-    return {f"{topic}:{part}": future.result().offset for (topic, part), future in futures.items()}
+    deadline = time.monotonic() + LEADERS_SETTLE_S
+    while True:
+        try:
+            futures = ask_end_offsets(admin, slots, timeout_s)
+            return {f"{topic}:{part}": future.result().offset for (topic, part), future in futures.items()}
+        except KafkaException as exc:
+            # topics just created (or a broker just restarted) may not have settled their leaders yet
+            error = exc.args[0] if exc.args else None
+            settling = error is not None and (error.retriable() or error.code() in UNSETTLED_LEADERS)
+            if not settling or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+LEADERS_SETTLE_S = 30.0
+UNSETTLED_LEADERS = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                     KafkaError.UNKNOWN_TOPIC_OR_PART}
 
 
 def fresh_start_hint(directory: Path) -> str:

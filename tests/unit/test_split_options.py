@@ -28,6 +28,9 @@ from tests.alpaca_fake import FAKE_KEY_ID, FAKE_SECRET
 REAL = Path("/work/shared/data/real")
 TRADES_CSV = REAL / "binance-futures-btcusdt-trades-20200222.csv"
 OTHER_CSV = REAL / "eurusd-quotes-20200101.csv"
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE_TOML = ROOT / "tests" / "unit" / "strategies" / "baseline_strategy.toml"
+MAPPING_TOML = ROOT / "tests" / "unit" / "feeds" / "binance_mapping.toml"
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ def run_cases(reg: str, reg2: str, empty: str) -> dict[str, list]:
                  Refused(("--path", str(TRADES_CSV)), "reads no file"),
                  Refused((*alpaca, "--path", str(TRADES_CSV)), "the Alpaca feed is live")],
         "symbols": [Changes(("--symbols", "AAA,BBB")), Changes((*replay, "--symbols", "BTCUSDT,ETHUSDT"), replay)],
-        "rate": [Changes(("--rate", "500")), Refused((*replay, "--rate", "500"), "pace a replay with speed")],
+        "rate": [Changes(("--rate", "500")), Refused((*replay, "--rate", "500"), "pace a replay with --speed")],
         "speed": [Changes(("--speed", "2")), Changes((*replay, "--speed", "2"), replay)],
         "duration": [Changes(("--duration", "5"))],
         "max_ticks": [Changes(("--max-ticks", "100"))],
@@ -90,8 +93,20 @@ def run_cases(reg: str, reg2: str, empty: str) -> dict[str, list]:
         "no_trading": [Changes(("--no-trading",)),
                        Refused(("--no-trading", *lgbm), "--no-trading runs no signals"),
                        Refused(("--no-trading", "--separate-trading"), "--no-trading runs none")],
-        "strategy": [Changes(lgbm), Refused(("--strategy", "lightgbm", "--registry", empty), "no active version"),
-                     Refused(("--strategy", "momentum"), "unknown strategy")],
+        "strategy": [Changes(lgbm), Changes(("--strategy", "baseline=0.5", "--strategy", "examples.momentum:Momentum=0.5")),
+                     Refused(("--strategy", "lightgbm", "--registry", empty), "no active version"),
+                     Refused(("--strategy", "momentum"), "momentum")],
+        "strategy_config": [Changes(("--strategy", "baseline", "--strategy-config", str(BASELINE_TOML)),
+                                    ("--strategy", "baseline")),
+                            Refused(("--strategy-config", str(BASELINE_TOML), "--strategy-config", str(BASELINE_TOML)),
+                                    "--strategy-config")],
+        "columns": [Changes((*replay, "--columns", "ts=local_timestamp:us"), replay),
+                    Refused(("--columns", "ts=time:ms"), "--columns")],
+        "mapping": [Changes((*replay, "--mapping", str(MAPPING_TOML)), replay),
+                    Refused(("--mapping", str(MAPPING_TOML)), "--mapping")],
+        "preset": [Changes(("--feed", "replay", "--path", str(OTHER_CSV), "--preset", "histdata-quotes", "--symbols",
+                            "EURUSD"), ("--feed", "replay", "--path", str(OTHER_CSV) + "@EURUSD")),
+                   Refused(("--preset", "tardis-trades"), "--preset")],
         "model": [Changes((*lgbm, "--model", "other"), lgbm), Refused(("--model", "other"), "--strategy lightgbm")],
         "registry": [Changes(("--strategy", "lightgbm", "--registry", reg2), lgbm),
                      Refused(("--registry", reg), "--strategy lightgbm")],
@@ -211,8 +226,17 @@ def flow_cases(reg: str, reg2: str, empty: str, start_file: str) -> dict[str, li
                       Refused(("market", "--warehouse", "chdb:///tmp/x"), "does not use --warehouse")],
         "run_id": [Changes(("sink", "--run-id", "r2"), ("sink",)),
                    Refused(("market", "--run-id", "r2"), "does not use --run-id")],
-        "strategy": [Changes(lgbm, ("signals",)), Refused(("trading", "--strategy", "lightgbm"), "does not use"),
+        "strategy": [Changes(lgbm, ("signals",)), Changes(("trading", "--strategy", "baseline=0.5", "--strategy",
+                                                           "examples.momentum:Momentum=0.5"), ("trading",)),
+                     Refused(("market", "--strategy", "lightgbm"), "does not use"),
                      Refused(("signals", "--strategy", "lightgbm", "--registry", empty), "no active version")],
+        "strategy_config": [Changes(("signals", "--strategy-config", str(BASELINE_TOML)), ("signals",)),
+                            Refused(("sink", "--strategy-config", str(BASELINE_TOML)), "does not use")],
+        "addresses": [Changes(("market", "--addresses", "127.0.0.1:1;127.0.0.1:2", "--process-id", "1"), ("market",)),
+                      Refused(("market", "--addresses", "127.0.0.1:1;127.0.0.1:2"), "go together")],
+        "process_id": [Changes(("market", "--addresses", "127.0.0.1:1;127.0.0.1:2", "--process-id", "1"),
+                               ("market", "--addresses", "127.0.0.1:1;127.0.0.1:2", "--process-id", "0")),
+                       Refused(("market", "--process-id", "1"), "go together")],
         "model": [Changes((*lgbm, "--model", "other"), lgbm),
                   Refused(("signals", "--model", "other"), "--strategy lightgbm")],
         "registry": [Changes(("signals", "--strategy", "lightgbm", "--registry", reg2), lgbm),
@@ -259,10 +283,10 @@ def flow_plan(monkeypatch, tmp_path):
         def stop(self):
             pass
 
-    monkeypatch.setattr(tapeflow.cli, "_start_alpaca_venue", lambda settings, live: Venue(live))
+    monkeypatch.setattr(tapeflow.cli, "_start_alpaca_venue", lambda settings, live, alerts=None: Venue(live))
 
     class Dashboard:
-        def __init__(self, wh, settings, control, port, run_id, brokers):
+        def __init__(self, wh, settings, control, port, run_id, brokers, prefix=""):
             self.url = f"http://127.0.0.1:{port}"
             plan.update(dashboard=(wh.url, port, run_id, brokers))
 
@@ -272,15 +296,15 @@ def flow_plan(monkeypatch, tmp_path):
     monkeypatch.setattr(tapeflow.cli_dashboard, "serve_alongside_run", Dashboard)
     real_build = flows.split.build_stage_flow
 
-    def build(stage, cfg, writer=None, progress=None, venue=None):
+    def build(stage, cfg, writer=None, progress=None, alerts=None, metrics=None, venue=None):
         plan.update(stage=stage, cfg=repr(cfg), venue=getattr(venue, "live", None),
                     writer=(getattr(writer, "run_id", None), getattr(getattr(writer, "_warehouse", None), "url", None)))
-        return real_build(stage, cfg, writer, progress, venue)
+        return real_build(stage, cfg, writer, progress, alerts, metrics, venue)
 
     monkeypatch.setattr(flows.split, "build_stage_flow", build)
     monkeypatch.setattr(flows.pipeline, "run_flow",
-                        lambda flow, epoch, recovery_dir=None, workers=1: plan.update(
-                            recovery=str(recovery_dir), workers=workers))
+                        lambda flow, epoch, recovery_dir=None, workers=1, addresses=None, process_id=0: plan.update(
+                            recovery=str(recovery_dir), workers=workers, cluster=(addresses, process_id)))
 
     def run(args) -> tuple[int, str, dict | None]:
         plan.clear()

@@ -97,7 +97,7 @@ def test_models_activate_when_brokers_given_with_no_notify_then_refused(tmp_path
 @pytest.mark.parametrize("stage", ["market", "features", "execution", "sink"])
 def test_flow_when_strategy_given_to_a_stage_without_one_then_refused(stage):
     done = CliRunner().invoke(app, ["flow", stage, "--brokers", "127.0.0.1:1", "--strategy", "lightgbm"])
-    assert done.exit_code == 2 and f"the {stage} stage has none" in done.output
+    assert done.exit_code == 2 and f"the {stage} stage does not use --strategy" in done.output
 
 
 def test_flow_signals_when_lightgbm_without_an_active_model_then_refused_with_the_way_out(tmp_path):
