@@ -54,6 +54,7 @@ from trading.order_path import T_APPROVED, T_INTENT, T_REJECTED, OrderPath, Tagg
 from trading.risk import RiskState
 from trading.risk_limits import RiskLimits, default_limits
 from trading.sequencer import BarClose, BarEnd, BarOpen, EventSequencer, Horizon
+from venues.reconcile import ADOPT_POSITION, is_adoption
 from venues.sim import SimVenue
 from venues.sim_config import SimVenueConfig
 
@@ -129,7 +130,10 @@ class TradingDesk:
 
     Inputs: Trade and Quote records, :class:`schemas.columns.TickBatch` columns (its rows as if each
     were its record; its ``watermark`` makes everything older final at once), CrossSections,
-    ControlCommands and a live venue's ExecutionReports. Outputs: ``(table, record)`` pairs."""
+    ControlCommands and a live venue's ExecutionReports (adoption records among them:
+    ``venues.reconcile.adoption_record``, booked as positions, not as fills). Outputs:
+    ``(table, record)`` pairs. A venue with ``on_booked(report)`` is told of every report once the
+    desk has booked it."""
 
     def __init__(self, config: DeskConfig | None = None, venue=None):
         self.config = config or DeskConfig()
@@ -141,6 +145,9 @@ class TradingDesk:
         self.marked = MarkedLedger(self.ledger, self.risk)
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
                                 self.marked, desk_allocation(self.config))
+        # A live venue keeps the desk's view of its positions and working orders, as booked here, to
+        # reconcile with the broker from its own thread (venues/reconcile_loop.py).
+        self._on_booked = getattr(self.venue, "on_booked", None)
 
     @property
     def portfolio(self) -> PortfolioConstructor:
@@ -284,11 +291,21 @@ class TradingDesk:
         marks.finish()
 
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
+        on_booked = self._on_booked
         for report in reports:
             out.append((T_REPORTS, report))
-            self.risk.on_execution_report(report)
             if report.is_fill:
+                self.risk.on_execution_report(report)
                 self._snapshots(self.marked.book_fill(report), out)
+            elif report.reason == ADOPT_POSITION and is_adoption(report):
+                # risk moves positions on fills only: shown as one (keyed by the record id) so the
+                # adopted position counts against the limits like any other
+                self.risk.on_execution_report(report.model_copy(update={"fill_id": report.id}))
+                self._snapshots(self.marked.book_adoption(report), out)
+            else:
+                self.risk.on_execution_report(report)
+            if on_booked is not None:
+                on_booked(report)
 
     def _snapshots(self, records: Iterable[Record], out: list[Tagged]) -> None:
         for record in records:
