@@ -85,6 +85,10 @@ def test_booked_view_when_adoption_awaited_then_unsettled_until_the_desk_books_i
 
 
 def test_halt_when_reconciliation_differs_then_audited_and_later_orders_rejected(desk):
+    desk.risk.on_trade("AAPL", 100.0, 0)
+    before: list = []
+    desk.submit(order("c-before", qty=1.0, account="acct"), before)
+    assert [t for t, _ in before if t == T_REJECTED] == []
     command = halt_command("acct", ReconcileReport(orders_missing_there=["c-9"]), "k1")
     out = desk.on_item(command)
     assert [(t, r.issued_by, r.name) for t, r in out] == [(T_CONTROL, "reconcile", "halted")]
@@ -92,4 +96,4 @@ def test_halt_when_reconciliation_differs_then_audited_and_later_orders_rejected
     later: list = []
     desk.submit(order("c-after", qty=1.0, account="acct"), later)
     [rejected] = [r for t, r in later if t == T_REJECTED]
-    assert "trading_halted" in rejected.reasons
+    assert rejected.reasons == ["trading_halted"]
