@@ -43,11 +43,17 @@ def adopt_refusal(adopt: bool, venue: str, brokers: str | None, no_trading: bool
     return ""
 
 
+def one_line(report: ReconcileReport) -> str:
+    """The report's summary on one line (alert texts and control details are single lines)."""
+    head, *lines = report.summary().split("\n")
+    return head + (" " + "; ".join(line.strip() for line in lines) if lines else "")
+
+
 def halt_command(account: str, report: ReconcileReport, key: str) -> ControlCommand:
     now = now_ns()
     return ControlCommand(id=f"reconcile:{account}:halt:{key}", ts_event=now, ts_ingest=now, target=account,
                           kind=ControlKind.TRADING_STATE, name="halted", issued_by=ISSUER,
-                          detail=("reconciliation difference: " + report.summary().replace("\n", "; "))[:1000])
+                          detail=one_line(report)[:1000])
 
 
 def difference_handler(venue, account: str, alerts: AlertMonitor | None, halt: bool) -> Callable[[ReconcileReport], None]:
@@ -57,7 +63,7 @@ def difference_handler(venue, account: str, alerts: AlertMonitor | None, halt: b
     def on_difference(report: ReconcileReport) -> None:
         raised[0] += 1
         key = f"{difference_id(report)}:{raised[0]}"
-        text = report.summary().replace("\n", "; ") + ("; trading halted" if halt else "")
+        text = one_line(report) + ("; trading halted" if halt else "")
         if alerts is not None:
             alerts.raise_alert(Alert("reconciliation_difference", "critical", text, account, key=key))
         if halt:

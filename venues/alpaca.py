@@ -35,6 +35,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterable, Iterator
 
 import requests
@@ -497,6 +498,13 @@ class AlpacaVenue:
                 self._positions = {str(r["symbol"]): float(r["qty"]) for r in venue_positions}
         return report
 
+    def __reduce__(self):
+        # The dataflow snapshots the desk, and the desk holds its venue: a live connection is no
+        # state, so a snapshot refers to this process's venue instead of copying it (a run with
+        # Alpaca never resumes from a snapshot: it reconciles with Alpaca at start).
+        _LIVE_VENUES[id(self)] = self
+        return _live_venue, (id(self),)
+
     def on_booked(self, report: ExecutionReport) -> None:
         """The desk booked ``report`` (it calls this for each): the view reconciliation compares."""
         self.booked.on_report(report)
@@ -506,6 +514,17 @@ class AlpacaVenue:
         halt command), queued with the stream's reports (:meth:`drain_reports`), in order."""
         for item in items:
             self._reports.put(item)
+
+
+_LIVE_VENUES: "weakref.WeakValueDictionary[int, AlpacaVenue]" = weakref.WeakValueDictionary()
+
+
+def _live_venue(key: int) -> AlpacaVenue:
+    venue = _LIVE_VENUES.get(key)
+    if venue is None:
+        raise RuntimeError("this snapshot refers to an Alpaca venue of another process: a run with Alpaca does not "
+                           "resume from snapshots, it reconciles with Alpaca at start")
+    return venue
 
 
 def _message(exc: Exception) -> str:
