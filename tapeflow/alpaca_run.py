@@ -24,22 +24,22 @@ from venues.reconcile_loop import Reconciler, difference_id
 
 ISSUER = "reconcile"
 
-ADOPT_NEEDS = ("--adopt takes Alpaca's positions into the ledger at start and needs --venue alpaca "
-               "(the simulated venue starts flat)")
-ADOPT_NOT_SPLIT = ("--adopt with --brokers: the split topology's trading stage trades on the simulated venue, "
-                   "so there is no Alpaca account to adopt from; adopt in the embedded run (without --brokers)")
+RECONCILE_SETTINGS = ("reconcile_interval_s", "reconcile_confirm_s", "reconcile_halt")
 
 
-def adopt_refusal(adopt: bool, venue: str, brokers: str | None, no_trading: bool = False) -> str:
-    """Why ``--adopt`` cannot run with these options, or ""."""
-    if not adopt:
+def reconcile_refusal(settings: Settings, adopt: bool, venue: str, brokers: str | None, no_trading: bool) -> str:
+    """Why ``--adopt`` or a TAPEFLOW_RECONCILE_* setting someone set cannot act in this run, or ""."""
+    given = sorted(f"TAPEFLOW_{name.upper()}" for name in RECONCILE_SETTINGS if name in settings.model_fields_set)
+    if not adopt and not given:
         return ""
+    what = ", ".join((["--adopt"] if adopt else []) + given)
     if venue != "alpaca":
-        return ADOPT_NEEDS
+        return f"{what}: reconciliation is with Alpaca and needs --venue alpaca (the simulated venue starts flat)"
     if brokers:
-        return ADOPT_NOT_SPLIT
+        return (f"{what} with --brokers: the split topology's trading stage trades on the simulated venue, so "
+                "there is no Alpaca account to reconcile with; use the embedded run (without --brokers)")
     if no_trading:
-        return "--adopt books Alpaca's positions in the desk's ledger; --no-trading runs no desk"
+        return f"{what}: reconciliation books into the desk's ledger and --no-trading runs no desk"
     return ""
 
 

@@ -119,9 +119,9 @@ def run(
             require_keys()
         except MissingAlpacaKeys as exc:
             _fail(str(exc))
-    from tapeflow.alpaca_run import adopt_refusal
+    from tapeflow.alpaca_run import reconcile_refusal
 
-    if refusal := adopt_refusal(adopt, venue, brokers, no_trading):
+    if refusal := reconcile_refusal(settings, adopt, venue, brokers, no_trading):
         _fail(refusal)
     if venue == "alpaca" and recovery_dir is not None:
         _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "

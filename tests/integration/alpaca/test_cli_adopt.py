@@ -30,6 +30,8 @@ def test_adopt_when_venue_is_simulated_then_refused_with_the_reason(tmp_path):
     done = tapeflow("run", "--adopt", "--no-dashboard", "--max-ticks", "10", cwd=tmp_path)
     assert done.returncode == 2
     assert "--adopt" in done.stderr and "needs --venue alpaca" in done.stderr
+    halting = tapeflow("run", "--no-dashboard", "--max-ticks", "10", cwd=tmp_path, TAPEFLOW_RECONCILE_HALT="1")
+    assert halting.returncode == 2 and "TAPEFLOW_RECONCILE_HALT: reconciliation is with Alpaca" in halting.stderr
 
 
 def test_adopt_when_split_topology_then_refused_with_the_reason(tmp_path):
