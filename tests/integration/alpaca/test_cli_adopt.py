@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboards.queries import fetch_one
 from sinks.warehouse import Warehouse
 from tests.alpaca_fake import FAKE_KEY_ID, FAKE_SECRET
 
@@ -57,6 +58,8 @@ def test_run_when_adopting_then_positions_land_as_adoption_records_not_fills(fak
                        "WHERE run_id = 'adopt' AND reason = 'reconcile:adopt_position'").rows
     assert adopted == [("adopted", "SYN1", "buy", 7.0, 42.5, "")]
     assert wh.query("SELECT count() FROM fills WHERE run_id = 'adopt' AND strategy = 'adopted'").scalar() == 0
+    figures = fetch_one(wh, "desk_figures", run_id="adopt")  # the dashboard's: the fake fills nothing
+    assert (figures["fills"], figures["filled_orders"]) == (0, 0)
     position = wh.query("SELECT quantity, avg_cost FROM positions FINAL WHERE run_id = 'adopt' AND "
                         "strategy = 'adopted' AND symbol = 'SYN1' ORDER BY ts_event LIMIT 1").rows
     assert position == [(7.0, 42.5)]
