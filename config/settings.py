@@ -57,6 +57,15 @@ class Settings(BaseSettings):
                                                "a minute.")
     alert_lag_growing_s: float = Field(30.0, gt=0, description="Split runs: alert when a stage's lag has grown "
                                        "for this long.")
+    reconcile_interval_s: float = Field(
+        60.0, ge=0, description="--venue alpaca: reconcile positions and open orders with Alpaca every N seconds "
+        "during the run (0: at start only).")
+    reconcile_confirm_s: float = Field(
+        2.0, ge=0, description="--venue alpaca: a difference is looked at again after this long and raised only if "
+        "still there (a fill in flight is not a difference).")
+    reconcile_halt: bool = Field(
+        False, description="--venue alpaca: a reconciliation difference also halts the account (TRADING_STATE "
+        "halted, issued by reconcile); re-arm with TRADING_STATE active.")
 
     @field_validator("warehouse")
     @classmethod

@@ -96,7 +96,7 @@ CROSS JOIN (
         FROM exec_reports WHERE run_id = {run_id:String} AND fill_id != '' GROUP BY id)
 ) AS f
 CROSS JOIN (
-    SELECT uniqExactIf(client_order_id, state = 'filled') AS filled_orders
+    SELECT uniqExactIf(client_order_id, state = 'filled' AND reason != 'reconcile:adopt_position') AS filled_orders
     FROM exec_reports WHERE run_id = {run_id:String}
 ) AS x
 """)

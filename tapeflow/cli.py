@@ -49,6 +49,8 @@ def run(
     alpaca_feed: Optional[str] = typer.Option(None, help="Alpaca stock data feed: iex | sip (default APCA_DATA_FEED)."),
     crypto: bool = typer.Option(False, "--crypto", help="Alpaca crypto data (symbols like BTC/USD)."),
     live: bool = typer.Option(False, "--live", help="Alpaca live (real-money) trading instead of paper."),
+    adopt: bool = typer.Option(False, "--adopt", help="--venue alpaca: take Alpaca's positions (and open orders) "
+                               "into the ledger at start, as adoption records; without it they are a difference."),
     path: Optional[list[str]] = typer.Option(None, help="--feed replay|bars: a tick or bar file (Parquet, CSV, CSV.gz/.zst), "
                                              "directory or glob, optionally PATH@SYMBOL; repeat to merge files in event time."),
     columns: Optional[str] = typer.Option(None, help="--feed replay: column roles, e.g. ts=time:ms,price=px,size=qty,symbol=ticker "
@@ -125,6 +127,10 @@ def run(
             require_keys()
         except MissingAlpacaKeys as exc:
             _fail(str(exc))
+    from tapeflow.alpaca_run import reconcile_refusal
+
+    if refusal := reconcile_refusal(settings, adopt, venue, brokers, no_trading):
+        _fail(refusal)
     if venue == "alpaca" and recovery_dir is not None and not brokers:
         _fail("--recovery-dir works with the simulated venue only: Alpaca holds the live orders; a restart "
               "reconciles with it instead")
@@ -186,7 +192,7 @@ def run(
         serve(settings.metrics_port)
         metrics = RecordMetrics()
         typer.echo(f"metrics on http://127.0.0.1:{settings.metrics_port}/metrics", err=True)
-    live_venue = _start_alpaca_venue(settings, live, alerts) if venue == "alpaca" and trading is not None else None
+    live_venue, reconciler = _start_alpaca_venue(settings, live, alerts, adopt) if venue == "alpaca" and trading is not None else (None, None)
     dashboard = None
     if not no_dashboard:
         from tapeflow.cli_dashboard import serve_alongside_run
@@ -217,24 +223,18 @@ def run(
         alerting.close(alerts)
         if dashboard is not None:
             dashboard.stop()
+        if reconciler is not None:
+            reconciler.stop()
         if live_venue is not None:
             live_venue.stop()
 
 
-def _start_alpaca_venue(settings: Settings, live: bool, alerts=None):
-    """Alpaca paper trading (live only with --live), reconciled with the (empty) ledger at start;
-    a difference is an alert."""
-    from config.alpaca_settings import require_keys
-    from venues.alpaca import AlpacaVenue
+def _start_alpaca_venue(settings: Settings, live: bool, alerts=None, adopt: bool = False):
+    """Alpaca paper trading (live only with --live), reconciled at start (--adopt takes its positions
+    into the ledger) and every TAPEFLOW_RECONCILE_INTERVAL_S seconds: tapeflow/alpaca_run.py."""
+    from tapeflow.alpaca_run import start_alpaca_venue
 
-    venue = AlpacaVenue(require_keys(), paper=not live, live=live, account=settings.account).start()
-    report = venue.reconcile({}, [], adopt=False)
-    typer.echo(f"alpaca reconciliation: {report.summary()}", err=True)
-    if alerts is not None:
-        from tapeflow.alerting import reconciliation_alert
-
-        reconciliation_alert(report, alerts)
-    return venue
+    return start_alpaca_venue(settings, live, alerts, adopt=adopt, say=lambda line: typer.echo(line, err=True))
 
 
 @app.command()

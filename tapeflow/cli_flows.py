@@ -203,11 +203,11 @@ def flow(
 
         serve(settings.metrics_port)
         metrics = RecordMetrics() if stage == "sink" else None
-    live_venue = None
+    live_venue = reconciler = None
     if venue == "alpaca":
         from tapeflow.cli import _start_alpaca_venue  # the embedded run's start: keys, reconciliation
 
-        live_venue = _start_alpaca_venue(settings, live)
+        live_venue, reconciler = _start_alpaca_venue(settings, live)
     # SIGTERM ends the process like Ctrl-C: Bytewax stops at the next epoch, the recovery snapshot stays.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     typer.echo(f"tapeflow flow {stage}: brokers={brokers} prefix={prefix!r} workers={workers} "
@@ -238,6 +238,8 @@ def flow(
             close(alerts)
         if dashboard is not None:
             dashboard.stop()
+        if reconciler is not None:
+            reconciler.stop()
         if live_venue is not None:
             live_venue.stop()
 

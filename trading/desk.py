@@ -55,6 +55,7 @@ from trading.risk import RiskState
 from trading.risk_limits import RiskLimits, default_limits
 from trading.sequencer import BarClose, BarEnd, BarOpen, EventSequencer, Horizon
 from trading.unwind import Unwinder
+from venues.reconcile import ADOPT_POSITION, is_adoption
 from venues.sim import SimVenue
 from venues.sim_config import SimVenueConfig
 
@@ -130,7 +131,10 @@ class TradingDesk:
 
     Inputs: Trade and Quote records, :class:`schemas.columns.TickBatch` columns (its rows as if each
     were its record; its ``watermark`` makes everything older final at once), CrossSections,
-    ControlCommands and a live venue's ExecutionReports. Outputs: ``(table, record)`` pairs."""
+    ControlCommands and a live venue's ExecutionReports (adoption records among them:
+    ``venues.reconcile.adoption_record``, booked as positions, not as fills). Outputs:
+    ``(table, record)`` pairs. A venue with ``on_booked(report)`` is told of every report once the
+    desk has booked it."""
 
     def __init__(self, config: DeskConfig | None = None, venue=None):
         self.config = config or DeskConfig()
@@ -143,9 +147,13 @@ class TradingDesk:
         self.orders = OrderPath(account, PortfolioConstructor(self.config.portfolio), self.risk, self.venue,
                                 self.marked, desk_allocation(self.config))
         self.unwind = Unwinder(account)
+        # A live venue keeps the desk's view of its positions and working orders, as booked here, to
+        # reconcile with the broker from its own thread (venues/reconcile_loop.py).
+        self._on_booked = getattr(self.venue, "on_booked", None)
 
     def __setstate__(self, state: dict) -> None:
         state.setdefault("unwind", Unwinder(state["config"].account))  # a snapshot from before cancel-all/flatten
+        state.setdefault("_on_booked", None)  # ... or from before reconciliation
         self.__dict__.update(state)
 
     @property
@@ -298,11 +306,21 @@ class TradingDesk:
     def _book(self, reports: Iterable[ExecutionReport], out: list[Tagged]) -> None:
         if self.unwind.pending:
             reports = list(reports)  # read twice
+        on_booked = self._on_booked
         for report in reports:
             out.append((T_REPORTS, report))
-            self.risk.on_execution_report(report)
             if report.is_fill:
+                self.risk.on_execution_report(report)
                 self._snapshots(self.marked.book_fill(report), out)
+            elif report.reason == ADOPT_POSITION and is_adoption(report):
+                # risk moves positions on fills only: shown as one (keyed by the record id) so the
+                # adopted position counts against the limits like any other
+                self.risk.on_execution_report(report.model_copy(update={"fill_id": report.id}))
+                self._snapshots(self.marked.book_adoption(report), out)
+            else:
+                self.risk.on_execution_report(report)
+            if on_booked is not None:
+                on_booked(report)
         if self.unwind.pending:  # a flatten waiting for its cancels' answers
             self.unwind.on_reports(reports, self._now_ns(), self.orders, out, self._book)
 

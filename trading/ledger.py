@@ -141,7 +141,25 @@ class Ledger:
             return []
         self._booked_fills.add(fill_key)
         self._counters["fills_booked"] += 1
+        return self._book_execution(report)
 
+    def on_adoption(self, report: ExecutionReport) -> list[LedgerOutput]:
+        """Book a position taken over from the broker (an adoption record, ``venues.reconcile``):
+        ``last_qty`` at ``last_price`` (the broker's average entry) moves the position and cash as a
+        fill would, but it is no fill and counts as none. Booked once per record id; returns what
+        :meth:`on_fill` returns."""
+        if report.account != self.account:
+            raise ValueError(f"adoption for account {report.account!r} sent to ledger {self.account!r}")
+        if report.last_qty <= 0 or report.fill_id:
+            raise ValueError(f"{report.id}: an adoption record has a quantity and no fill_id")
+        key = (f"{report.venue}#adoption", report.id)  # beside the fill ids: one set, restored with them
+        if key in self._booked_fills:
+            self._counters["duplicate_fills_ignored"] += 1
+            return []
+        self._booked_fills.add(key)
+        return self._book_execution(report)
+
+    def _book_execution(self, report: ExecutionReport) -> list[LedgerOutput]:
         key = (report.strategy, report.symbol)
         book = self._books.get(key)
         if book is None:

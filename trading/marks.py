@@ -70,6 +70,11 @@ class MarkedLedger:
         self._filled_since_bar.add(report.symbol)
         return self.ledger.on_fill(report)
 
+    def book_adoption(self, report: ExecutionReport) -> Iterable[Record]:
+        """A position adopted from the broker: snapshotted like a fill, not counted as one."""
+        self._filled_since_bar.add(report.symbol)
+        return self.ledger.on_adoption(report)
+
 
 class RunMarks:
     """A run's marks, applied to a :class:`MarkedLedger` as far as a row at a time (:meth:`through`),

@@ -45,6 +45,7 @@ from venues.alpaca_updates import STATUS_STATES, TrackedOrder, TradeUpdatesStrea
 from venues.order_book import OpenOrder
 from venues.rate_limit import Backoff, TokenBucket
 from venues.reconcile import ReconcileReport, reconcile
+from venues.reconcile_loop import BookedView
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,8 @@ class AlpacaVenue:
         self._lock = threading.RLock()
         self._orders: dict[str, TrackedOrder] = {}
         self._by_alpaca_id: dict[str, str] = {}
-        self._positions: dict[str, float] = {}
+        self._positions: dict[str, float] = {}  # Alpaca's, for the order rules
+        self.booked = BookedView()  # the desk's, for reconciliation (venues/reconcile_loop.py)
         self._reports: queue.Queue[ExecutionReport] = queue.Queue()
         self._stop = threading.Event()
         self._updates = TradeUpdatesStream(self.settings, paper, self._on_update, self._on_listening,
@@ -517,6 +519,16 @@ class AlpacaVenue:
                         self._orders[coid] = tracked
                 self._positions = {str(r["symbol"]): float(r["qty"]) for r in venue_positions}
         return report
+
+    def on_booked(self, report: ExecutionReport) -> None:
+        """The desk booked ``report`` (it calls this for each): the view reconciliation compares."""
+        self.booked.on_report(report)
+
+    def hand_over(self, items: Iterable[Any]) -> None:
+        """Records for the desk made outside the stream (adoption records at start, a reconciliation
+        halt command), queued with the stream's reports (:meth:`drain_reports`), in order."""
+        for item in items:
+            self._reports.put(item)
 
 
 def _message(exc: Exception) -> str:

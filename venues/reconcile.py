@@ -1,4 +1,4 @@
-"""Start-of-day reconciliation: Alpaca's open orders and positions against tapeflow's ledger.
+"""Reconciliation: Alpaca's open orders and positions against tapeflow's ledger (at start and periodically).
 
 :func:`reconcile` is pure (dicts in, a report out); ``AlpacaVenue.reconcile`` fetches Alpaca's side
 (``GET /v2/orders?status=open``, ``GET /v2/positions``) and calls it. The report lists
@@ -12,9 +12,13 @@
 With ``adopt=True`` it also returns ``adjustments``, ExecutionReports that make tapeflow agree
 with Alpaca when booked in order:
 
-- per position difference, one fill of the difference (``strategy = adopted_strategy``, price =
-  Alpaca's ``avg_entry_price``, ``fill_id = adopt:<symbol>:<venue qty>``) — the ledger's account
-  position then equals Alpaca's; its average cost equals Alpaca's only if the ledger was flat;
+- per position difference, one **adoption record** of the difference (:func:`adoption_record`: an
+  ExecutionReport with reason ``reconcile:adopt_position`` and no ``fill_id``, so it is not a fill
+  and no fill-based figure counts it; ``strategy = adopted_strategy``, price = Alpaca's
+  ``avg_entry_price``). The ledger books it with ``Ledger.on_adoption``; the account position then
+  equals Alpaca's, its average cost equals Alpaca's only if the ledger was flat. Its id names the
+  account, symbol and Alpaca's quantity and price, so adopting the same broker state again (a
+  replay, a restart under the same run id) lands the same record and books nothing twice;
 - per order missing here, an ``accepted`` report (or ``partially_filled`` without a fill: its
   fills are already in the position) so the order is tracked;
 - per order missing there, a ``canceled`` report with reason ``reconcile:not_open_at_venue``
@@ -29,6 +33,7 @@ from typing import Any, Iterable, Mapping
 from schemas import ExecutionReport, OrderState, Side, now_ns
 
 QTY_TOLERANCE = 1e-9
+ADOPT_POSITION = "reconcile:adopt_position"
 
 
 @dataclass(frozen=True)
@@ -109,18 +114,9 @@ def _adjustments(diffs: list[PositionDiff], missing_here: list[dict[str, Any]], 
 
     out: list[ExecutionReport] = []
     for d in diffs:
-        qty = abs(d.difference)
-        price = d.venue_avg_price
-        if price <= 0:
+        if d.venue_avg_price <= 0:
             continue  # Alpaca flat and the ledger not: nothing to price the close at; the report shows it
-        coid = f"adopt-{d.symbol}-{d.venue_qty:g}"
-        out.append(ExecutionReport(
-            id=f"exec:{coid}", ts_event=ts, ts_ingest=now_ns(), account=account, venue=venue,
-            client_order_id=coid, strategy=strategy, symbol=d.symbol,
-            side=Side.BUY if d.difference > 0 else Side.SELL, state=OrderState.FILLED, order_qty=qty, cum_qty=qty,
-            leaves_qty=0.0, avg_price=price, fill_id=f"adopt:{d.symbol}:{d.venue_qty:g}", last_qty=qty,
-            last_price=price, reason="reconcile:adopt_position", ts_tick_ingest=ts,
-        ))
+        out.append(adoption_record(account, venue, strategy, d.symbol, d.difference, d.venue_qty, d.venue_avg_price, ts))
     for o in missing_here:
         qty = float(o.get("qty") or 0.0)
         if qty <= 0:
@@ -146,3 +142,41 @@ def _adjustments(diffs: list[PositionDiff], missing_here: list[dict[str, Any]], 
             reason="reconcile:not_open_at_venue", ts_tick_ingest=ts,
         ))
     return out
+
+
+def adoption_record(account: str, venue: str, strategy: str, symbol: str, qty: float, venue_qty: float,
+                    price: float, ts: int) -> ExecutionReport:
+    """A position taken over from the broker: ``qty`` (signed) of ``symbol`` at ``price`` (Alpaca's
+    average entry). Not a fill (no ``fill_id``); the desk books it with ``Ledger.on_adoption``."""
+    size = abs(qty)
+    coid = f"adopt-{symbol}-{venue_qty:g}"
+    return ExecutionReport(
+        id=f"adopt:{account}:{symbol}:{venue_qty:.9g}@{price:.9g}", ts_event=ts, ts_ingest=now_ns(), account=account,
+        venue=venue, client_order_id=coid, strategy=strategy, symbol=symbol, side=Side.BUY if qty > 0 else Side.SELL,
+        state=OrderState.FILLED, order_qty=size, cum_qty=size, leaves_qty=0.0, avg_price=price, last_qty=size,
+        last_price=price, reason=ADOPT_POSITION, ts_tick_ingest=ts,
+    )
+
+
+def is_adoption(report: ExecutionReport) -> bool:
+    """An adoption record (:func:`adoption_record`), which moves a position without being a fill."""
+    return report.reason == ADOPT_POSITION and not report.fill_id and report.last_qty > 0
+
+
+def difference_keys(report: ReconcileReport) -> set[tuple[str, str]]:
+    """What each difference is about: ``("here"|"there", client_order_id)`` or ``("position", symbol)``."""
+    return ({("here", str(o.get("client_order_id"))) for o in report.orders_missing_here}
+            | {("there", coid) for coid in report.orders_missing_there}
+            | {("position", d.symbol) for d in report.position_diffs})
+
+
+def confirmed(first: ReconcileReport, second: ReconcileReport) -> ReconcileReport:
+    """The differences of ``second`` that ``first`` saw too. Alpaca's REST state runs ahead of its
+    trade_updates stream (and the desk books a report a moment after the venue sends it), so a
+    difference seen once may be an event in flight; one that two looks apart both see is real."""
+    seen = difference_keys(first)
+    return ReconcileReport(
+        [o for o in second.orders_missing_here if ("here", str(o.get("client_order_id"))) in seen],
+        [c for c in second.orders_missing_there if ("there", c) in seen],
+        [d for d in second.position_diffs if ("position", d.symbol) in seen],
+    )

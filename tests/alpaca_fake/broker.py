@@ -196,6 +196,15 @@ class FakeBroker:
         with self._lock:
             self.positions[symbol] = FakePosition(qty, avg_entry_price)
 
+    def vanish_order(self, coid: str, status: str = "canceled") -> dict[str, Any]:
+        """The order leaves Alpaca's open orders without a trade_updates event (canceled from the
+        web UI or expired while nothing listened): drift only a reconciliation can see."""
+        with self._lock:
+            order = self.orders[self._by_coid[coid]]
+            order["status"] = status
+            order["canceled_at" if status == "canceled" else "expired_at"] = order["updated_at"] = rfc3339_now()
+            return dict(order)
+
     # ------------------------------------------------------------------ internals
 
     def _emit(self, event: str, order: dict[str, Any], **fields: Any) -> dict[str, Any]:

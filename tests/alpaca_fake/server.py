@@ -7,6 +7,8 @@
         fake.stall_next_order(1.0)            # accept the order, answer after the client's timeout
         fake.fill("coid", qty=3, price=100.0)  # partial_fill / fill events on trade_updates
         fake.wait_for(lambda: fake.rest.count("POST", "/v2/orders") == 1, "one order POST")
+        fake.drift_position("TSLA", 5, 250.0)  # drift: state changes no stream event announces
+        fake.drift_open_order("manual-1", "NVDA", "buy", 3); fake.drift_order_gone("coid")
 
 Every state change notifies one condition, so :meth:`FakeAlpaca.wait_for` waits on events, not on
 sleeps, and fails with a message naming what did not happen.
@@ -149,6 +151,26 @@ class FakeAlpaca:
 
     def drop_updates_connections(self) -> int:
         return self.streams.call(self.streams.drop_updates)
+
+    # ------------------------------------------------------------------ drift (no event on the stream)
+
+    def drift_position(self, symbol: str, qty: float, avg_entry_price: float = 100.0) -> None:
+        """Alpaca's position in ``symbol`` becomes ``qty`` (0: it disappears) with nothing streamed,
+        as if traded or closed by another session."""
+        self.broker.set_position(symbol, qty, avg_entry_price)
+        self._notify()
+
+    def drift_open_order(self, coid: str, symbol: str, side: str, qty: float, limit_price: float | None = None) -> dict:
+        """An open order appears at Alpaca that tapeflow never sent (and no event tells it)."""
+        order = self.broker.add_open_order(coid, symbol, side, qty, limit_price)
+        self._notify()
+        return order
+
+    def drift_order_gone(self, coid: str, status: str = "canceled") -> dict:
+        """An open order disappears from Alpaca's open orders with no event on the stream."""
+        order = self.broker.vanish_order(coid, status)
+        self._notify()
+        return order
 
     def orders_for(self, coid: str) -> list[dict[str, Any]]:
         return [o for o in self.broker.orders.values() if o["client_order_id"] == coid]
