@@ -118,6 +118,8 @@ def run_cases(reg: str, reg2: str, empty: str) -> dict[str, list]:
         "prefix": [Changes(("--prefix", "p1."))],
         "separate_trading": [Changes(("--separate-trading",))],
         "chain": [Changes(("--chain", "none")), Refused(("--chain", "stagewise"), "unknown --chain")],
+        "adopt": [Refused(("--venue", "alpaca", "--adopt"), "--adopt with --brokers"),
+                  Refused(("--adopt",), "needs --venue alpaca")],
     }
 
 
@@ -283,7 +285,8 @@ def flow_plan(monkeypatch, tmp_path):
         def stop(self):
             pass
 
-    monkeypatch.setattr(tapeflow.cli, "_start_alpaca_venue", lambda settings, live, alerts=None: Venue(live))
+    monkeypatch.setattr(tapeflow.cli, "_start_alpaca_venue",
+                        lambda settings, live, alerts=None, adopt=False: (Venue(live), None))
 
     class Dashboard:
         def __init__(self, wh, settings, control, port, run_id, brokers, prefix=""):
