@@ -76,6 +76,13 @@ def main() -> int:
     print("messages produced again after resuming (per run, mean / max):")
     for topic, counts in sorted(reproduced.items()):
         print(f"  {topic:10s} {statistics.mean(counts):8.0f} / {max(counts)}")
+    twice: dict[str, list[int]] = {}
+    for result in results:
+        for table, n in result.landed_twice.items():
+            twice.setdefault(table, []).append(n)
+    print("append-only tick rows landed twice (per run, mean / max; money tables hold each record once):")
+    for table, counts in sorted(twice.items()):
+        print(f"  {table:10s} {statistics.mean(counts):8.0f} / {max(counts)}")
     return 0 if not failed else 1
 
 

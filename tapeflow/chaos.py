@@ -72,6 +72,7 @@ class ChaosResult:
     run_exit: int | None = None
     run_seconds: float = 0.0
     reproduced: dict[str, int] = field(default_factory=dict)  # topic -> messages beyond the landed records
+    landed_twice: dict[str, int] = field(default_factory=dict)  # append-only table -> rows landed again
     log_dir: Path | None = None
 
     @property
@@ -82,7 +83,8 @@ class ChaosResult:
         back = [r.seconds for r in self.recoveries if r.seconds is not None]
         verdict = "PASSED" if self.passed else "FAILED"
         return (f"chaos seed {self.seed}: {verdict}; {len(self.plan)} kill points, {len(back)} recoveries timed, "
-                f"run {self.run_seconds:.1f}s (exit {self.run_exit}); problems: {self.problems or 'none'}")
+                f"run {self.run_seconds:.1f}s (exit {self.run_exit}); problems: {self.problems or 'none'}; "
+                f"re-produced {self.reproduced}; tick rows landed twice {self.landed_twice}")
 
 
 def stage_pid(log_dir: Path, stage: str) -> int | None:
@@ -237,11 +239,12 @@ def topic_messages(bootstrap: str, topic: str) -> tuple[int, int]:
 def judge(harness: ChaosHarness, result: ChaosResult, bootstrap: str) -> ChaosResult:
     """Compare the chaos run with the reference and count the re-produced messages."""
     from sinks.warehouse import Warehouse
-    from tapeflow.chaos_verify import verify_run
+    from tapeflow.chaos_verify import landed_twice, verify_run
 
     wh = Warehouse.connect(harness.warehouse)
     try:
         result.problems += verify_run(wh, "reference", "chaos")
+        result.landed_twice = landed_twice(wh, "chaos")
         for topic, table in REPRODUCIBLE_TOPICS.items():
             messages, partitions = topic_messages(bootstrap, topic)
             landed = wh.query(f"SELECT uniqExact(id) FROM {table} WHERE run_id = 'chaos'").scalar()
