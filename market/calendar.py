@@ -1,0 +1,133 @@
+"""Trading sessions in event time: when a venue is open, when its session closes, which trading day
+an instant belongs to.
+
+Two calendars, chosen per run by name (:func:`calendar_by_name`, ``TAPEFLOW_CALENDAR``):
+
+- ``XNYS`` (:class:`ExchangeCalendar`): the New York Stock Exchange's regular sessions from the
+  maintained ``exchange_calendars`` library (holidays, early closes such as 13:00 New York the day
+  after Thanksgiving, daylight saving time). Sessions are loaded once per process into two sorted
+  int64 arrays (open and close, UTC nanoseconds), so a per-order call is one binary search, no pandas.
+- ``24/7`` (:class:`AlwaysOpen`): crypto venues never close; a "session" is the UTC date.
+
+Contracts shared by both (``ts_ns`` is UTC nanoseconds since the epoch):
+
+- ``is_open(ts_ns)``: ``open <= ts_ns < close`` of some session (a session is half-open, so an order
+  stamped exactly at the close is outside it).
+- ``session_close_after(ts_ns)``: the first session close strictly after ``ts_ns`` (a DAY order live
+  at ``ts_ns`` expires there; live between sessions, at the next session's close).
+- ``session_day(ts_ns)``: the trading day of ``ts_ns`` as a day number (days since 1970-01-01 of the
+  session's date): the session whose close is the first at/after ``ts_ns``. So the trading day
+  rolls at each close: an instant after one close and up to the next belongs to the next session
+  (a P&L snapshot stamped exactly at the close still counts in the closing session). For 24/7 it is
+  the UTC date.
+
+Calendars pickle by name (a recovery snapshot holds a few bytes, not the session arrays) and
+unpickle to the one instance of this process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+
+import numpy as np
+
+NANOS_PER_DAY = 86_400 * 1_000_000_000
+ALWAYS_OPEN = "24/7"
+XNYS = "XNYS"
+CALENDARS = (XNYS, ALWAYS_OPEN)
+# Sessions loaded: far enough back for any replay of recorded history, up to what the library knows ahead.
+FIRST_SESSION = "2000-01-03"
+
+
+class TradingCalendar:
+    """Interface of a venue's trading sessions (see the module docstring for the contracts)."""
+
+    name: str
+
+    def is_open(self, ts_ns: int) -> bool:
+        raise NotImplementedError
+
+    def session_close_after(self, ts_ns: int) -> int:
+        raise NotImplementedError
+
+    def session_day(self, ts_ns: int) -> int:
+        raise NotImplementedError
+
+    def __reduce__(self):
+        return calendar_by_name, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class AlwaysOpen(TradingCalendar):
+    """A 24/7 venue (crypto): always open; the session is the UTC date, closing at UTC midnight."""
+
+    name = ALWAYS_OPEN
+
+    def is_open(self, ts_ns: int) -> bool:
+        return True
+
+    def session_close_after(self, ts_ns: int) -> int:
+        return (ts_ns // NANOS_PER_DAY + 1) * NANOS_PER_DAY
+
+    def session_day(self, ts_ns: int) -> int:
+        return ts_ns // NANOS_PER_DAY
+
+
+class ExchangeCalendar(TradingCalendar):
+    """An exchange's regular sessions from ``exchange_calendars`` (e.g. ``ExchangeCalendar("XNYS")``).
+
+    An instant outside the loaded range (before 2000 or past the library's last known session,
+    about a year ahead) raises ``ValueError``: guessing hours there would be silently wrong.
+    """
+
+    def __init__(self, name: str = XNYS, first_session: str = FIRST_SESSION) -> None:
+        import exchange_calendars  # pandas underneath: paid once per process, never per tick
+
+        with warnings.catch_warnings():
+            # the library's own use of a pandas API pandas 3.1 deprecates; nothing a caller can act on
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            schedule = exchange_calendars.get_calendar(name, start=first_session).schedule
+        self.name = name
+        self.opens = _utc_nanos(schedule["open"])
+        self.closes = _utc_nanos(schedule["close"])
+        self.days = _utc_nanos(schedule.index.tz_localize(None).to_series()) // NANOS_PER_DAY
+        if not (np.all(np.diff(self.closes) > 0) and np.all(self.opens < self.closes)):
+            raise ValueError(f"calendar {name}: sessions are not ordered")
+
+    def _session_at_or_after(self, ts_ns: int, *, strictly_after: bool) -> int:
+        i = int(np.searchsorted(self.closes, ts_ns, side="right" if strictly_after else "left"))
+        if i >= len(self.closes) or ts_ns < self.opens[0] - NANOS_PER_DAY:
+            first, last = (np.datetime64(int(t), "ns") for t in (self.opens[0], self.closes[-1]))
+            raise ValueError(f"{np.datetime64(ts_ns, 'ns')} is outside the {self.name} calendar's known "
+                             f"sessions ({first} to {last})")
+        return i
+
+    def is_open(self, ts_ns: int) -> bool:
+        i = self._session_at_or_after(ts_ns, strictly_after=True)
+        return bool(self.opens[i] <= ts_ns)
+
+    def session_close_after(self, ts_ns: int) -> int:
+        return int(self.closes[self._session_at_or_after(ts_ns, strictly_after=True)])
+
+    def session_day(self, ts_ns: int) -> int:
+        return int(self.days[self._session_at_or_after(ts_ns, strictly_after=False)])
+
+
+def _utc_nanos(column) -> np.ndarray:
+    """A pandas datetime column (UTC or naive) as int64 nanoseconds."""
+    values = column.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(column.dt, "tz", None) else column
+    return values.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+@lru_cache(maxsize=None)
+def calendar_by_name(name: str) -> TradingCalendar:
+    """The calendar ``name`` names (one of ``CALENDARS``), one instance per process."""
+    if name == ALWAYS_OPEN:
+        return AlwaysOpen()
+    if name == XNYS:
+        return ExchangeCalendar(XNYS)
+    raise ValueError(f"unknown calendar {name!r}; calendars: {', '.join(CALENDARS)}")
