@@ -79,18 +79,20 @@ class AlwaysOpen(TradingCalendar):
 class ExchangeCalendar(TradingCalendar):
     """An exchange's regular sessions from ``exchange_calendars`` (e.g. ``ExchangeCalendar("XNYS")``).
 
-    An instant outside the loaded range (before 2000 or past the library's last known session,
-    about a year ahead) raises ``ValueError``: guessing hours there would be silently wrong.
+    Outside the loaded range (before 2000, or past the library's last known session, about a year
+    ahead) hours are unknown: ``is_open`` says closed (an order there is refused, not guessed
+    into a session), ``session_day`` falls back to the UTC date, and ``session_close_after``
+    raises ``ValueError``.
     """
 
-    def __init__(self, name: str = XNYS, first_session: str = FIRST_SESSION) -> None:
+    def __init__(self, name: str = XNYS) -> None:
         import exchange_calendars  # pandas underneath: paid once per process, never per tick
 
         with warnings.catch_warnings():
             # the library's own use of a pandas API pandas 3.1 deprecates; nothing a caller can act on
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            schedule = exchange_calendars.get_calendar(name, start=first_session).schedule
+            schedule = exchange_calendars.get_calendar(name, start=FIRST_SESSION).schedule
         self.name = name
         self.opens = _utc_nanos(schedule["open"])
         self.closes = _utc_nanos(schedule["close"])
@@ -98,23 +100,23 @@ class ExchangeCalendar(TradingCalendar):
         if not (np.all(np.diff(self.closes) > 0) and np.all(self.opens < self.closes)):
             raise ValueError(f"calendar {name}: sessions are not ordered")
 
-    def _session_at_or_after(self, ts_ns: int, *, strictly_after: bool) -> int:
-        i = int(np.searchsorted(self.closes, ts_ns, side="right" if strictly_after else "left"))
+    def session_close_after(self, ts_ns: int) -> int:
+        i = int(np.searchsorted(self.closes, ts_ns, side="right"))
         if i >= len(self.closes) or ts_ns < self.opens[0] - NANOS_PER_DAY:
             first, last = (np.datetime64(int(t), "ns") for t in (self.opens[0], self.closes[-1]))
             raise ValueError(f"{np.datetime64(ts_ns, 'ns')} is outside the {self.name} calendar's known "
                              f"sessions ({first} to {last})")
-        return i
+        return int(self.closes[i])
 
     def is_open(self, ts_ns: int) -> bool:
-        i = self._session_at_or_after(ts_ns, strictly_after=True)
-        return bool(self.opens[i] <= ts_ns)
-
-    def session_close_after(self, ts_ns: int) -> int:
-        return int(self.closes[self._session_at_or_after(ts_ns, strictly_after=True)])
+        i = int(np.searchsorted(self.closes, ts_ns, side="right"))
+        return i < len(self.closes) and bool(self.opens[i] <= ts_ns)
 
     def session_day(self, ts_ns: int) -> int:
-        return int(self.days[self._session_at_or_after(ts_ns, strictly_after=False)])
+        i = int(np.searchsorted(self.closes, ts_ns, side="left"))
+        if i >= len(self.closes) or ts_ns < self.opens[0] - NANOS_PER_DAY:
+            return ts_ns // NANOS_PER_DAY
+        return int(self.days[i])
 
 
 def _utc_nanos(column) -> np.ndarray:

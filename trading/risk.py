@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
+from market.calendar import TradingCalendar
 from trading.risk_breaker import BreakerTrip, LossBreaker, TradingState, over_limit
 from trading.risk_limits import RiskLimits
 from schemas.base import NANOS_PER_SECOND, now_ns
@@ -52,6 +53,7 @@ class RejectReason(str, Enum):
 
     KILL_SWITCH = "kill_switch"  # kill switch on, globally or for this account
     TRADING_HALTED = "trading_halted"  # breaker or operator put the account in HALTED
+    MARKET_CLOSED = "market_closed"  # order's ts_event outside a session of the venue's calendar
     REDUCE_ONLY = "reduce_only"  # REDUCING, and the order would open, grow or flip a position
     MAX_ORDER_QTY = "max_order_qty"
     MAX_ORDER_NOTIONAL = "max_order_notional"
@@ -128,7 +130,7 @@ class RiskState:
     ``on_control`` (kill switch, limits, operator trading state).
     """
 
-    def __init__(self, account: str, limits: RiskLimits | None = None) -> None:
+    def __init__(self, account: str, limits: RiskLimits | None = None, calendar: TradingCalendar | None = None) -> None:
         if not account:
             raise ValueError("RiskState needs an account")
         self._account = account
@@ -144,7 +146,10 @@ class RiskState:
         self._clock_ns = 0  # high-water mark of order ts_event: the rate windows' "now"
         self._sent_last_second: deque[int] = deque()
         self._sent_last_minute: deque[int] = deque()
-        self._breaker = LossBreaker()  # driven by account-level P&L snapshots
+        # The venue's sessions (market/calendar.py; None: always open, UTC days): new orders outside
+        # a session are denied, and the breaker's trading day follows them.
+        self._calendar = calendar
+        self._breaker = LossBreaker(calendar)  # driven by account-level P&L snapshots
         # Last approved order, for the per-order rows of utilisation().
         self._last_order_qty = 0.0
         self._last_order_notional = 0.0
@@ -222,6 +227,8 @@ class RiskState:
             reasons.append(_R["KILL_SWITCH"])
         if self._state is TradingState.HALTED:
             reasons.append(_R["TRADING_HALTED"])
+        if self._calendar is not None and not self._calendar.is_open(order.ts_event):
+            reasons.append(_R["MARKET_CLOSED"])
         # Reduce-only: opposite side to a non-zero position, and with the other working reducing
         # orders it must not cross through zero (a flip opens a new position).
         if self._state is TradingState.REDUCING and not (position * sign < 0 and projected * position >= 0):
