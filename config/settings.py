@@ -57,6 +57,10 @@ class Settings(BaseSettings):
                                                "a minute.")
     alert_lag_growing_s: float = Field(30.0, gt=0, description="Split runs: alert when a stage's lag has grown "
                                        "for this long.")
+    calendar: Literal["XNYS", "24/7"] | None = Field(
+        None, description="Trading sessions of the venue (market/calendar.py): XNYS (NYSE hours, holidays, early "
+        "closes) or 24/7 (crypto). Unset: chosen per feed (synthetic and Alpaca stocks XNYS, Alpaca --crypto and "
+        "replayed files 24/7); split stages started by hand (`tapeflow flow`) default to XNYS.")
 
     @field_validator("warehouse")
     @classmethod

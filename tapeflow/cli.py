@@ -92,6 +92,7 @@ def run(
         MarketDataConfig,
         TradingConfig,
         build_embedded_flow,
+        feed_calendar,
         feed_market_streams,
         feed_universe,
         run_flow,
@@ -160,7 +161,7 @@ def run(
     config = MarketDataConfig.from_settings(settings, universe)
     trading = None
     if not no_trading:
-        trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape))
+        trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape), feed_calendar(tape))
         try:  # fail now, with the reason, rather than inside the dataflow
             trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
         except ValueError as exc:  # a bad spec, config, registry or model says what is wrong
@@ -218,7 +219,7 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     """The split topology: stage processes over Kafka; the summary comes from the sink's warehouse."""
     import threading
 
-    from flows.pipeline import feed_market_streams, feed_universe
+    from flows.pipeline import feed_calendar, feed_market_streams, feed_universe
     from sinks.warehouse import Warehouse
     from tapeflow.report import print_run_report
     from strategies.loading import strategy_options
@@ -236,7 +237,8 @@ def _run_split(tape, settings: Settings, brokers: str, prefix: str, run_id: str,
     silent_after_s = 30.0 if 0 < speed <= 1.0 else 3_600.0
     split = SplitRun(brokers, prefix, Path("data/recovery") / (prefix or "default"), run_id, settings.warehouse,
                      feed_universe(tape), feed_market_streams(tape), Path("data/logs") / run_id, silent_after_s,
-                     separate_trading, chain, strategy_options(*strategies) if strategies else ())
+                     separate_trading, chain, strategy_options(*strategies) if strategies else (),
+                     settings.calendar or feed_calendar(tape))
     run_split(tape, split, max_ticks, stop, progress_interval)
     wh = Warehouse.connect(settings.warehouse, database=settings.database)  # the sink has let go of it
     print_run_report(wh, run_id)

@@ -46,6 +46,7 @@ class SplitRun:
     separate_trading: bool = False  # risk, execution and pnl as three processes instead of `trading`
     chain: str = "market"  # "none": normalize, bars and features as three processes
     strategy_options: tuple[str, ...] = ()  # --strategy ... (strategies.loading.strategy_options)
+    calendar: str | None = None  # the feed's trading calendar, handed to every stage as TAPEFLOW_CALENDAR
 
     def __post_init__(self) -> None:
         if self.chain not in CHAINS:
@@ -70,6 +71,14 @@ class SplitRun:
             command += list(self.strategy_options)
         return command
 
+    def stage_env(self) -> dict[str, str]:
+        """The stages' environment: this process's, with the run's calendar (risk and the venue
+        live in the stages, which do not see the feed)."""
+        env = dict(os.environ)
+        if self.calendar:
+            env["TAPEFLOW_CALENDAR"] = self.calendar
+        return env
+
     def start_stages(self) -> dict[str, subprocess.Popen]:
         """Called from the main thread: the parent-death signal follows the forking thread."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +88,7 @@ class SplitRun:
             # Stages end with this process even when it is killed outright: a stage left running
             # would keep reading (and, for risk, trading) with no one to stop it.
             processes[stage] = subprocess.Popen(self.stage_command(stage), stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True, preexec_fn=die_with_parent)
+                                                start_new_session=True, preexec_fn=die_with_parent, env=self.stage_env())
         return processes
 
     def lag(self) -> dict[str, int]:
