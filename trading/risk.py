@@ -25,7 +25,7 @@ Decisions worth knowing (each also noted where it is implemented):
 - **Duplicate client_order_id**: every id seen (approved or rejected) is kept for the session, so a
   replayed intent never reaches the venue twice. Its reject has the same id as the first reject.
 - **Breaker** (``trading/risk_breaker.py``): first trip REDUCING, second HALTED. HALTED and REDUCING are never left automatically, not
-  even at a new UTC day; an operator sends ``TRADING_STATE active`` via control.
+  even at a new trading day; an operator sends ``TRADING_STATE active`` via control.
 """
 
 from __future__ import annotations
@@ -369,7 +369,7 @@ class RiskState:
 
     def on_pnl(self, snapshot: PnlSnapshot) -> list[ControlCommand]:
         """Feed account-level snapshots (``strategy == "*"``) to the loss breaker
-        (``trading/risk_breaker.py``: daily loss from the UTC day start, drawdown from peak, REDUCING
+        (``trading/risk_breaker.py``: daily loss from the trading day start, drawdown from peak, REDUCING
         then HALTED). On a state change return ``TRADING_STATE`` with name = the new state,
         detail = the ``BreakerTrip`` codes comma-joined, value = the first one's measure."""
         self._require_account(snapshot.account, "P&L snapshot")
