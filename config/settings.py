@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     reconcile_halt: bool = Field(
         False, description="--venue alpaca: a reconciliation difference also halts the account (TRADING_STATE "
         "halted, issued by reconcile); re-arm with TRADING_STATE active.")
+    calendar: Literal["XNYS", "24/7"] | None = Field(
+        None, description="Trading sessions of the venue (market/calendar.py): XNYS (NYSE hours, holidays, early "
+        "closes) or 24/7 (crypto). Unset: chosen per feed (synthetic and Alpaca stocks XNYS, Alpaca --crypto and "
+        "replayed files 24/7); split stages started by hand (`tapeflow flow`) default to XNYS.")
 
     @field_validator("warehouse")
     @classmethod

@@ -19,7 +19,8 @@ itself. That gives tapeflow the reconnect policy and the counters:
   "insufficient subscription" (SIP without a plan) are not retried: the feed ends and ``ticks()``
   raises :class:`AlpacaFeedError` naming the cause.
 - **Watchdog**: a known failure is a stream that stays connected but goes silent. While the market
-  is open (``market_open()``; crypto always is), ``watchdog_s`` seconds without a trade or quote
+  is open (``market_open()``: the NYSE calendar, holidays and early closes included; crypto always
+  is open), ``watchdog_s`` seconds without a trade or quote
   count a ``gap`` and re-send the subscription on the same socket; if the next ``watchdog_s`` stay
   silent too, another gap is counted and the connection is replaced.
 - **Backpressure**: ticks pass to the consumer through a bounded queue (``queue_size``). When it is
@@ -35,21 +36,20 @@ import asyncio
 import logging
 import queue
 import threading
-from datetime import datetime, time as clock_time, timezone
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator
-from zoneinfo import ZoneInfo
 
 import msgpack
 import websockets
 
 from schemas import RawTick, now_ns
 from config.alpaca_settings import AlpacaSettings, require_keys
+from market.calendar import ALWAYS_OPEN, XNYS, calendar_by_name
 from venues.rate_limit import Backoff
 
 log = logging.getLogger(__name__)
 
 PAYLOAD_FORMAT = "alpaca.v2"
-_NEW_YORK = ZoneInfo("America/New_York")
 _FATAL_ERRORS = ("auth failed", "failed to authenticate", "insufficient subscription", "forbidden")
 
 
@@ -58,10 +58,10 @@ class AlpacaFeedError(RuntimeError):
 
 
 def us_equity_session_open(now: datetime | None = None) -> bool:
-    """Regular US equity hours, 09:30-16:00 New York, Monday to Friday. Holidays are not known
-    here: on a holiday the watchdog fires and resubscribes to a silent stream, which is harmless."""
-    local = (now or datetime.now(tz=_NEW_YORK)).astimezone(_NEW_YORK)
-    return local.weekday() < 5 and clock_time(9, 30) <= local.time() < clock_time(16, 0)
+    """Regular US equity hours from the NYSE calendar (``market/calendar.py``, XNYS): 09:30-16:00
+    New York on sessions, 13:00 on early-close days, closed on holidays and weekends."""
+    moment = now or datetime.now(tz=timezone.utc)
+    return calendar_by_name(XNYS).is_open(round(moment.timestamp() * 1_000_000) * 1_000)
 
 
 def _always_open() -> bool:
@@ -104,6 +104,7 @@ class AlpacaFeed:
             raise ValueError("watchdog_s must be > 0 and queue_size >= 1")
         self.settings = require_keys(settings)
         self.crypto = crypto
+        self.calendar = ALWAYS_OPEN if crypto else XNYS  # the sessions its tape follows (market/calendar.py)
         self.feed = feed
         self.source = "alpaca:crypto" if crypto else f"alpaca:{feed}"
         self.url = self.settings.crypto_stream_url() if crypto else self.settings.stock_stream_url(feed)

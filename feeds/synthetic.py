@@ -54,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from feeds.batching import empty_batch, handovers
 from feeds.pacing import Pacer
 from feeds.raw import raw_tick
+from market.calendar import ALWAYS_OPEN, XNYS, calendar_by_name
 from schemas import RawTick, now_ns
 from schemas.columns import QUOTE, SIDE_BUY, SIDE_NONE, SIDE_SELL, TRADE, RawTickBatch
 
@@ -300,6 +301,17 @@ class SyntheticFeed:
         self.speed = speed
         self._pacer_factory = pacer_factory
         self.source = self.config.source_name
+
+    @property
+    def calendar(self) -> str:
+        """The trading calendar its tape follows (``market/calendar.py``): ``XNYS`` when the first
+        session lies within an NYSE session (the default start, 09:30-16:00 New York on
+        2024-01-02, does), else ``24/7`` so a tape started elsewhere in time still trades. Later
+        sessions follow weekdays, not NYSE holidays: on a holiday the desk's orders are refused
+        (``market_closed``)."""
+        xnys = calendar_by_name(XNYS)
+        first, last = self.config.start_ns, self.config.start_ns + self.config.session_seconds * NANOS_PER_SECOND - 1
+        return XNYS if xnys.is_open(first) and xnys.is_open(last) else ALWAYS_OPEN
 
     def blocks(self, start_seq: int = 0) -> Iterator[tuple[int, TickBlock]]:
         """(seq of the block's first tick, block) from the block holding ``start_seq`` on."""

@@ -36,6 +36,7 @@ from flows.builders import (
     tagged_pairs,
 )
 from trading.desk import DeskConfig, TradingDesk, default_portfolio
+from market.calendar import ALWAYS_OPEN, XNYS
 from market.normalize import NormalizeConfig
 from strategies.signals import SignalState
 from flows.sink import WarehouseSink
@@ -124,8 +125,10 @@ class TradingConfig:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, universe: tuple[str, ...] | None, market_streams: tuple[str, ...] = ("trade", "quote")
+        cls, settings: Settings, universe: tuple[str, ...] | None, market_streams: tuple[str, ...] = ("trade", "quote"),
+        calendar: str | None = None,
     ) -> "TradingConfig":
+        """``calendar``: the feed's (:func:`feed_calendar`); ``TAPEFLOW_CALENDAR`` overrides it, XNYS without either."""
         desk = DeskConfig(
             account=settings.account,
             capital=settings.capital,
@@ -134,7 +137,8 @@ class TradingConfig:
             universe=universe,
             market_streams=market_streams,
             portfolio=default_portfolio().model_copy(update={"execution": settings.execution}),
-            venue=SimVenueConfig(bar_slippage_bps=settings.bar_slippage_bps),
+            venue=SimVenueConfig(bar_slippage_bps=settings.bar_slippage_bps,
+                                 calendar=settings.calendar or calendar or XNYS),
         )
         return cls(desk=desk, universe=universe)
 
@@ -159,6 +163,13 @@ def feed_universe(feed: Feed) -> tuple[str, ...] | None:
     if callable(frame):
         return tuple(sorted(frame()["symbol"].unique().to_list()))
     return None
+
+
+def feed_calendar(feed: Feed) -> str:
+    """The trading calendar a feed's tape follows (``market/calendar.py``): what the feed declares
+    (synthetic: XNYS when its sessions are NYSE ones; Alpaca: XNYS for stocks, 24/7 for crypto),
+    else 24/7: a replayed file trades whenever it has prints (crypto files trade on weekends)."""
+    return getattr(feed, "calendar", None) or ALWAYS_OPEN
 
 
 def feed_market_streams(feed: Feed) -> tuple[str, ...]:

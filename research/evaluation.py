@@ -47,11 +47,13 @@ from typing import Callable, Iterable
 import numpy as np
 import polars as pl
 
+from market.calendar import XNYS
 from trading.desk import DeskConfig, TradingDesk, default_portfolio
 from strategies.signals import CrossSection, SignalState
 from schemas import INTERVAL_NANOS, Bar, FeatureVector, RawTick
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from research.training import FEATURES, MarketDataSettings, market_records
+from venues.sim_config import SimVenueConfig
 
 MIN_CROSS_SECTION_FOR_RANK_IC = 3
 EVALUATION_EXECUTION = "passive"
@@ -115,10 +117,12 @@ def fold_sections(vectors: Iterable[FeatureVector], strategy, interval: str, acc
     return [item for item in out if type(item) is CrossSection]
 
 
-def evaluation_desk(config: MarketDataSettings, execution: str = EVALUATION_EXECUTION) -> DeskConfig:
-    """The pipeline's desk defaults on the market data's bar clock, executing ``market`` or ``passive``."""
+def evaluation_desk(config: MarketDataSettings, execution: str = EVALUATION_EXECUTION, calendar: str = XNYS) -> DeskConfig:
+    """The pipeline's desk defaults on the market data's bar clock, executing ``market`` or ``passive``,
+    at a venue with the trading sessions ``calendar`` names (``market/calendar.py``)."""
     portfolio = PortfolioConfig(**{**default_portfolio().model_dump(), "execution": execution})
-    return DeskConfig(bar_interval=config.feature_interval, lateness_ns=config.lateness_ns, portfolio=portfolio)
+    return DeskConfig(bar_interval=config.feature_interval, lateness_ns=config.lateness_ns, portfolio=portfolio,
+                      venue=SimVenueConfig(calendar=calendar))
 
 
 def desk_pnl(

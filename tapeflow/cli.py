@@ -97,6 +97,7 @@ def run(
         MarketDataConfig,
         TradingConfig,
         build_embedded_flow,
+        feed_calendar,
         feed_market_streams,
         feed_universe,
         run_flow,
@@ -175,7 +176,7 @@ def run(
     config = MarketDataConfig.from_settings(settings, universe)
     trading = None
     if not no_trading:
-        trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape))
+        trading = TradingConfig.from_settings(settings, feed_universe(tape), feed_market_streams(tape), feed_calendar(tape))
         try:  # fail now, with the reason, rather than inside the dataflow
             trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
         except ValueError as exc:  # a bad spec, config, registry or model says what is wrong

@@ -70,7 +70,7 @@ def train(
     walk-forward (IC, rank IC, hit rate, P&L after fees) and register it."""
     from feeds import make_feed
     from market.features import WARMUP_BARS
-    from flows.pipeline import MarketDataConfig
+    from flows.pipeline import MarketDataConfig, feed_calendar
     from research.evaluation import desk_pnl, evaluation_desk, fold_cross_sections, sections_close_to_close
     from strategies.lightgbm_strategy import LightGBMConfig
     from strategies.registry import ModelRegistry
@@ -141,7 +141,8 @@ def train(
                 typer.echo(f"fold {r['fold']}: close-to-close net return {r['net_return']:+.4%} "
                            f"(gross {r['gross_return']:+.4%}, cost {r['cost']:.4%}, turnover {r['turnover']:.1f})")
         else:
-            pnl_rows = desk_pnl(limited(), config, sections, evaluation_desk(config, execution), progress=_say)
+            calendar = settings.calendar or feed_calendar(make_feed(feed, **options))
+            pnl_rows = desk_pnl(limited(), config, sections, evaluation_desk(config, execution, calendar), progress=_say)
             for r in pnl_rows:
                 typer.echo(f"fold {r['fold']}: net P&L {r['net_pnl']:+,.2f} after fees {r['fees']:,.2f} "
                            f"(gross {r['gross_pnl']:+,.2f}; {r['fills']} fills, {r['rejected']} rejected, "

@@ -73,7 +73,7 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
                   symbols: tuple[str, ...] | None):
     """The :class:`SplitRun` for ``tapeflow run --brokers`` with ``params`` (the command's options by
     name). Raises :class:`Refused` for a LightGBM model the registry cannot serve."""
-    from flows.pipeline import feed_market_streams, feed_universe
+    from flows.pipeline import feed_calendar, feed_market_streams, feed_universe
     from strategies.loading import strategy_options
     from tapeflow.split_run import SplitRun, run_folder
 
@@ -93,7 +93,7 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
         params["separate_trading"], params["chain"] or "market", strategy_options=strategies,
         trading=not params["no_trading"], store_raw=settings.store_raw,
         dashboard_port=None if params["no_dashboard"] else params["dashboard_port"], venue=params["venue"],
-        live=params["live"], metrics_port=settings.metrics_port,
+        live=params["live"], metrics_port=settings.metrics_port, calendar=settings.calendar or feed_calendar(tape),
     )
 
 

@@ -90,6 +90,7 @@ class SplitRun:
     live: bool = False  # with venue alpaca: real-money trading
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     metrics_port: int | None = None  # this process's; stage i serves on metrics_port + 1 + i
+    calendar: str | None = None  # the feed's trading calendar, handed to every stage as TAPEFLOW_CALENDAR
 
     def __post_init__(self) -> None:
         if self.chain not in CHAINS:
@@ -157,6 +158,14 @@ class SplitRun:
             command += list(self.strategy_options)
         return command
 
+    def stage_env(self) -> dict[str, str]:
+        """The stages' environment: this process's, with the run's calendar (risk and the venue
+        live in the stages, which do not see the feed)."""
+        env = dict(os.environ)
+        if self.calendar:
+            env["TAPEFLOW_CALENDAR"] = self.calendar
+        return env
+
     def log_path(self, stage: str) -> Path:
         return self.log_dir / f"{stage}.log"
 
@@ -165,7 +174,7 @@ class SplitRun:
         output appended to its log, its pid in ``<log dir>/<stage>.pid`` (what an operator or the
         chaos harness finds it by)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = self.stage_env()
         if self.metrics_port is not None:
             env["TAPEFLOW_METRICS_PORT"] = str(self.metrics_port + 1 + self.stages.index(stage))
         with open(self.log_path(stage), "ab") as log:

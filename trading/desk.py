@@ -34,6 +34,7 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from market.calendar import calendar_by_name
 from schemas import (
     Bar,
     ControlCommand,
@@ -139,7 +140,7 @@ class TradingDesk:
     def __init__(self, config: DeskConfig | None = None, venue=None):
         self.config = config or DeskConfig()
         account = self.config.account
-        self.risk = RiskState(account, self.config.limits)
+        self.risk = RiskState(account, self.config.limits, calendar_by_name(self.config.venue.calendar))
         self.venue = venue if venue is not None else SimVenue(self.config.venue)
         self.ledger = desk_ledger(self.config)
         self.sequencer = desk_sequencer(self.config)

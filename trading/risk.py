@@ -25,7 +25,7 @@ Decisions worth knowing (each also noted where it is implemented):
 - **Duplicate client_order_id**: every id seen (approved or rejected) is kept for the session, so a
   replayed intent never reaches the venue twice. Its reject has the same id as the first reject.
 - **Breaker** (``trading/risk_breaker.py``): first trip REDUCING, second HALTED. HALTED and REDUCING are never left automatically, not
-  even at a new UTC day; an operator sends ``TRADING_STATE active`` via control.
+  even at a new trading day; an operator sends ``TRADING_STATE active`` via control.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections import deque
 from enum import Enum
 
+from market.calendar import TradingCalendar
 from trading.risk_breaker import BreakerTrip, LossBreaker, TradingState, over_limit
 from trading.risk_book import SymbolBook as _SymbolBook
 from trading.risk_limits import RiskLimits
@@ -53,6 +54,7 @@ class RejectReason(str, Enum):
 
     KILL_SWITCH = "kill_switch"  # kill switch on, globally or for this account
     TRADING_HALTED = "trading_halted"  # breaker or operator put the account in HALTED
+    MARKET_CLOSED = "market_closed"  # order's ts_event outside a session of the venue's calendar
     REDUCE_ONLY = "reduce_only"  # REDUCING, and the order would open, grow or flip a position
     MAX_ORDER_QTY = "max_order_qty"
     MAX_ORDER_NOTIONAL = "max_order_notional"
@@ -81,7 +83,7 @@ class RiskState:
     ``on_control`` (kill switch, limits, operator trading state).
     """
 
-    def __init__(self, account: str, limits: RiskLimits | None = None) -> None:
+    def __init__(self, account: str, limits: RiskLimits | None = None, calendar: TradingCalendar | None = None) -> None:
         if not account:
             raise ValueError("RiskState needs an account")
         self._account = account
@@ -97,7 +99,10 @@ class RiskState:
         self._clock_ns = 0  # high-water mark of order ts_event: the rate windows' "now"
         self._sent_last_second: deque[int] = deque()
         self._sent_last_minute: deque[int] = deque()
-        self._breaker = LossBreaker()  # driven by account-level P&L snapshots
+        # The venue's sessions (market/calendar.py; None: always open, UTC days): new orders outside
+        # a session are denied, and the breaker's trading day follows them.
+        self._calendar = calendar
+        self._breaker = LossBreaker(calendar)  # driven by account-level P&L snapshots
         # Last approved order, for the per-order rows of utilisation().
         self._last_order_qty = 0.0
         self._last_order_notional = 0.0
@@ -211,6 +216,8 @@ class RiskState:
             reasons.append(_R["KILL_SWITCH"])
         if self._state is TradingState.HALTED:
             reasons.append(_R["TRADING_HALTED"])
+        if self._calendar is not None and not self._calendar.is_open(order.ts_event):
+            reasons.append(_R["MARKET_CLOSED"])
         # Reduce-only: opposite side to a non-zero position, and with the other working reducing
         # orders it must not cross through zero (a flip opens a new position).
         if self._state is TradingState.REDUCING and not (position * sign < 0 and projected * position >= 0):
@@ -351,7 +358,7 @@ class RiskState:
 
     def on_pnl(self, snapshot: PnlSnapshot) -> list[ControlCommand]:
         """Feed account-level snapshots (``strategy == "*"``) to the loss breaker
-        (``trading/risk_breaker.py``: daily loss from the UTC day start, drawdown from peak, REDUCING
+        (``trading/risk_breaker.py``: daily loss from the trading day start, drawdown from peak, REDUCING
         then HALTED). On a state change return ``TRADING_STATE`` with name = the new state,
         detail = the ``BreakerTrip`` codes comma-joined, value = the first one's measure."""
         self._require_account(snapshot.account, "P&L snapshot")

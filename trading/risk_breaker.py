@@ -5,8 +5,11 @@ decides the account's ``TradingState``; the pre-trade checks only read that stat
 
 Rules (``RiskLimits`` supplies the numbers):
 
-- Daily loss = equity of the first snapshot of the UTC day (from ``ts_event``) - equity now.
-  Over ``daily_loss_limit`` it is breached.
+- Daily loss = equity of the first snapshot of the trading day - equity now. Over
+  ``daily_loss_limit`` it is breached. The trading day is the calendar's
+  (``market/calendar.py`` ``session_day``): with XNYS it rolls at each session close (a snapshot
+  after Friday's close already counts in Monday's session), with 24/7 (crypto) and without a
+  calendar it is the UTC date of ``ts_event``.
 - Drawdown = (peak - equity) / peak. The peak starts at the ledger's ``peak_equity`` (so a
   restarted split-topology risk keeps it) and then follows the equity this breaker sees.
 - A *trip* is an edge, not breached -> breached, per measure. First trip -> REDUCING (HALTED when
@@ -14,7 +17,7 @@ Rules (``RiskLimits`` supplies the numbers):
   breach would count as "a second trip" on the very next snapshot.
 - A measure at least ``halt_multiplier`` x its limit halts at once, from any state: the loss is
   already too large for an orderly reduce.
-- A new UTC day re-bases the daily loss but never leaves REDUCING or HALTED: leaving them is an
+- A new trading day re-bases the daily loss but never leaves REDUCING or HALTED: leaving them is an
   operator's decision (``rearm``, on ``TRADING_STATE active``).
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from enum import Enum
 
+from market.calendar import TradingCalendar
 from trading.risk_limits import RiskLimits
 from schemas.base import NANOS_PER_SECOND
 
@@ -57,9 +61,10 @@ class BreakerTrip(str, Enum):
 class LossBreaker:
     """Daily-loss and drawdown breaker for one account; plain attributes, picklable."""
 
-    def __init__(self) -> None:
+    def __init__(self, calendar: TradingCalendar | None = None) -> None:
+        self.calendar = calendar  # pickles by name (market/calendar.py)
         self.last_ts = -1
-        self.day = -1  # UTC day number (ts_event // NANOS_PER_DAY); -1 before the first snapshot
+        self.day = -1  # trading day number (days since 1970-01-01); -1 before the first snapshot
         self.day_start_equity = 0.0
         self.equity = 0.0
         self.peak_equity: float | None = None
@@ -68,7 +73,7 @@ class LossBreaker:
 
     @property
     def daily_loss(self) -> float:
-        """Loss since the start of the UTC day (negative when in profit)."""
+        """Loss since the start of the trading day (negative when in profit)."""
         return self.day_start_equity - self.equity if self.day >= 0 else 0.0
 
     @property
@@ -87,7 +92,7 @@ class LossBreaker:
             return None
         self.last_ts = ts_event
         self.equity = equity
-        day = ts_event // NANOS_PER_DAY
+        day = ts_event // NANOS_PER_DAY if self.calendar is None else self.calendar.session_day(ts_event)
         if day != self.day:
             self.day = day
             self.day_start_equity = equity

@@ -52,7 +52,8 @@ class RiskLimits(BaseModel):
         max_orders_per_second: [10] most approved new orders in any 1 s event-time window.
         max_orders_per_minute: [200] most approved new orders in any 60 s event-time window.
         daily_loss_limit: [20,000] currency; the breaker trips when equity falls more than this
-            below the equity of the first P&L snapshot of the UTC day.
+            below the equity of the first P&L snapshot of the trading day (the calendar's
+            session; the UTC date for 24/7).
         max_drawdown_pct: [0.05] the breaker trips when equity falls this fraction below its peak.
         reduce_then_halt: [True] first trip -> REDUCING (only position-reducing orders), a second
             trip -> HALTED; False halts on the first trip.

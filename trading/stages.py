@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from market.calendar import calendar_by_name
 from schemas import ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, StageWatermark, Trade, now_ns
 from schemas.columns import TickBatch
 from strategies.portfolio import PortfolioConstructor
@@ -140,7 +141,7 @@ class RiskStage(_SplitStage):
     def __init__(self, config: DeskConfig | None = None):
         super().__init__(config)
         account = self.config.account
-        self.risk = RiskState(account, self.config.limits)
+        self.risk = RiskState(account, self.config.limits, calendar_by_name(self.config.venue.calendar))
         self.venue = RoutedVenue()
         self.ledger = desk_ledger(self.config)
         self.marked = MarkedLedger(self.ledger, self.risk)

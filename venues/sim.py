@@ -29,7 +29,8 @@ The fill model, precisely:
 - **IOC.** An IOC order's one matching opportunity is the first trade or quote of its symbol at/after
   its live time; whatever is left after it is canceled (reason ``ioc_remainder``), reported after
   that event's fills.
-- **DAY.** A DAY order expires at the first session close (``session_close_*_utc``) strictly after
+- **DAY.** A DAY order expires at the first session close of the venue's calendar
+  (``SimVenueConfig.calendar``, ``market/calendar.py``: the real close, early closes included) strictly after
   its live time; it is canceled (reason ``day_expired``) by the first trade, quote or
   :meth:`on_time` call at/after that instant, for any symbol, before that event matches anything.
 - **GTC** orders stay until filled or canceled.
@@ -71,6 +72,7 @@ from typing import Callable
 
 import numpy as np
 
+from market.calendar import calendar_by_name
 from schemas.base import now_ns
 from schemas.columns import TRADE, TickBatch, rows_by_code
 from schemas.trusted import trusted_builder
@@ -100,6 +102,7 @@ class SimVenue:
     def __init__(self, config: SimVenueConfig | None = None) -> None:
         self.config = config or SimVenueConfig()
         self._fills = FillModel(self.config)
+        self._calendar = calendar_by_name(self.config.calendar)  # pickles by name
         self._book = SimOrderBook()
         self._volume = RecentVolume(self.config.impact_window_ns)
         self._half_spread: dict[str, float] = {}
@@ -437,8 +440,7 @@ class SimVenue:
     # ------------------------------------------------------------------ internals
 
     def _session_close_after(self, live_at: int) -> int:
-        close = live_at - live_at % NANOS_PER_DAY + self.config.session_close_offset_ns
-        return close if live_at < close else close + NANOS_PER_DAY
+        return self._calendar.session_close_after(live_at)
 
     def _expire(self, ts_event: int, ts_tick_ingest: int | None) -> list[ExecutionReport]:
         reports: list[ExecutionReport] = []

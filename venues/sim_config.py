@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from market.calendar import CALENDARS, XNYS
 
 NANOS_PER_MILLI = 1_000_000
 NANOS_PER_SECOND = 1_000_000_000
@@ -27,8 +29,9 @@ class SimVenueConfig(BaseModel):
       ``fee_increment`` = 1e-6 is the grid for fees.
     - ``bar_slippage_bps`` = 1.0: fills from bars (a bar replay, no ticks) take the bar's open moved
       this many basis points against the order (see ``venues/sim.py``).
-    - ``session_close_hour_utc`` = 21, ``session_close_minute_utc`` = 0 (16:00 New York in summer):
-      DAY orders are canceled at the first event at/after the close of their trading day.
+    - ``calendar`` = ``XNYS`` (``market/calendar.py``; ``24/7`` for crypto): DAY orders are canceled
+      at the first event at/after the real close of their session (16:00 New York in summer and
+      winter, 13:00 on early-close days).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,8 +48,14 @@ class SimVenueConfig(BaseModel):
     qty_increment: float = Field(default=1e-6, gt=0)
     fee_increment: float = Field(default=1e-6, gt=0)
     bar_slippage_bps: float = Field(default=1.0, ge=0)
-    session_close_hour_utc: int = Field(default=21, ge=0, le=23)
-    session_close_minute_utc: int = Field(default=0, ge=0, le=59)
+    calendar: str = Field(default=XNYS, description="Trading sessions of the venue: " + " | ".join(CALENDARS))
+
+    @field_validator("calendar")
+    @classmethod
+    def _known_calendar(cls, name: str) -> str:
+        if name not in CALENDARS:
+            raise ValueError(f"unknown calendar {name!r}; calendars: {', '.join(CALENDARS)}")
+        return name
 
     @model_validator(mode="after")
     def _increments_are_grids(self) -> "SimVenueConfig":
@@ -59,8 +68,3 @@ class SimVenueConfig(BaseModel):
             if not (whole or fraction):
                 raise ValueError(f"{name}={step} must be a whole number or 1/n")
         return self
-
-    @property
-    def session_close_offset_ns(self) -> int:
-        """Nanoseconds from UTC midnight to the session close."""
-        return (self.session_close_hour_utc * 3600 + self.session_close_minute_utc * 60) * NANOS_PER_SECOND

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from schemas import NANOS_PER_SECOND, Order, OrderAction, OrderType, Quote, Side, TimeInForce, Trade
 
-# 2024-01-02 14:30:00 UTC (the US open); the default session close is the same day at 21:00 UTC.
+# 2024-01-02 14:30:00 UTC (the US open); the XNYS session closes the same day at 21:00 UTC (16:00 New York).
 T0 = 1_704_205_800 * NANOS_PER_SECOND
 SESSION_CLOSE = 1_704_229_200 * NANOS_PER_SECOND
 MS = 1_000_000

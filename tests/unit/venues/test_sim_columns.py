@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 
 from schemas import Order, Side, TimeInForce, Trade, content_hash
 from schemas.columns import TickBatch
-from tests.unit.venues.factories import MS, T0, cancel, order, quote, trade
+from tests.unit.venues.factories import MS, cancel, order, quote, trade
 from venues import SimVenue, SimVenueConfig
 from venues.fill_model import RecentVolume
 
 SYMBOLS = ("AAPL", "MSFT", "IBM", "SPY")  # orders in the first two only: the others are always quiet
-CONFIG = SimVenueConfig(session_close_hour_utc=14, session_close_minute_utc=31)  # a close 60 s into the tape
+# 2024-07-03 16:59:00 UTC: the NYSE closes early that day, at 17:00 UTC, 60 s into the tape
+T0 = 1_720_025_940 * 1_000_000_000
+CONFIG = SimVenueConfig()
 
 
 def tape(seed: int, n_orders: int = 50, n_ticks: int = 1_500) -> list:

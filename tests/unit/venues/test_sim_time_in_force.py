@@ -1,5 +1,10 @@
 """IOC, DAY and GTC at the simulated venue, all in event time."""
 
+import pickle
+from datetime import datetime, timezone
+
+import pytest
+
 from schemas import NANOS_PER_SECOND, OrderState, Side, TimeInForce
 from tests.unit.venues.factories import LATENCY, SESSION_CLOSE, T0, cancel, order, quote, trade
 from venues import SimVenue, SimVenueConfig
@@ -101,10 +106,42 @@ def test_day_order_when_live_after_close_then_belongs_to_next_session():
     assert venue.on_time(SESSION_CLOSE + DAY)[0].reason == "day_expired"
 
 
-def test_day_order_when_session_close_configured_then_expires_at_that_time():
-    venue = SimVenue(SimVenueConfig(session_close_hour_utc=20, session_close_minute_utc=30))
-    venue.on_order(order("o1", limit=90.0))
-    assert venue.open_orders()[0].expire_at == SESSION_CLOSE - 30 * 60 * NANOS_PER_SECOND
+def _utc(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()) * NANOS_PER_SECOND
+
+
+@pytest.mark.parametrize("sent, close", [
+    ("2024-01-02T15:00", "2024-01-02T21:00"),  # winter: 16:00 New York is 21:00 UTC
+    ("2024-07-05T15:00", "2024-07-05T20:00"),  # summer: 16:00 New York is 20:00 UTC
+    ("2024-07-03T15:00", "2024-07-03T17:00"),  # early close before Independence Day, 13:00 New York
+    ("2024-11-29T15:00", "2024-11-29T18:00"),  # the day after Thanksgiving, 13:00 New York (winter)
+    ("2024-07-03T17:30", "2024-07-05T20:00"),  # after the early close: the next session, past the holiday
+    ("2024-07-06T12:00", "2024-07-08T20:00"),  # a Saturday: Monday's close
+])
+def test_day_order_when_xnys_calendar_then_expires_at_the_real_close(sent, close):
+    venue = SimVenue()
+    venue.on_order(order("o1", limit=90.0, ts=_utc(sent)))
+    assert venue.open_orders()[0].expire_at == _utc(close)
+    assert venue.on_time(_utc(close) - 1) == []
+    assert venue.on_time(_utc(close))[0].reason == "day_expired"
+
+
+def test_day_order_when_24_7_calendar_then_expires_at_utc_midnight():
+    venue = SimVenue(SimVenueConfig(calendar="24/7"))
+    venue.on_order(order("o1", limit=90.0, ts=_utc("2020-02-22T21:30")))  # a Saturday: crypto trades
+    assert venue.open_orders()[0].expire_at == _utc("2020-02-23T00:00")
+
+
+def test_venue_when_pickled_then_calendar_travels_by_name():
+    venue = SimVenue()
+    venue.on_order(order("o1", limit=90.0, ts=_utc("2024-07-03T15:00")))
+    restored = pickle.loads(pickle.dumps(venue))
+    assert restored.on_time(_utc("2024-07-03T17:00"))[0].reason == "day_expired"
+
+
+def test_venue_config_when_unknown_calendar_then_refused():
+    with pytest.raises(ValueError, match="unknown calendar 'XLON'"):
+        SimVenueConfig(calendar="XLON")
 
 
 def test_gtc_order_when_session_closes_then_stays_working():
