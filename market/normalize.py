@@ -18,7 +18,8 @@ Rule order (the first failing rule wins, so a tick carries a single reason):
  9. ``price_band``       trade price / quote mid moves more than ``price_band_pct`` percent from
                          the last good price of the symbol
 10. ``duplicate_trade``  trade id already accepted for the symbol (bounded memory: the last
-                         ``dedupe_window`` accepted ids per symbol, see :class:`RecentTradeIds`)
+                         ``dedupe_window`` accepted ids per symbol, see :class:`RecentTradeIds`;
+                         the window holds ``schemas.columns.trade_key`` of each id: an int for a numeric id)
 
 Cheap, config-level rules run first; value checks before time checks so a garbage tick is named for
 its garbage. The duplicate check is last because it also records the id (one set lookup per trade):
@@ -43,6 +44,7 @@ Record ids (deterministic, so replays dedupe in ClickHouse):
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from itertools import islice
 from typing import Any
@@ -61,7 +63,7 @@ from market.tick_parsers import (
 from market.normalize_columns import normalize_raw_batch
 from schemas.trusted import trusted_constructor
 from schemas.base import NANOS_PER_SECOND
-from schemas.columns import RawTickBatch, TickBatch
+from schemas.columns import RawTickBatch, TickBatch, trade_key, trade_keys
 from schemas.control import DeadLetter
 from schemas.market import Quote, RawTick, Trade
 
@@ -69,6 +71,7 @@ __all__ = [
     "NormalizeConfig",
     "NormalizeState",
     "RecentTradeIds",
+    "trade_key",
     "PAYLOAD_PARSERS",
     "REASON_CODES",
     "SOURCE_TOPIC",
@@ -203,18 +206,32 @@ class RecentTradeIds:
             return None
         return [self.add_if_new(trade_id) for trade_id in ids]
 
-    def __getstate__(self) -> tuple[int, str | list[str]]:
-        # One string, not thousands: the desk pickles 8 windows of 20,000 ids every epoch, and a
-        # list of them took some 13 ms of the stage's time. A list only if an id holds the separator.
-        joined = _ID_SEPARATOR.join(self._order)
-        if joined.count(_ID_SEPARATOR) == max(len(self._order) - 1, 0):
-            return (self._order.maxlen, joined if self._order else [])
-        return (self._order.maxlen, list(self._order))
+    def __getstate__(self) -> tuple[int, str | array | list]:
+        # One string or one int64 array, not thousands of objects: the desk pickles 8 windows of
+        # 20,000 ids every epoch, and a list of them took some 13 ms of the stage's time. A list
+        # only for a mix of ints and texts, or an id that holds the separator.
+        order = self._order
+        if not order:
+            return (order.maxlen, [])
+        if type(order[0]) is int:
+            try:
+                return (order.maxlen, array("q", order))
+            except (TypeError, OverflowError):
+                return (order.maxlen, list(order))
+        try:
+            joined = _ID_SEPARATOR.join(order)
+        except TypeError:  # an int among the texts
+            return (order.maxlen, list(order))
+        if joined.count(_ID_SEPARATOR) == len(order) - 1:
+            return (order.maxlen, joined)
+        return (order.maxlen, list(order))
 
-    def __setstate__(self, state: tuple[int, str | list[str]]) -> None:
+    def __setstate__(self, state: tuple[int, str | array | list]) -> None:
         maxlen, ids = state
         if isinstance(ids, str):
             ids = ids.split(_ID_SEPARATOR)
+        elif isinstance(ids, array):
+            ids = ids.tolist()
         self._order = deque(ids, maxlen=maxlen)
         self._members = set(ids)
 
@@ -267,6 +284,7 @@ class NormalizeState:
             "accepted_trades": self._accepted_trades,
             "accepted_quotes": self._accepted_quotes,
             "rejected": self._rejected,
+            "window_keys": 1,  # the trade-id windows hold trade_key(id), not the id text
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -274,6 +292,9 @@ class NormalizeState:
         self._watermark = state["watermark"]
         self._reference_price = state["reference_price"]
         self._trade_ids = state["trade_ids"]
+        if "window_keys" not in state:  # a snapshot from before the windows held keys
+            self._trade_ids = {symbol: RecentTradeIds(window._order.maxlen, trade_keys(list(window._order)))
+                               for symbol, window in self._trade_ids.items()}
         self._accepted_trades = state["accepted_trades"]
         self._accepted_quotes = state["accepted_quotes"]
         self._rejected = state["rejected"]
@@ -370,7 +391,7 @@ class NormalizeState:
         if recent is None:
             recent = self._trade_ids[symbol] = RecentTradeIds(self.config.dedupe_window)
         # Last rule, because it records the id: only accepted trades enter the window.
-        if not recent.add_if_new(trade_id):
+        if not recent.add_if_new(trade_key(trade_id)):
             return self._reject(
                 raw, REASON_DUPLICATE_TRADE, f"trade_id={trade_id!r} was already accepted for {symbol}", ts
             )
