@@ -44,9 +44,6 @@ Record ids (deterministic, so replays dedupe in ClickHouse):
 
 from __future__ import annotations
 
-from array import array
-from collections import deque
-from itertools import islice
 from typing import Any
 
 import orjson
@@ -61,6 +58,7 @@ from market.tick_parsers import (
     read_event_ts,
 )
 from market.normalize_columns import normalize_raw_batch
+from market.recent_ids import RecentTradeIds
 from schemas.trusted import trusted_constructor
 from schemas.base import NANOS_PER_SECOND
 from schemas.columns import RawTickBatch, TickBatch, trade_key, trade_keys
@@ -131,109 +129,6 @@ class NormalizeConfig(BaseModel):
     dedupe_window: int = Field(
         default=10_000, ge=1, description="Trade ids remembered per symbol for duplicate detection."
     )
-
-
-_ID_SEPARATOR = "\x00"
-
-
-class RecentTradeIds:
-    """The last ``maxlen`` accepted trade ids of one symbol, for O(1) duplicate checks.
-
-    Bounded memory: a deque gives the eviction order, a set the membership test. A duplicate older
-    than the window (more than ``maxlen`` accepted trades ago) is not detected; ClickHouse's
-    ReplacingMergeTree on the trade's id still deduplicates it downstream. Only the deque is
-    pickled (the set is rebuilt), which halves the snapshot size.
-    """
-
-    __slots__ = ("_order", "_members")
-
-    def __init__(self, maxlen: int, ids: list[str] | tuple[str, ...] = ()):
-        self._order: deque[str] = deque(ids, maxlen=maxlen)
-        self._members: set[str] = set(self._order)
-
-    def __contains__(self, trade_id: str) -> bool:
-        return trade_id in self._members
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def add_if_new(self, trade_id: str) -> bool:
-        """Remember ``trade_id``; False (and no change) if it is already in the window."""
-        members = self._members
-        if trade_id in members:
-            return False
-        order = self._order
-        if len(order) == order.maxlen:
-            members.discard(order[0])  # the deque drops it on append below
-        order.append(trade_id)
-        members.add(trade_id)
-        return True
-
-    def first_known(self, trade_ids: list[str]) -> int | None:
-        """Index of the first of ``trade_ids`` that is in the window or repeats an earlier one of
-        them; None if all are new and distinct, the case :meth:`extend_new` takes.
-
-        A hit is not necessarily a duplicate (enough new ids before it may evict its twin): the
-        batch path only uses it as the row from which it goes one trade at a time.
-        """
-        distinct = set(trade_ids)
-        if len(distinct) == len(trade_ids) and distinct.isdisjoint(self._members):
-            return None  # the common case, answered by two C-level set operations
-        seen: set[str] = set()
-        for i, trade_id in enumerate(trade_ids):  # rare: a replay or a broken feed
-            if trade_id in self._members or trade_id in seen:
-                return i
-            seen.add(trade_id)
-        return None
-
-    def extend_new(self, trade_ids: list[str]) -> None:
-        """``add_if_new`` for each of ``trade_ids`` in order, in bulk; the ids must be new and
-        distinct (``first_known(trade_ids) is None``), so every one of them is added."""
-        order, members = self._order, self._members
-        maxlen = order.maxlen
-        evicted = len(order) + len(trade_ids) - maxlen
-        if evicted > 0:  # the oldest ids leave the set before the new ones enter it
-            members.difference_update(islice(order, 0, min(evicted, len(order))))
-        members.update(trade_ids[-maxlen:])  # more than maxlen new ids: only the last maxlen stay
-        order.extend(trade_ids)
-
-    def add_new(self, ids: list[str]) -> list[bool] | None:
-        """Remember ``ids`` in order, exactly as :meth:`add_if_new` one by one would. None when every
-        one was new (the usual case: :meth:`first_known` and :meth:`extend_new`, C-level set
-        operations with no loop per id); otherwise, per id, whether it was new."""
-        if self.first_known(ids) is None:
-            self.extend_new(ids)
-            return None
-        return [self.add_if_new(trade_id) for trade_id in ids]
-
-    def __getstate__(self) -> tuple[int, str | array | list]:
-        # One string or one int64 array, not thousands of objects: the desk pickles 8 windows of
-        # 20,000 ids every epoch, and a list of them took some 13 ms of the stage's time. A list
-        # only for a mix of ints and texts, or an id that holds the separator.
-        order = self._order
-        if not order:
-            return (order.maxlen, [])
-        if type(order[0]) is int:
-            try:
-                return (order.maxlen, array("q", order))
-            except (TypeError, OverflowError):
-                return (order.maxlen, list(order))
-        try:
-            joined = _ID_SEPARATOR.join(order)
-        except TypeError:  # an int among the texts
-            return (order.maxlen, list(order))
-        if joined.count(_ID_SEPARATOR) == len(order) - 1:
-            return (order.maxlen, joined)
-        return (order.maxlen, list(order))
-
-    def __setstate__(self, state: tuple[int, str | array | list]) -> None:
-        maxlen, ids = state
-        if isinstance(ids, str):
-            ids = ids.split(_ID_SEPARATOR)
-        elif isinstance(ids, array):
-            ids = ids.tolist()
-        self._order = deque(ids, maxlen=maxlen)
-        self._members = set(ids)
 
 
 def raw_tick_text(raw: RawTick) -> str:
