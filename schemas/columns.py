@@ -114,11 +114,20 @@ def _check_trade_ids(batch) -> None:
         raise ValueError(f"a {type(batch).__name__} needs trade_id or trade_no")
 
 
-def _take_trade_ids(batch, rows: np.ndarray) -> dict:
-    """``trade_id`` and ``trade_no`` of the rows ``rows``, without making the text if it is not made yet."""
+def take_trade_ids(batch: "RawTickBatch | TickBatch", rows) -> dict:
+    """``{"trade_id": ..., "trade_no": ...}`` of the rows ``rows`` (indices, a mask or a slice) for a
+    batch constructor, without making the text column if it is not made yet."""
     texts = batch.__dict__["trade_id"]
     return {"trade_id": None if texts is None else texts[rows],
             "trade_no": None if batch.trade_no is None else batch.trade_no[rows]}
+
+
+def concat_trade_ids(batches: "Sequence[RawTickBatch | TickBatch]") -> dict:
+    """``{"trade_id": ..., "trade_no": ...}`` of ``batches`` one after the other: numbers stay
+    numbers (the text unmade) when every batch has them, else the texts."""
+    if all(b.trade_no is not None for b in batches):
+        return {"trade_id": None, "trade_no": np.concatenate([b.trade_no for b in batches])}
+    return {"trade_id": np.concatenate([b.trade_id for b in batches]), "trade_no": None}
 
 WATERMARK = """A batch's ``watermark`` (ns, or None): every tick of this stream that comes after the batch,
 of any symbol, has ``ts_event >= watermark``. Only a feed that delivers its tape in event-time order
@@ -180,7 +189,7 @@ class RawTickBatch:
     def take(self, rows: np.ndarray) -> "RawTickBatch":
         """The rows ``rows`` (indices or a boolean mask), same dictionaries."""
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
-                                 if f.name not in self._PER_BATCH}, **_take_trade_ids(self, rows))
+                                 if f.name not in self._PER_BATCH}, **take_trade_ids(self, rows))
 
     def symbol_names(self) -> np.ndarray:
         return np.asarray(self.symbols, dtype=object)[self.symbol] if self.symbols else np.empty(0, dtype=object)
@@ -317,7 +326,7 @@ class TickBatch:
         return replace(self, **{
             f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows])
             for f in fields(self) if f.name not in skip
-        }, **_take_trade_ids(self, rows))
+        }, **take_trade_ids(self, rows))
 
     @property
     def is_trade(self) -> np.ndarray:
@@ -441,10 +450,7 @@ def concat_tick_batches(batches: Iterable[TickBatch]) -> TickBatch:
     ids = None
     if any(b.ids is not None for b in batches):
         ids = np.concatenate([b.record_ids() for b in batches])
-    if all(b.trade_no is not None for b in batches):  # numbers stay numbers, the text stays unmade
-        columns.update(trade_id=None, trade_no=np.concatenate([b.trade_no for b in batches]))
-    else:
-        columns.update(trade_id=np.concatenate([b.trade_id for b in batches]), trade_no=None)
+    columns.update(concat_trade_ids(batches))
     return TickBatch(symbols=symbols, symbol=symbol, sources=sources, source=source, ids=ids,
                      watermark=watermark, **columns)
 
