@@ -60,7 +60,9 @@ def run_split(bootstrap: str, workdir: Path, args: list[str]) -> tuple[float, st
     done = subprocess.run([sys.executable, "-m", "tapeflow.cli", "run", "--brokers", bootstrap, *args],
                           cwd=workdir, capture_output=True, text=True,
                           env={"TAPEFLOW_WAREHOUSE": f"chdb://{workdir}/wh", "PATH": "/usr/bin:/bin",
-                               "HOME": str(Path.home())})
+                               "HOME": str(Path.home()),
+                               # this checkout's packages, not whichever tapeflow the interpreter has installed
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     if done.returncode != 0:
         raise SystemExit(f"tapeflow run --brokers failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - started, done.stdout

@@ -18,6 +18,7 @@ Prints ticks/s (wall clock over the whole run, final flush included) and the pea
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -83,8 +84,13 @@ def main() -> None:
                                trading=trading, control=ControlChannel(Path(workdir) / "control.jsonl"))
     progress.start()
     started = time.perf_counter()
+    cpu_started, dataflow_cpu_started = time.process_time(), time.thread_time()
     run_flow(flow, settings.epoch_interval_s)
     elapsed = time.perf_counter() - started
+    # CPU seconds as well as the wall clock: on a shared machine the wall clock measures the load
+    # of others too; the dataflow thread's CPU time bounds the rate when a core is free for it.
+    dataflow_cpu = time.thread_time() - dataflow_cpu_started
+    process_cpu = time.process_time() - cpu_started
     progress.stop()
     done.set()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -95,6 +101,9 @@ def main() -> None:
     print(f"elapsed          {elapsed:.2f} s")
     target = "150,000" if trading else "500,000 (without md.raw)"
     print(f"throughput       {progress.ticks / elapsed:,.0f} ticks/s (target >= {target})")
+    print(f"CPU              dataflow thread {dataflow_cpu:.2f} s ({progress.ticks / dataflow_cpu:,.0f} ticks per CPU-s); "
+          f"whole process {process_cpu:.2f} s ({progress.ticks / process_cpu:,.0f} ticks per CPU-s)")
+    print(f"CPU by thread    {cpu_by_thread_name()} s")
     print(f"bars / features  {bars:,} / {vectors:,}")
     print(f"peak RSS         {peak_mib:,.0f} MiB (target <= 1024)")
     if len(rss_by_minute) >= 2:
@@ -115,6 +124,21 @@ def main() -> None:
                   f"(n {on_tape[3]:,}; without the {flushed} orders of the bar the end of the run flushed)")
             b = bar_end_to_order_ms(wh, "bench")
             print(f"bar end->order   p50 {b[0]:.2f} ms  p99 {b[1]:.2f} ms  max {b[2]:.2f} ms  (n {b[3]:,}; target p99 <= 20 ms)")
+
+
+def cpu_by_thread_name(top: int = 6) -> str:
+    """The process's CPU seconds so far by thread name (ClickHouse's own threads included), largest first."""
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    by_name: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields_ = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        by_name[name] = by_name.get(name, 0.0) + (int(fields_[11]) + int(fields_[12])) / ticks_per_s
+    ranked = sorted(by_name.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in ranked)
 
 
 def tick_to_order_on_the_tape_ms(wh, run_id: str) -> tuple[tuple[float, float, float, int], int]:

@@ -403,8 +403,7 @@ def _block_batch(
     values ``ticks()`` puts in the payloads, NaN / None in the columns a kind lacks."""
     is_quote = block.is_quote[lo:hi]
     nan = np.nan
-    trade_id = block.trade_id[lo:hi].astype(str).astype(object)  # C-level int -> str, once per batch
-    trade_id[is_quote] = None
+    trade_no = np.where(is_quote, -1, block.trade_id[lo:hi])  # ids as numbers: text only at the edges
     side = _SIDE_CODES[block.side[lo:hi]]
     side[is_quote] = SIDE_NONE
     n = hi - lo
@@ -419,7 +418,8 @@ def _block_batch(
         price=np.where(is_quote, nan, block.price[lo:hi]),
         size=np.where(is_quote, nan, block.size[lo:hi]),
         side=side,
-        trade_id=trade_id,
+        trade_id=None,
+        trade_no=trade_no,
         bid=np.where(is_quote, block.bid[lo:hi], nan),
         ask=np.where(is_quote, block.ask[lo:hi], nan),
         bid_size=np.where(is_quote, block.bid_size[lo:hi], nan),

@@ -18,7 +18,8 @@ Rule order (the first failing rule wins, so a tick carries a single reason):
  9. ``price_band``       trade price / quote mid moves more than ``price_band_pct`` percent from
                          the last good price of the symbol
 10. ``duplicate_trade``  trade id already accepted for the symbol (bounded memory: the last
-                         ``dedupe_window`` accepted ids per symbol, see :class:`RecentTradeIds`)
+                         ``dedupe_window`` accepted ids per symbol, see :class:`RecentTradeIds`;
+                         the window holds ``schemas.columns.trade_key`` of each id: an int for a numeric id)
 
 Cheap, config-level rules run first; value checks before time checks so a garbage tick is named for
 its garbage. The duplicate check is last because it also records the id (one set lookup per trade):
@@ -43,8 +44,6 @@ Record ids (deterministic, so replays dedupe in ClickHouse):
 
 from __future__ import annotations
 
-from collections import deque
-from itertools import islice
 from typing import Any
 
 import orjson
@@ -59,9 +58,10 @@ from market.tick_parsers import (
     read_event_ts,
 )
 from market.normalize_columns import normalize_raw_batch
+from market.recent_ids import RecentTradeIds
 from schemas.trusted import trusted_constructor
 from schemas.base import NANOS_PER_SECOND
-from schemas.columns import RawTickBatch, TickBatch
+from schemas.columns import RawTickBatch, TickBatch, trade_key, trade_keys
 from schemas.control import DeadLetter
 from schemas.market import Quote, RawTick, Trade
 
@@ -69,6 +69,7 @@ __all__ = [
     "NormalizeConfig",
     "NormalizeState",
     "RecentTradeIds",
+    "trade_key",
     "PAYLOAD_PARSERS",
     "REASON_CODES",
     "SOURCE_TOPIC",
@@ -130,95 +131,6 @@ class NormalizeConfig(BaseModel):
     )
 
 
-_ID_SEPARATOR = "\x00"
-
-
-class RecentTradeIds:
-    """The last ``maxlen`` accepted trade ids of one symbol, for O(1) duplicate checks.
-
-    Bounded memory: a deque gives the eviction order, a set the membership test. A duplicate older
-    than the window (more than ``maxlen`` accepted trades ago) is not detected; ClickHouse's
-    ReplacingMergeTree on the trade's id still deduplicates it downstream. Only the deque is
-    pickled (the set is rebuilt), which halves the snapshot size.
-    """
-
-    __slots__ = ("_order", "_members")
-
-    def __init__(self, maxlen: int, ids: list[str] | tuple[str, ...] = ()):
-        self._order: deque[str] = deque(ids, maxlen=maxlen)
-        self._members: set[str] = set(self._order)
-
-    def __contains__(self, trade_id: str) -> bool:
-        return trade_id in self._members
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def add_if_new(self, trade_id: str) -> bool:
-        """Remember ``trade_id``; False (and no change) if it is already in the window."""
-        members = self._members
-        if trade_id in members:
-            return False
-        order = self._order
-        if len(order) == order.maxlen:
-            members.discard(order[0])  # the deque drops it on append below
-        order.append(trade_id)
-        members.add(trade_id)
-        return True
-
-    def first_known(self, trade_ids: list[str]) -> int | None:
-        """Index of the first of ``trade_ids`` that is in the window or repeats an earlier one of
-        them; None if all are new and distinct, the case :meth:`extend_new` takes.
-
-        A hit is not necessarily a duplicate (enough new ids before it may evict its twin): the
-        batch path only uses it as the row from which it goes one trade at a time.
-        """
-        distinct = set(trade_ids)
-        if len(distinct) == len(trade_ids) and distinct.isdisjoint(self._members):
-            return None  # the common case, answered by two C-level set operations
-        seen: set[str] = set()
-        for i, trade_id in enumerate(trade_ids):  # rare: a replay or a broken feed
-            if trade_id in self._members or trade_id in seen:
-                return i
-            seen.add(trade_id)
-        return None
-
-    def extend_new(self, trade_ids: list[str]) -> None:
-        """``add_if_new`` for each of ``trade_ids`` in order, in bulk; the ids must be new and
-        distinct (``first_known(trade_ids) is None``), so every one of them is added."""
-        order, members = self._order, self._members
-        maxlen = order.maxlen
-        evicted = len(order) + len(trade_ids) - maxlen
-        if evicted > 0:  # the oldest ids leave the set before the new ones enter it
-            members.difference_update(islice(order, 0, min(evicted, len(order))))
-        members.update(trade_ids[-maxlen:])  # more than maxlen new ids: only the last maxlen stay
-        order.extend(trade_ids)
-
-    def add_new(self, ids: list[str]) -> list[bool] | None:
-        """Remember ``ids`` in order, exactly as :meth:`add_if_new` one by one would. None when every
-        one was new (the usual case: :meth:`first_known` and :meth:`extend_new`, C-level set
-        operations with no loop per id); otherwise, per id, whether it was new."""
-        if self.first_known(ids) is None:
-            self.extend_new(ids)
-            return None
-        return [self.add_if_new(trade_id) for trade_id in ids]
-
-    def __getstate__(self) -> tuple[int, str | list[str]]:
-        # One string, not thousands: the desk pickles 8 windows of 20,000 ids every epoch, and a
-        # list of them took some 13 ms of the stage's time. A list only if an id holds the separator.
-        joined = _ID_SEPARATOR.join(self._order)
-        if joined.count(_ID_SEPARATOR) == max(len(self._order) - 1, 0):
-            return (self._order.maxlen, joined if self._order else [])
-        return (self._order.maxlen, list(self._order))
-
-    def __setstate__(self, state: tuple[int, str | list[str]]) -> None:
-        maxlen, ids = state
-        if isinstance(ids, str):
-            ids = ids.split(_ID_SEPARATOR)
-        self._order = deque(ids, maxlen=maxlen)
-        self._members = set(ids)
-
-
 def raw_tick_text(raw: RawTick) -> str:
     """The raw tick as JSON text for a dead letter; never raises (the dlq must get *something*)."""
     try:
@@ -267,6 +179,7 @@ class NormalizeState:
             "accepted_trades": self._accepted_trades,
             "accepted_quotes": self._accepted_quotes,
             "rejected": self._rejected,
+            "window_keys": 1,  # the trade-id windows hold trade_key(id), not the id text
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -274,6 +187,9 @@ class NormalizeState:
         self._watermark = state["watermark"]
         self._reference_price = state["reference_price"]
         self._trade_ids = state["trade_ids"]
+        if "window_keys" not in state:  # a snapshot from before the windows held keys
+            self._trade_ids = {symbol: RecentTradeIds(window._order.maxlen, trade_keys(list(window._order)))
+                               for symbol, window in self._trade_ids.items()}
         self._accepted_trades = state["accepted_trades"]
         self._accepted_quotes = state["accepted_quotes"]
         self._rejected = state["rejected"]
@@ -370,7 +286,7 @@ class NormalizeState:
         if recent is None:
             recent = self._trade_ids[symbol] = RecentTradeIds(self.config.dedupe_window)
         # Last rule, because it records the id: only accepted trades enter the window.
-        if not recent.add_if_new(trade_id):
+        if not recent.add_if_new(trade_key(trade_id)):
             return self._reject(
                 raw, REASON_DUPLICATE_TRADE, f"trade_id={trade_id!r} was already accepted for {symbol}", ts
             )

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from schemas.columns import QUOTE, SIDE_TO_AGGRESSOR, TRADE, RawTickBatch, TickBatch
+from schemas.columns import QUOTE, SIDE_TO_AGGRESSOR, TRADE, RawTickBatch, TickBatch, trade_keys
 from schemas.control import DeadLetter
 
 if TYPE_CHECKING:
@@ -77,7 +77,9 @@ def _stateless_rejects(state: NormalizeState, batch: RawTickBatch) -> np.ndarray
     # Comparisons with NaN are False: `(0 < x) & (x < inf)` is False for NaN as in the per-tick chain.
     good_trade = (price > 0.0) & (price < np.inf) & (size > 0.0) & (size < np.inf)
     # A trade id is a str on trade rows; "" (and None, a missing one) is falsy, i.e. malformed.
-    good_trade &= batch.trade_id.astype(bool)
+    # Trade numbers (schemas.columns.TRADE_NUMBERS) are never empty texts.
+    if batch.trade_no is None:
+        good_trade &= batch.trade_id.astype(bool)
     good_quote = (
         (bid > 0.0) & (bid < np.inf) & (ask > 0.0) & (ask < np.inf)
         & (batch.bid_size >= 0.0) & (batch.bid_size < np.inf)
@@ -143,9 +145,13 @@ def _accept_in_bulk(state: NormalizeState, batch: RawTickBatch, candidates: np.n
         np.not_equal(hit_group[1:], hit_group[:-1], out=first_hit[1:])
         stop[hit_group[first_hit]] = hits[first_hit]
 
-    # duplicate_trade: per symbol, the trade ids before the stop must be new and distinct.
+    # duplicate_trade: per symbol, the trade ids before the stop must be new and distinct. The
+    # window holds trade_key(id): the batch's numbers as they are, texts through trade_keys.
     trade_at = np.flatnonzero(is_trade)
-    trade_ids = batch.trade_id[rows[trade_at]].tolist()
+    if batch.trade_no is not None:
+        trade_ids = batch.trade_no[rows[trade_at]].tolist()
+    else:
+        trade_ids = trade_keys(batch.trade_id[rows[trade_at]].tolist())
     trades_from = np.searchsorted(trade_at, starts).tolist()
     trades_to = np.searchsorted(trade_at, stop).tolist()
     for g, (lo, hi) in enumerate(zip(trades_from, trades_to)):  # one pass per symbol, not per row
@@ -198,7 +204,8 @@ def _accepted_ticks(batch: RawTickBatch, accepted: np.ndarray) -> TickBatch:
         ts_ingest=ts_ingest, ts_tick_ingest=ts_ingest.copy(),
         price=batch.price[rows], size=batch.size[rows],
         aggressor=np.where(kind == QUOTE, 0, SIDE_TO_AGGRESSOR[batch.side[rows]]).astype(np.int8),
-        trade_id=batch.trade_id[rows],
+        trade_id=None if batch.trade_no is not None else batch.trade_id[rows],
+        trade_no=None if batch.trade_no is None else batch.trade_no[rows],
         bid=batch.bid[rows], ask=batch.ask[rows], bid_size=batch.bid_size[rows], ask_size=batch.ask_size[rows],
         ids=None, watermark=batch.watermark,
     )

@@ -16,6 +16,10 @@ Strings are dictionary-coded: ``symbols`` (and ``sources``) hold each name once 
 int32 code per row, so a group-by per symbol is an integer operation. Trades and quotes share one
 batch (``kind``), in arrival order, because a quote moves a symbol's watermark between two trades;
 the columns a kind does not have hold NaN (floats) or None (trade ids).
+
+Trade ids are numbers on the hot path, text only at the edges (TRADE_NUMBERS below): a feed whose
+ids are integers gives ``trade_no`` and no ``trade_id``; the text column is then made on its first
+read, which only the record, wire and dead-letter edges do.
 """
 
 from __future__ import annotations
@@ -44,6 +48,86 @@ RAW_SIDE_CODE = {s: i for i, s in enumerate(RAW_SIDES)}
 SIDE_TO_AGGRESSOR = np.array([AGGRESSOR_UNKNOWN, AGGRESSOR_BUY, AGGRESSOR_SELL, AGGRESSOR_UNKNOWN], dtype=np.int8)
 
 PAYLOAD_FORMAT = "tapeflow.v1"
+
+TRADE_NUMBERS = """``trade_no`` (int64, or None): every trade row's trade id as a number, its ``trade_id`` being
+``str(trade_no)`` exactly (so 0 <= trade_no < 2**63: canonical decimal text, no sign, no leading
+zero), and -1 on quote rows. A batch built with ``trade_no`` may leave ``trade_id`` None: reading
+``batch.trade_id`` then makes the text column once (and keeps it). A batch whose ids are not all
+such numbers has ``trade_no`` None and its text ``trade_id``. See :func:`trade_number`."""
+
+_MAX_TRADE_NO_DIGITS = 19  # 2**63 - 1 has 19 digits
+
+
+def trade_number(trade_id: object) -> int | None:
+    """The number a trade id text stands for under TRADE_NUMBERS (``"42"`` -> 42), or None when the
+    text is not the canonical decimal form of an int64 >= 0 (``"042"``, ``"-1"``, ``"1e3"``, ``"x"``):
+    each number has exactly one text, so a number and a text never name the same trade twice."""
+    if type(trade_id) is not str or not trade_id.isascii() or not trade_id.isdigit():
+        return None
+    if len(trade_id) > _MAX_TRADE_NO_DIGITS or (trade_id[0] == "0" and len(trade_id) > 1):
+        return None
+    number = int(trade_id)
+    return number if number < (1 << 63) else None
+
+
+def trade_key(trade_id: str) -> int | str:
+    """A trade id as what a duplicate window holds: its number when the text is one
+    (:func:`trade_number`: one text per number, so no two ids share a key), else the text. A batch
+    with ``trade_no`` then checks its ids with no text made at all."""
+    number = trade_number(trade_id)
+    return trade_id if number is None else number
+
+
+def trade_keys(trade_ids: list[str]) -> list[int | str]:
+    """:func:`trade_key` of each id."""
+    return [trade_id if number is None else number
+            for trade_id, number in zip(trade_ids, map(trade_number, trade_ids))]
+
+
+def trade_id_texts(kind: np.ndarray, trade_no: np.ndarray) -> np.ndarray:
+    """The ``trade_id`` column of ``trade_no`` (TRADE_NUMBERS): str on trade rows, None on quotes."""
+    texts = np.empty(len(kind), dtype=object)
+    texts[:] = [str(n) if k == TRADE else None for k, n in zip(kind.tolist(), trade_no.tolist())]
+    return texts
+
+
+class _TextTradeIds:
+    """The ``trade_id`` attribute of a batch class: the column as given, else made from ``trade_no``
+    on first read and kept (a frozen batch's columns never change, so the cache cannot go stale)."""
+
+    def __get__(self, batch, owner=None):
+        if batch is None:
+            return self
+        texts = batch.__dict__["trade_id"]
+        if texts is None:
+            texts = batch.__dict__["trade_id"] = trade_id_texts(batch.kind, batch.trade_no)
+        return texts
+
+    # Kept under the field's own name in the instance dict (this data descriptor wins over it), so
+    # vars(batch) still maps every field to its value.
+    def __set__(self, batch, texts) -> None:
+        batch.__dict__["trade_id"] = texts
+
+
+def _check_trade_ids(batch) -> None:
+    if batch.trade_no is None and batch.__dict__["trade_id"] is None:
+        raise ValueError(f"a {type(batch).__name__} needs trade_id or trade_no")
+
+
+def take_trade_ids(batch: "RawTickBatch | TickBatch", rows) -> dict:
+    """``{"trade_id": ..., "trade_no": ...}`` of the rows ``rows`` (indices, a mask or a slice) for a
+    batch constructor, without making the text column if it is not made yet."""
+    texts = batch.__dict__["trade_id"]
+    return {"trade_id": None if texts is None else texts[rows],
+            "trade_no": None if batch.trade_no is None else batch.trade_no[rows]}
+
+
+def concat_trade_ids(batches: "Sequence[RawTickBatch | TickBatch]") -> dict:
+    """``{"trade_id": ..., "trade_no": ...}`` of ``batches`` one after the other: numbers stay
+    numbers (the text unmade) when every batch has them, else the texts."""
+    if all(b.trade_no is not None for b in batches):
+        return {"trade_id": None, "trade_no": np.concatenate([b.trade_no for b in batches])}
+    return {"trade_id": np.concatenate([b.trade_id for b in batches]), "trade_no": None}
 
 WATERMARK = """A batch's ``watermark`` (ns, or None): every tick of this stream that comes after the batch,
 of any symbol, has ``ts_event >= watermark``. Only a feed that delivers its tape in event-time order
@@ -86,12 +170,18 @@ class RawTickBatch:
     price: np.ndarray  # float64; NaN on quotes
     size: np.ndarray
     side: np.ndarray  # int8 raw side code (SIDE_*); SIDE_NONE on quotes
-    trade_id: np.ndarray  # object: str on trades, None on quotes
+    trade_id: np.ndarray | None  # object: str on trades, None on quotes; None: made from trade_no
     bid: np.ndarray  # float64; NaN on trades
     ask: np.ndarray
     bid_size: np.ndarray
     ask_size: np.ndarray
     watermark: int | None = None  # see WATERMARK below
+    trade_no: np.ndarray | None = None  # int64 or None, see TRADE_NUMBERS
+
+    _PER_BATCH = ("source", "symbols", "watermark", "trade_id", "trade_no")  # take() handles these itself
+
+    def __post_init__(self) -> None:
+        _check_trade_ids(self)
 
     def __len__(self) -> int:
         return len(self.seq)
@@ -99,7 +189,7 @@ class RawTickBatch:
     def take(self, rows: np.ndarray) -> "RawTickBatch":
         """The rows ``rows`` (indices or a boolean mask), same dictionaries."""
         return replace(self, **{f.name: getattr(self, f.name)[rows] for f in fields(self)
-                                 if f.name not in ("source", "symbols", "watermark")})
+                                 if f.name not in self._PER_BATCH}, **take_trade_ids(self, rows))
 
     def symbol_names(self) -> np.ndarray:
         return np.asarray(self.symbols, dtype=object)[self.symbol] if self.symbols else np.empty(0, dtype=object)
@@ -207,15 +297,19 @@ class TickBatch:
     price: np.ndarray  # float64; NaN on quotes
     size: np.ndarray
     aggressor: np.ndarray  # int8 AGGRESSOR_* code; 0 on quotes
-    trade_id: np.ndarray  # object: str on trades, None on quotes
+    trade_id: np.ndarray | None  # object: str on trades, None on quotes; None: made from trade_no
     bid: np.ndarray  # float64; NaN on trades
     ask: np.ndarray
     bid_size: np.ndarray
     ask_size: np.ndarray
     ids: np.ndarray | None = None  # object: str per row; None: derived by record_ids()
     watermark: int | None = None  # see WATERMARK below
+    trade_no: np.ndarray | None = None  # int64 or None, see TRADE_NUMBERS
 
-    _PER_BATCH = ("symbols", "sources", "watermark")  # not per row: kept by take()
+    _PER_BATCH = ("symbols", "sources", "watermark", "trade_id", "trade_no")  # take() handles these itself
+
+    def __post_init__(self) -> None:
+        _check_trade_ids(self)
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -232,7 +326,7 @@ class TickBatch:
         return replace(self, **{
             f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[rows])
             for f in fields(self) if f.name not in skip
-        })
+        }, **take_trade_ids(self, rows))
 
     @property
     def is_trade(self) -> np.ndarray:
@@ -254,7 +348,10 @@ class TickBatch:
         prefix = sources + ":" + symbols  # object arrays: one C-level loop per operation
         trade = self.kind == TRADE
         tail = np.where(trade, ":t:", ":q:").astype(object)
-        key = np.where(trade, self.trade_id, self.seq.astype(str).astype(object))
+        if self.trade_no is not None:  # one int -> text conversion for both kinds
+            key = np.where(trade, self.trade_no, self.seq).astype(str).astype(object)
+        else:
+            key = np.where(trade, self.trade_id, self.seq.astype(str).astype(object))
         return prefix + tail + key
 
     def field_dicts(self) -> Iterator[dict]:
@@ -347,13 +444,19 @@ def concat_tick_batches(batches: Iterable[TickBatch]) -> TickBatch:
     sources, source = merge("sources", "source")
     columns = {
         f.name: np.concatenate([getattr(b, f.name) for b in batches])
-        for f in fields(TickBatch) if f.name not in ("symbols", "symbol", "sources", "source", "ids", "watermark")
+        for f in fields(TickBatch)
+        if f.name not in ("symbols", "symbol", "sources", "source", "ids", "watermark", "trade_id", "trade_no")
     }
     ids = None
     if any(b.ids is not None for b in batches):
         ids = np.concatenate([b.record_ids() for b in batches])
+    columns.update(concat_trade_ids(batches))
     return TickBatch(symbols=symbols, symbol=symbol, sources=sources, source=source, ids=ids,
                      watermark=watermark, **columns)
+
+
+for _batch_class in (RawTickBatch, TickBatch):
+    _batch_class.trade_id = _TextTradeIds()  # after @dataclass: a default here would be a field default
 
 
 def rows_by_code(codes: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:

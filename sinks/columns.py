@@ -14,7 +14,8 @@ How the record-only parts are matched without records:
 - Dictionary-coded names (symbol, source, aggressor, raw side) become dense strings by Arrow's
   dictionary decode, a C loop.
 - Record ids follow normalize's rule (see :meth:`TickBatch.record_ids`), built by Polars string
-  concatenation; a batch that carries its own ``ids`` keeps them.
+  concatenation; a batch that carries its own ``ids`` keeps them. Trade ids given as numbers
+  (``trade_no``) become text by Arrow's cast, never through Python strings.
 - ``md_raw.payload`` is the JSON text ``orjson.dumps`` writes for the record's payload dict, built by
   Polars' ``struct.json_encode``. Both format a float as its shortest round-trip text (``100.0``,
   ``1e-7``, ``1.2345678901234568e+17``) and write NaN and inf as ``null``, and both escape strings
@@ -73,7 +74,7 @@ def raw_table(batch: RawTickBatch, run_id: str) -> pa.Table:
 
 def _trades(batch: TickBatch, rows: np.ndarray, run_id: str) -> pa.Table:
     n = len(rows)
-    trade_id = _texts(batch.trade_id[rows])
+    trade_id = _trade_id_texts(batch, rows)
     symbol = _decode(batch.symbol[rows], batch.symbols)
     source = _decode(batch.source[rows], batch.sources)
     columns = {
@@ -138,7 +139,7 @@ def _payloads(batch: RawTickBatch) -> pa.Array:
         "price": pl.Series(batch.price[trades]),
         "size": pl.Series(batch.size[trades]),
         "side": pl.from_arrow(_decode(batch.side[trades], _RAW_SIDE_NAMES)),
-        "trade_id": pl.from_arrow(_texts(batch.trade_id[trades])),
+        "trade_id": pl.from_arrow(_trade_id_texts(batch, trades)),
     })
     quote_json = _encode("quote", {
         name: pl.Series(getattr(batch, name)[quotes]) for name in ("bid", "ask", "bid_size", "ask_size")
@@ -188,6 +189,14 @@ def _decode(codes: np.ndarray, names: tuple[str, ...] | pa.Array) -> pa.Array:
     dictionary = names if isinstance(names, pa.Array) else pa.array(list(names), pa.string())
     indices = pa.array(np.asarray(codes, np.int32), pa.int32())
     return pa.DictionaryArray.from_arrays(indices, dictionary).dictionary_decode()
+
+
+def _trade_id_texts(batch: TickBatch | RawTickBatch, rows: np.ndarray) -> pa.Array:
+    """The trade id texts of trade rows ``rows``: Arrow's int -> text cast of ``trade_no`` when the
+    batch has numbers (the same text as ``str``, see ``schemas.columns.TRADE_NUMBERS``)."""
+    if batch.trade_no is not None:
+        return pa.array(batch.trade_no[rows], pa.int64()).cast(pa.string())
+    return _texts(batch.trade_id[rows])
 
 
 def _texts(values: np.ndarray) -> pa.Array:

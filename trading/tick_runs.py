@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from schemas.columns import TickBatch, concat_tick_batches
+from schemas.columns import TickBatch, concat_tick_batches, concat_trade_ids, take_trade_ids
 
 TICK = 2  # a market event's priority among the events at one time (trading.sequencer has the others)
 
@@ -54,12 +54,13 @@ class QueuedTicks:
         return _rows(self.ticks, slice(0, rows)), rest
 
 
-_PER_ROW = tuple(f.name for f in fields(TickBatch) if f.name not in ("symbols", "sources", "ids", "watermark"))
+_PER_ROW = tuple(f.name for f in fields(TickBatch)
+                 if f.name not in ("symbols", "sources", "ids", "watermark", "trade_id", "trade_no"))
 
 
 def _rows(batch: TickBatch, rows: slice) -> TickBatch:
     """``batch.take(rows)`` for a slice: views of the columns, without dataclasses.replace's cost."""
-    columns = {name: getattr(batch, name)[rows] for name in _PER_ROW}
+    columns = {name: getattr(batch, name)[rows] for name in _PER_ROW} | take_trade_ids(batch, rows)
     ids = None if batch.ids is None else batch.ids[rows]
     return TickBatch(symbols=batch.symbols, sources=batch.sources, ids=ids, watermark=batch.watermark, **columns)
 
@@ -73,6 +74,7 @@ def joined(batches: list[TickBatch]) -> TickBatch:
     if all(b.symbols == first.symbols and b.sources == first.sources and (b.ids is not None) == explicit
            for b in batches):  # one feed's batches share their dictionaries: plain concatenation
         columns = {name: np.concatenate([getattr(b, name) for b in batches]) for name in _PER_ROW}
+        columns |= concat_trade_ids(batches)
         ids = np.concatenate([b.ids for b in batches]) if explicit else None
         return TickBatch(symbols=first.symbols, sources=first.sources, ids=ids, watermark=watermark, **columns)
     return replace(concat_tick_batches(batches), watermark=watermark)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from market.normalize import NormalizeConfig, NormalizeState, RecentTradeIds
 from market.normalize_columns import _running_max_per_group
 from schemas import Aggressor, DeadLetter, Quote, RawTick, Trade
-from schemas.columns import RawTickBatch, TickBatch
+from schemas.columns import TRADE, RawTickBatch, TickBatch, trade_number
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -72,7 +72,10 @@ _value = st.one_of(  # mostly good, so that state builds up; the rest every kind
 _good_size = st.floats(min_value=0.0, max_value=1e4)
 _size = st.one_of(_good_size, _good_size, _good_size, st.sampled_from([0.0, -2.0, math.nan, math.inf]))
 _fresh_id = st.text(alphabet="abcdefghijklmnop", min_size=1, max_size=4)
-_trade_ids = st.one_of(st.sampled_from(["1", "2", "3", ""]), _fresh_id, _fresh_id, st.text(max_size=2))
+# numbers and texts that look like numbers ("007", "-1") but are not their canonical text
+_numeric_id = st.one_of(st.integers(0, 30).map(str), st.sampled_from(["007", "-1", "+3", "9223372036854775808"]))
+_trade_ids = st.one_of(st.sampled_from(["1", "2", "3", ""]), _fresh_id, _fresh_id, st.text(max_size=2),
+                       _numeric_id, _numeric_id)
 
 
 @st.composite
@@ -107,8 +110,19 @@ _configs = st.builds(
 )
 
 
-def cut(ticks: list[RawTick], points: list[int], watermarks: list[int | None]) -> list[RawTickBatch]:
-    """Batches of ``ticks`` cut at ``points`` (an empty piece is an empty batch), with watermarks."""
+def numbered(batch: RawTickBatch) -> RawTickBatch:
+    """``batch`` with its trade ids as ``trade_no`` only (no text), when every one is a trade number."""
+    trade = batch.kind == TRADE
+    numbers = [trade_number(t) if k else -1 for t, k in zip(batch.trade_id.tolist(), trade.tolist())]
+    if None in numbers:
+        return batch
+    return replace(batch, trade_id=None, trade_no=np.array(numbers, dtype=np.int64))
+
+
+def cut(ticks: list[RawTick], points: list[int], watermarks: list[int | None],
+        numbers: bool = False) -> list[RawTickBatch]:
+    """Batches of ``ticks`` cut at ``points`` (an empty piece is an empty batch), with watermarks;
+    with ``numbers``, the pieces whose trade ids are all numbers carry them as ``trade_no``."""
     bounds = [0, *sorted(p % (len(ticks) + 1) for p in points), len(ticks)]
     batches = []
     for (lo, hi), watermark in zip(zip(bounds, bounds[1:]), watermarks * len(bounds)):
@@ -116,7 +130,7 @@ def cut(ticks: list[RawTick], points: list[int], watermarks: list[int | None]) -
             batch = RawTickBatch.from_records(ticks[lo:hi])
         else:
             batch = RawTickBatch.from_records([tick(0, trade())]).take(np.zeros(0, dtype=np.int64))
-        batches.append(replace(batch, watermark=watermark))
+        batches.append(replace(numbered(batch) if numbers else batch, watermark=watermark))
     return batches
 
 
@@ -127,16 +141,17 @@ def cut(ticks: list[RawTick], points: list[int], watermarks: list[int | None]) -
     points=st.lists(st.integers(0, 100), max_size=6),
     watermarks=st.lists(st.one_of(st.none(), st.integers(0, 2**62)), min_size=1, max_size=3),
     snapshot_after=st.integers(0, 6),
+    numbers=st.booleans(),
 )
 def test_batches_when_any_tape_cut_anywhere_then_same_records_dead_letters_and_state_as_one_at_a_time(
-    ticks, config, points, watermarks, snapshot_after
+    ticks, config, points, watermarks, snapshot_after, numbers
 ):
     reference = NormalizeState(config)
     expected_accepted, expected_dead = one_at_a_time(reference, ticks)
 
     state = NormalizeState(config)
     accepted, dead = [], []
-    for i, batch in enumerate(cut(ticks, points, watermarks)):
+    for i, batch in enumerate(cut(ticks, points, watermarks, numbers)):
         if i == snapshot_after:  # a recovery snapshot between batches continues identically
             state = pickle.loads(pickle.dumps(state))
         out, letters = state.on_raw_batch(batch)
@@ -303,3 +318,39 @@ def test_running_max_per_group_when_out_of_order_then_max_so_far_within_each_gro
     first[np.cumsum([0] + [len(g) for g in groups[:-1]])] = True
     expected = [max(g[: j + 1]) for g in groups for j in range(len(g))]
     assert _running_max_per_group(ts, group, first).tolist() == expected
+
+
+# -- trade ids as numbers ------------------------------------------------------------------------
+
+
+def test_window_when_ids_are_numbers_then_holds_ints_and_a_numbered_batch_finds_the_text_duplicates():
+    state = NormalizeState()
+    state.on_raw(tick(0, trade(trade_id="5")))
+    state.on_raw(tick(1, trade(trade_id="05")))  # not the canonical text of 5: another trade
+    assert list(state._trade_ids["AAA"]._order) == [5, "05"]
+    batch = numbered(RawTickBatch.from_records([tick(2, trade(trade_id="5")), tick(3, trade(trade_id="6"))]))
+    assert batch.__dict__["trade_id"] is None and batch.trade_no.tolist() == [5, 6]
+    accepted, dead = state.on_raw_batch(batch)
+    assert [d.reason for d in dead] == ["duplicate_trade"] and "'5'" in dead[0].detail
+    assert accepted.trade_no.tolist() == [6] and accepted.__dict__["trade_id"] is None  # no text made
+    assert accepted.record_ids().tolist() == ["src:AAA:t:6"] and accepted.trade_id.tolist() == ["6"]
+
+
+@pytest.mark.parametrize("ids", [[1, 2, 3], [1, "x", 3], ["a", "b"], ["a\x00b", "c"], [], [2**63 - 1, 0]])
+def test_window_snapshot_when_ints_texts_or_a_mix_then_restores_the_same_window(ids):
+    window = RecentTradeIds(3, ids)
+    copy = pickle.loads(pickle.dumps(window))
+    assert list(copy._order) == list(window._order) and copy._members == window._members
+    assert copy._order.maxlen == 3
+
+
+def test_state_when_restored_from_a_snapshot_of_text_windows_then_numeric_ids_become_keys():
+    state = NormalizeState()
+    state.on_raw_batch(RawTickBatch.from_records(ticks_of(trade(trade_id="7"), trade(trade_id="x"))))
+    old = state.__getstate__()
+    del old["window_keys"]  # as written before the windows held keys: texts only
+    old["trade_ids"] = {"AAA": RecentTradeIds(10_000, ["7", "x"])}
+    restored = NormalizeState.__new__(NormalizeState)
+    restored.__setstate__(old)
+    assert list(restored._trade_ids["AAA"]._order) == [7, "x"]
+    assert [r.reason for r in restored.on_raw(tick(5, trade(trade_id="7")))] == ["duplicate_trade"]

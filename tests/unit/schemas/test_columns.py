@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from schemas.columns import (
     TickBatch,
     columnar_payload,
     concat_tick_batches,
+    trade_key,
+    trade_number,
 )
 
 T0 = 1_704_205_800_000_000_000
@@ -130,3 +133,47 @@ def test_tick_batch_derives_normalize_ids_when_it_has_none():
 def test_tick_batch_refuses_other_records():
     with pytest.raises(TypeError, match="RawTick"):
         TickBatch.from_records([RawTick(id="s:0", ts_event=T0, ts_ingest=T0, source="s", symbol="A", seq=0, payload={})])
+
+
+# -- trade ids as numbers (TRADE_NUMBERS) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, number", [
+    ("0", 0), ("42", 42), (str(2**63 - 1), 2**63 - 1), (str(2**63), None), ("042", None), ("00", None),
+    ("-1", None), ("+1", None), (" 1", None), ("1e3", None), ("", None), ("٣", None), ("x", None), (None, None),
+])
+def test_trade_number_when_canonical_decimal_int64_then_the_number_else_none(text, number):
+    assert trade_number(text) == number
+    if text is not None:
+        assert trade_key(text) == (text if number is None else number)
+
+
+def numbered_batch() -> TickBatch:
+    return TickBatch(
+        symbols=("AAA",), symbol=np.zeros(3, np.int32), sources=("feed",), source=np.zeros(3, np.int32),
+        kind=np.array([TRADE, QUOTE, TRADE], np.int8), seq=np.array([7, 8, 9]), ts_event=np.full(3, T0),
+        ts_ingest=np.full(3, T0), ts_tick_ingest=np.full(3, T0), price=np.array([1.0, np.nan, 1.0]),
+        size=np.array([2.0, np.nan, 2.0]), aggressor=np.array([1, 0, 2], np.int8), trade_id=None,
+        bid=np.array([np.nan, 1.0, np.nan]), ask=np.array([np.nan, 1.5, np.nan]),
+        bid_size=np.array([np.nan, 0.0, np.nan]), ask_size=np.array([np.nan, 3.0, np.nan]),
+        trade_no=np.array([0, -1, 2**63 - 1], np.int64),
+    )
+
+
+def test_tick_batch_when_trade_numbers_only_then_text_made_on_first_read_and_numbers_kept_through_take_and_concat():
+    batch = numbered_batch()
+    head, tail = batch.take(np.arange(2)), batch.take(np.arange(2, 3))
+    both = concat_tick_batches([head, tail])
+    assert all(b.__dict__["trade_id"] is None for b in (head, tail, both))  # nothing made the text yet
+    assert both.trade_no.tolist() == [0, -1, 2**63 - 1]
+    assert both.record_ids().tolist() == ["feed:AAA:t:0", "feed:AAA:q:8", f"feed:AAA:t:{2**63 - 1}"]
+    assert [r.trade_id for r in both.to_records() if type(r) is Trade] == ["0", str(2**63 - 1)]
+    assert batch.trade_id.tolist() == ["0", None, str(2**63 - 1)] and batch.trade_id is batch.trade_id
+    mixed = concat_tick_batches([head, TickBatch.from_records(tail.to_records())])  # numbers and texts
+    assert mixed.trade_no is None and mixed.trade_id.tolist() == ["0", None, str(2**63 - 1)]
+    assert [r.model_dump() for r in pickle.loads(pickle.dumps(head)).to_records()] == [r.model_dump() for r in head.to_records()]
+
+
+def test_batches_refuse_neither_trade_id_nor_trade_no():
+    with pytest.raises(ValueError, match="trade_id or trade_no"):
+        TickBatch(**{**vars(numbered_batch()), "trade_no": None})

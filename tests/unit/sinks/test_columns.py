@@ -67,6 +67,9 @@ def tick_batches(draw) -> TickBatch:
         aggressor=np.where(kind == TRADE, ints(st.integers(0, 2), np.int8), 0).astype(np.int8), trade_id=trade_id,
         bid=floats(), ask=floats(), bid_size=floats(), ask_size=floats(),
     )
+    if draw(st.booleans()):  # trade ids as numbers only (schemas.columns.TRADE_NUMBERS)
+        numbers = np.where(kind == TRADE, ints(st.integers(0, 2**63 - 1), np.int64), -1)
+        batch = TickBatch(**{**batch.__dict__, "trade_id": None, "trade_no": numbers})
     if draw(st.booleans()):  # a batch made from records carries its ids
         ids = np.empty(n, dtype=object)
         ids[:] = draw(st.lists(awkward_text.filter(bool), min_size=n, max_size=n))
@@ -89,6 +92,10 @@ def raw_batches(draw) -> RawTickBatch:
     trade_id[:] = [draw(awkward_text) if t else None for t in trade]  # a raw trade id may be empty
     sides = np.array(draw(st.lists(st.integers(0, 3), min_size=n, max_size=n)), np.int8)
     start = draw(st.integers(0, 2**50))
+    trade_no = None
+    if draw(st.booleans()):  # trade ids as numbers only (schemas.columns.TRADE_NUMBERS)
+        numbers = np.array(draw(st.lists(st.integers(0, 2**63 - 1), min_size=n, max_size=n)), np.int64)
+        trade_id, trade_no = None, np.where(trade, numbers, -1)
     return RawTickBatch(
         source=draw(names)[0], symbols=symbols,
         symbol=np.array(draw(st.lists(st.integers(0, len(symbols) - 1), min_size=n, max_size=n)), np.int32),
@@ -97,6 +104,7 @@ def raw_batches(draw) -> RawTickBatch:
         ts_ingest=np.array(draw(st.lists(ns, min_size=n, max_size=n)), np.int64),
         price=floats(trade), size=floats(trade), side=np.where(trade, sides, SIDE_NONE).astype(np.int8),
         trade_id=trade_id, bid=floats(~trade), ask=floats(~trade), bid_size=floats(~trade), ask_size=floats(~trade),
+        trade_no=trade_no,
     )
 
 
