@@ -6,7 +6,8 @@ The warehouse sink sees every record of a run in both topologies, so the alert r
   ``halted``: critical);
 - the kill switch: a ``kill_switch`` control record (on: critical, off: info);
 - an ``alert`` control record from a stage (risk refusing a command, the split run's supervisor
-  restarting a stage, its lag monitor, the Alpaca venue's reconciliation): passed on as it is;
+  restarting a stage, its lag monitor, the Alpaca venue's reconciliation): paged as it is (it is a
+  row of the control table already, so it lands once);
 - dead letters over a rate: more than ``dead_letters_per_minute`` dlq records within a minute of
   wall-clock time, once per minute, with the top reasons.
 
@@ -41,6 +42,7 @@ class Alert:
     target: str = "global"
     ts_event: int = 0
     key: str = ""  # what the alert is about (the source record's id): the same cause, the same alert id
+    land: bool = True  # False: the alert is a record that lands anyway (a stage's own alert record)
 
     def to_record(self) -> ControlCommand:
         ts = self.ts_event or now_ns()
@@ -94,7 +96,7 @@ class AlertRules:
                          + (f": {cmd.detail}" if cmd.detail else ""), cmd.target, cmd.ts_event, cmd.id)
         if cmd.kind is ControlKind.ALERT:
             return Alert(cmd.name or "alert", "warning", f"{cmd.detail} (from {cmd.issued_by})", cmd.target,
-                         cmd.ts_event, cmd.id)
+                         cmd.ts_event, cmd.id, land=False)
         return None
 
     def _dead_letter(self, letter: DeadLetter) -> Alert | None:
@@ -139,7 +141,7 @@ class AlertMonitor:
             self._post(alert)
         with self._lock:
             raised, self._raised = self._raised, []
-        return [alert.to_record() for alert in raised + alerts]
+        return [alert.to_record() for alert in raised + alerts if alert.land]
 
     def pending(self) -> list[ControlCommand]:
         """Alerts raised from outside the tape and not landed yet (the sink drains them on flush)."""

@@ -40,14 +40,16 @@ STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
 _MARKET_SETTINGS = {"normalize": ("lateness_ms", "price_band_pct", "max_future_s"),
                     "bars": ("lateness_ms", "bar_intervals"), "features": ("feature_interval",)}
 _DESK_SETTINGS = ("account", "capital", "lateness_ms", "feature_interval", "execution")
+_EVERY_STAGE = ("epoch_interval_s", "metrics_port", "log_format")  # every process: its epoch, /metrics, its logs
 STAGE_SETTINGS: dict[str, tuple[str, ...]] = {
-    **{stage: ("epoch_interval_s", *names) for stage, names in _MARKET_SETTINGS.items()},
-    "market": ("epoch_interval_s", *dict.fromkeys(n for names in _MARKET_SETTINGS.values() for n in names)),
-    "signals": ("epoch_interval_s", "account", "feature_interval"),
-    **{stage: ("epoch_interval_s", *_DESK_SETTINGS) for stage in DESK_STAGES},
-    # control_path: the spool of the dashboard's operator commands, with --dashboard-port
-    "sink": ("epoch_interval_s", "warehouse", "database", "store_raw", "sink_max_rows", "sink_max_age_s", "account",
-             "control_path"),
+    **{stage: (*_EVERY_STAGE, *names) for stage, names in _MARKET_SETTINGS.items()},
+    "market": (*_EVERY_STAGE, *dict.fromkeys(n for names in _MARKET_SETTINGS.values() for n in names)),
+    "signals": (*_EVERY_STAGE, "account", "feature_interval"),
+    **{stage: (*_EVERY_STAGE, *_DESK_SETTINGS, "calendar") for stage in DESK_STAGES},
+    # control_path: the spool of the dashboard's operator commands, with --dashboard-port; the alert
+    # settings: the sink's rules watch every record that lands (sinks/alerts.py)
+    "sink": (*_EVERY_STAGE, "warehouse", "database", "store_raw", "sink_max_rows", "sink_max_age_s", "account",
+             "control_path", "alert_webhook_url", "alert_dead_letters_per_minute"),
 }
 
 

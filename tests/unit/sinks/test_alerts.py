@@ -47,6 +47,7 @@ def test_the_kill_switch_and_a_stages_own_alert_are_passed_on_but_an_alerts_own_
     assert "ON for global by alice" in on.text
     (stage,) = rules.observe([command(ControlKind.ALERT, "invalid_set_limit", issued_by="risk", detail="no such limit")])
     assert stage.code == "invalid_set_limit" and "no such limit" in stage.text
+    assert AlertMonitor("r").observe([command(ControlKind.ALERT, "x", issued_by="risk")]) == []  # landed already
     assert rules.observe([Alert("kill_switch", "critical", "x").to_record()]) == []
 
 
