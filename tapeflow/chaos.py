@@ -68,6 +68,7 @@ class ChaosResult:
     seed: int
     plan: list[KillPoint]
     recoveries: list[Recovery] = field(default_factory=list)
+    executed: list[KillPoint] = field(default_factory=list)  # the kill points that landed while the run ran
     problems: list[str] = field(default_factory=list)
     run_exit: int | None = None
     run_seconds: float = 0.0
@@ -82,7 +83,8 @@ class ChaosResult:
     def summary(self) -> str:
         back = [r.seconds for r in self.recoveries if r.seconds is not None]
         verdict = "PASSED" if self.passed else "FAILED"
-        return (f"chaos seed {self.seed}: {verdict}; {len(self.plan)} kill points, {len(back)} recoveries timed, "
+        return (f"chaos seed {self.seed}: {verdict}; {len(self.executed)} of {len(self.plan)} kill points landed, "
+                f"{len(back)} recoveries timed, "
                 f"run {self.run_seconds:.1f}s (exit {self.run_exit}); problems: {self.problems or 'none'}; "
                 f"re-produced {self.reproduced}; tick rows landed twice {self.landed_twice}")
 
@@ -146,6 +148,8 @@ class ChaosHarness:
             killer.start()
             result.run_exit = run.wait(timeout=1_800)
             killer.join(timeout=RECOVERY_TIMEOUT_S)
+            for timer in self._timers:
+                timer.join(timeout=RECOVERY_TIMEOUT_S)
         result.run_seconds = time.monotonic() - began
         if result.run_exit != 0:
             result.problems.append(f"the chaos run exited {result.run_exit}: see {self.root / 'chaos-run.log'}")
@@ -162,7 +166,10 @@ class ChaosHarness:
         return time.monotonic()
 
     def _kill_all(self, plan: list[KillPoint], result: ChaosResult, broker, started: float, run) -> None:
+        """Kills on schedule; each recovery is timed on a thread of its own, so a slow one does not
+        hold back the next kill (only a broker restart does: the stages wait for it too)."""
         log_dir = result.log_dir
+        self._timers = []
         for point in plan:
             delay = started + point.at_s - time.monotonic()
             if delay > 0:
@@ -182,14 +189,22 @@ class ChaosHarness:
                     if alive(pids[target]):
                         self.say(f"chaos: t={point.at_s:.1f}s kill -9 {target} (pid {pids[target]})")
                         os.kill(pids[target], signal.SIGKILL)
+            result.executed.append(point)
             if BROKER in point.targets:
                 time.sleep(2.0)  # the broker stays away for a moment: every stage must wait for it
                 broker.start()
             for target in point.targets:
-                seconds = self._recovered(target, pids.get(target), log_dir, killed_at, run, broker)
-                result.recoveries.append(Recovery(target, killed_at - started, seconds))
-                self.say(f"chaos: {target} back in {seconds:.1f}s" if seconds is not None
-                         else f"chaos: {target} not timed (the run ended or it did not come back)")
+                timer = threading.Thread(target=self._time_recovery, daemon=True,
+                                         args=(target, pids.get(target), log_dir, killed_at, started, run, broker,
+                                               result))
+                timer.start()
+                self._timers.append(timer)
+
+    def _time_recovery(self, target, old_pid, log_dir, killed_at, started, run, broker, result) -> None:
+        seconds = self._recovered(target, old_pid, log_dir, killed_at, run, broker)
+        result.recoveries.append(Recovery(target, killed_at - started, seconds))
+        self.say(f"chaos: {target} back in {seconds:.1f}s" if seconds is not None
+                 else f"chaos: {target} not timed (the run ended first, or it did not come back)")
 
     def _recovered(self, target: str, old_pid: int | None, log_dir: Path, killed_at: float, run,
                    broker) -> float | None:
