@@ -36,8 +36,9 @@ def reconcile_refusal(settings: Settings, adopt: bool, venue: str, brokers: str 
     if venue != "alpaca":
         return f"{what}: reconciliation is with Alpaca and needs --venue alpaca (the simulated venue starts flat)"
     if brokers:
-        return (f"{what} with --brokers: the split trading stage reconciles with Alpaca on the defaults (differences "
-                "in its log) but cannot adopt positions or be configured yet; use the embedded run (without --brokers)")
+        return (f"{what} with --brokers: in the split topology the trading stage reconciles with Alpaca on the "
+                "defaults (differences in its log) but cannot adopt positions or be configured yet; use the embedded "
+                "run (without --brokers)")
     if no_trading:
         return f"{what}: reconciliation books into the desk's ledger and --no-trading runs no desk"
     return ""
