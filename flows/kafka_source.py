@@ -137,8 +137,11 @@ class _WorkerConsumer:
         self._consumer = self._connect([TopicPartition(t, p, part.offset) for (t, p), part in self._parts.items()])
 
     def remove(self, slot: Slot) -> None:
+        """Stop fetching ``slot`` (idempotent: a partition ended at its marker is removed then, and
+        again when the dataflow closes it)."""
         self._buffered -= len(self._queues.pop(slot, []))
-        self._parts.pop(slot, None)
+        if self._parts.pop(slot, None) is None:
+            return
         if not self._parts and self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -208,7 +211,7 @@ class _KafkaPartition(StatefulSourcePartition):
                  offset: int, clock: Callable[[], float] = time.monotonic,
                  decode: Callable[[list, list], list] = undecoded, pause_s: float = 0.0,
                  tape: StageTapeEnds | RunTapeEnds | None = None, markers: tuple = (),
-                 ask_end_now: Callable[[], Future] | None = None):
+                 ask_end_now: Callable[[], Future] | None = None, on_unanswered: Callable[[], None] = lambda: None):
         self.topic = topic
         self.partition = partition
         self.offset = offset
@@ -230,6 +233,7 @@ class _KafkaPartition(StatefulSourcePartition):
         self._tape_part = type(tape) is StageTapeEnds and tape.is_tape(topic)
         self._end_asked: Future | None = None  # this partition's end offset once the tape has ended
         self._ask_end_now = ask_end_now or ask_end  # a fresh question: a cached answer may predate the end
+        self._on_unanswered = on_unanswered
         if type(tape) is StageTapeEnds:
             tape.add(self._slot)
             if self._markers and self._tape_part:
@@ -238,7 +242,8 @@ class _KafkaPartition(StatefulSourcePartition):
         elif type(tape) is RunTapeEnds:
             for marker in self._markers:
                 tape.on_marker(marker)
-        consumer.add(self)
+        if not self._eof:  # a partition that ended at its marker before a restart fetches nothing more
+            consumer.add(self)
 
     def next_batch(self) -> list:
         if self._eof:
@@ -286,7 +291,8 @@ class _KafkaPartition(StatefulSourcePartition):
         try:
             high = self._end_asked.result().offset
         except KafkaException:
-            self._end_asked = None  # the broker is away: ask again
+            self._end_asked = None  # the broker is away (or was restarted): ask again, through a new client
+            self._on_unanswered()
             return False
         position = self.offset if self.offset >= 0 else (0 if self.offset == OFFSET_BEGINNING else high)
         return position >= high
@@ -310,6 +316,11 @@ class _KafkaPartition(StatefulSourcePartition):
         self._markers = (marker,)
         self._eof = True
         tape.on_marker(self._slot, marker)
+        # Unassigned at once: Bytewax closes a partition only when the whole dataflow ends, and
+        # what follows the marker (a restarted upstream stage's records and markers again) would
+        # otherwise be fetched into a queue nobody takes, until the worker's buffer is full and its
+        # other partitions (control, read to its end before the stage may end) starve.
+        self._consumer.remove(self._slot)
         return out
 
     def _watch(self, now: float) -> None:
@@ -323,6 +334,7 @@ class _KafkaPartition(StatefulSourcePartition):
         try:
             high = asked.result().offset
         except KafkaException:
+            self._on_unanswered()
             return  # the broker is away: nothing to judge yet
         # the end as the consumer's own fetches last saw it: a fetching consumer is up to date even
         # when offsets past its position hold no message (a transaction marker, say)
@@ -401,7 +413,14 @@ class _KafkaSource(KafkaSource):
             offset = resume_state
         return _KafkaPartition(consumer, lambda: questions.ask(slot), topic, int(index), offset, decode=self.decode,
                                pause_s=self.pause_s, tape=self.tape, markers=markers,
-                               ask_end_now=lambda: ask_end_offsets(self.admin(), [slot], timeout_s=10.0)[slot])
+                               ask_end_now=lambda: ask_end_offsets(self.admin(), [slot], timeout_s=10.0)[slot],
+                               on_unanswered=self.reset_admin)
+
+    def reset_admin(self) -> None:
+        """An end-offset question failed: the next goes through a new client. A broker restarted on
+        its folder answers a client holding its old leader epochs with FENCED_LEADER_EPOCH for good,
+        and a stage whose control partition must be read to its end would wait for ever."""
+        self._admin = None
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions

@@ -29,6 +29,7 @@ from pathlib import Path
 BROKER = "broker"
 CAUGHT_UP_LAG = 200  # messages: a paced stage at rest trails by less than a poll's worth
 RECOVERY_TIMEOUT_S = 120.0
+RUN_GRACE_S = 300.0  # past the tape's own length: start-up, restarts, the end of the tape landing
 
 
 @dataclass(frozen=True)
@@ -146,12 +147,22 @@ class ChaosHarness:
             started = self._stages_up(run, began)
             killer = threading.Thread(target=self._kill_all, args=(plan, result, broker, started, run), daemon=True)
             killer.start()
-            result.run_exit = run.wait(timeout=1_800)
+            # a run that has not ended well after its tape is a failure (a stage waiting for ever),
+            # not a reason to wait for ever: stop it, and name the stages still running
+            try:
+                result.run_exit = run.wait(timeout=self.ticks / self.rate + RUN_GRACE_S)
+            except subprocess.TimeoutExpired:
+                running = [stage for stage in ("market", "signals", "trading", "sink")
+                           if alive(stage_pid(result.log_dir, stage))]
+                result.problems.append(f"the run did not end within {RUN_GRACE_S:.0f}s after its tape; stages still "
+                                       f"running: {running}; logs in {result.log_dir}")
+                run.kill()  # its stages follow it (parent-death signal)
+                result.run_exit = run.wait()
             killer.join(timeout=RECOVERY_TIMEOUT_S)
             for timer in self._timers:
                 timer.join(timeout=RECOVERY_TIMEOUT_S)
         result.run_seconds = time.monotonic() - began
-        if result.run_exit != 0:
+        if result.run_exit != 0 and not result.problems:
             result.problems.append(f"the chaos run exited {result.run_exit}: see {self.root / 'chaos-run.log'}")
         return result
 
@@ -170,6 +181,7 @@ class ChaosHarness:
         hold back the next kill (only a broker restart does: the stages wait for it too)."""
         log_dir = result.log_dir
         self._timers = []
+        killed: set[int] = set()
         for point in plan:
             delay = started + point.at_s - time.monotonic()
             if delay > 0:
@@ -177,18 +189,24 @@ class ChaosHarness:
             if run.poll() is not None:
                 return
             killed_at = time.monotonic()
-            pids = {}
+            pids, landed = {}, False
             for target in point.targets:
                 if target == BROKER:
                     self.say(f"chaos: t={point.at_s:.1f}s kill -9 the broker")
                     broker_pid = broker.status(check_ready=False).pid
                     if broker_pid:
                         os.kill(broker_pid, signal.SIGKILL)
+                        landed = True
                 else:
-                    pids[target] = stage_pid(log_dir, target)
-                    if alive(pids[target]):
+                    # a stage killed a moment ago is not killed again until it has come back
+                    pids[target] = self._next_victim(log_dir, target, killed, run)
+                    if pids[target] is not None:
                         self.say(f"chaos: t={point.at_s:.1f}s kill -9 {target} (pid {pids[target]})")
                         os.kill(pids[target], signal.SIGKILL)
+                        killed.add(pids[target])
+                        landed = True
+            if not landed:
+                continue
             result.executed.append(point)
             if BROKER in point.targets:
                 time.sleep(2.0)  # the broker stays away for a moment: every stage must wait for it
@@ -199,6 +217,16 @@ class ChaosHarness:
                                                result))
                 timer.start()
                 self._timers.append(timer)
+
+    @staticmethod
+    def _next_victim(log_dir: Path, stage: str, killed: set[int], run, wait_s: float = 60.0) -> int | None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and run.poll() is None:
+            pid = stage_pid(log_dir, stage)
+            if pid is not None and pid not in killed and alive(pid):
+                return pid
+            time.sleep(0.1)
+        return None
 
     def _time_recovery(self, target, old_pid, log_dir, killed_at, started, run, broker, result) -> None:
         seconds = self._recovered(target, old_pid, log_dir, killed_at, run, broker)

@@ -81,7 +81,13 @@ class EndOffsets:
         if self._admin is None:
             self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         futures = ask_end_offsets(self._admin, partitions, timeout_s)
-        return {slot: future.result().offset for slot, future in futures.items()}
+        try:
+            return {slot: future.result().offset for slot, future in futures.items()}
+        except Exception:
+            # a broker restarted on its folder answers a client holding its old leader epochs with
+            # FENCED_LEADER_EPOCH for good: the next question goes through a new client
+            self._admin = None
+            raise
 
 
 @functools.cache

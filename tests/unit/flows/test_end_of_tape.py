@@ -196,3 +196,20 @@ def test_run_tape_when_an_earlier_tapes_markers_are_on_the_topics_then_only_this
     assert not run.complete  # market's marker is the old tape's
     run.on_marker(EndOfTape("new", "market", "md.trades", 0, 1, ("md.trades",), stages))
     assert run.complete and run.tape == "new"
+
+
+def test_stage_when_a_partition_ends_at_its_marker_then_it_stops_fetching_so_what_follows_cannot_starve_control():
+    """A restarted upstream stage writes its records and markers again after the first markers: a
+    partition that has ended must not keep fetching them into a queue nobody takes (the worker's
+    buffer would fill and control, which must be read to its end, would never be polled again)."""
+    tape = StageTapeEnds(prefix=PREFIX)
+    parts = stage_partitions(tape, [("md.trades", 0), ("control", 0)], [[
+        record_message("md.trades", 0, 0, trade(0)), marker_message("md.trades", 0, 1, 1),
+        record_message("md.trades", 0, 2, trade(0)), marker_message("md.trades", 0, 3, 1),  # written again
+    ]])
+    worker = parts[("md.trades", 0)]._consumer
+    assert [r.id for r in drain(parts[("md.trades", 0)])] == ["t0"]
+    assert (PREFIX + "md.trades", 0) not in worker.slots()  # unassigned at its marker
+    assert worker._buffered == 0  # nothing of it waits in a queue
+    parts[("md.trades", 0)].close()  # the dataflow's own close later is harmless
+    assert (PREFIX + "control", 0) in worker.slots()
