@@ -56,3 +56,10 @@ def test_a_running_pipeline_serves_its_metrics_and_logs_json(tmp_path):
     logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     assert any(entry["logger"] == "tapeflow.metrics" and f":{port}/metrics" in entry["message"] for entry in logs)
     assert all({"ts", "level", "logger", "message"} <= entry.keys() for entry in logs)
+
+
+def test_a_lag_alert_setting_without_the_split_topology_is_refused(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tapeflow.cli", "run", "--no-dashboard", "--max-ticks", "10"],
+                          cwd=tmp_path, env={**os.environ, "TAPEFLOW_ALERT_LAG_GROWING_S": "5"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "TAPEFLOW_ALERT_LAG_GROWING_S" in done.stderr and "--brokers" in done.stderr
