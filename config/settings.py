@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="Serve Prometheus metrics on this port (split runs: this port for the "
         "run's own process, the next ones for its stages, in stage order).")
     log_format: Literal["text", "json"] = Field("text", description="json: one JSON object per log line.")
+    stage_restarts_max: int = Field(5, ge=0, description="Split runs: restarts a stage may take within "
+                                    "stage_restarts_window_s before the run stops.")
+    stage_restarts_window_s: float = Field(300.0, gt=0, description="Split runs: the window of stage_restarts_max.")
     alert_webhook_url: str | None = Field(
         None, repr=False, description="POST alerts here (Slack-compatible JSON {\"text\": ...}); holds a token: "
         "never logged.")

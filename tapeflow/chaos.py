@@ -110,10 +110,12 @@ def alive(pid: int | None) -> bool:
 
 class ChaosHarness:
     """One chaos run in ``root`` over a tape of ``ticks`` synthetic ticks (seed ``tape_seed``),
-    paced at ``rate`` ticks/s so that stages are at rest between kills."""
+    paced at ``rate`` ticks/s so that stages are at rest between kills. A chaos run kills one stage
+    more often than the default restart budget allows (5 in 5 minutes: a stage that dies that often
+    in production should stop the run), so it runs with ``restarts_max``."""
 
     def __init__(self, root: Path, ticks: int = 30_000, rate: float = 2_000.0, tape_seed: int = 5,
-                 say=lambda line: print(line, file=sys.stderr, flush=True)):
+                 say=lambda line: print(line, file=sys.stderr, flush=True), restarts_max: int = 50):
         self.root = Path(root)
         self.ticks = ticks
         self.rate = rate
@@ -122,6 +124,8 @@ class ChaosHarness:
         self.warehouse = f"chdb://{self.root / 'warehouse'}"
         self.env = {**os.environ, "TAPEFLOW_WAREHOUSE": self.warehouse,
                     "TAPEFLOW_CONTROL_PATH": str(self.root / "control.jsonl")}
+        # the reference run is embedded: the split run's settings go to the chaos run only
+        self.split_env = {**self.env, "TAPEFLOW_STAGE_RESTARTS_MAX": str(restarts_max)}
 
     def tape_options(self) -> list[str]:
         return ["--feed", "synthetic", "--seed", str(self.tape_seed), "--max-ticks", str(self.ticks),
@@ -141,7 +145,7 @@ class ChaosHarness:
                    "--brokers", broker.bootstrap]
         began = time.monotonic()
         with open(self.root / "chaos-run.log", "w") as log:
-            run = subprocess.Popen(command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            run = subprocess.Popen(command, cwd=self.root, env=self.split_env, stdout=log, stderr=subprocess.STDOUT)
             # kill points count from the moment every stage is up (has committed a first snapshot):
             # killing a process still importing its libraries tests nothing the supervisor does not
             started = self._stages_up(run, began)

@@ -121,9 +121,11 @@ def run(
     symbol_list = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
     if venue not in ("sim", "alpaca"):
         _fail(f"unknown venue {venue!r}; venues: sim, alpaca")
-    if not brokers and "alert_lag_growing_s" in settings.model_fields_set:
-        _fail("TAPEFLOW_ALERT_LAG_GROWING_S watches the split stages' Kafka lag; the embedded run has no stage lag: "
-              "unset it, or run with --brokers")
+    split_only = sorted({"alert_lag_growing_s", "stage_restarts_max", "stage_restarts_window_s"}
+                        & settings.model_fields_set)
+    if not brokers and split_only:
+        _fail(f"{', '.join('TAPEFLOW_' + name.upper() for name in split_only)} govern the split topology's stage "
+              "processes (their lag, their restarts); the embedded run is one process: unset them, or run with --brokers")
     if venue == "alpaca" or feed == "alpaca":
         from config.alpaca_settings import MissingAlpacaKeys, require_keys
 

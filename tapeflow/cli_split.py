@@ -76,6 +76,7 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
     from flows.pipeline import feed_calendar, feed_market_streams, feed_universe
     from strategies.loading import strategy_options
     from tapeflow.split_run import SplitRun, run_folder
+    from tapeflow.supervisor import RestartPolicy
 
     # `tapeflow run` has loaded the strategies already (a bad spec or model is refused there)
     lightgbm = "lightgbm" in {spec.split("=", 1)[0].strip() for spec in params["strategy"]}
@@ -94,6 +95,8 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
         trading=not params["no_trading"], store_raw=settings.store_raw,
         dashboard_port=None if params["no_dashboard"] else params["dashboard_port"], venue=params["venue"],
         live=params["live"], metrics_port=settings.metrics_port, calendar=settings.calendar or feed_calendar(tape),
+        restart_policy=RestartPolicy(max_restarts=settings.stage_restarts_max,
+                                     window_s=settings.stage_restarts_window_s),
     )
 
 
