@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flows.pipeline import MarketDataConfig, TradingConfig, build_embedded_flow, feed_market_streams, feed_universe, run_flow
+from flows.pipeline import (MarketDataConfig, TradingConfig, build_embedded_flow, feed_calendar, feed_market_streams,
+                            feed_universe, run_flow)
 from flows.source import Feed, FeedLimits
 from sinks.warehouse import Warehouse
 from sinks.writer import BatchingWriter
@@ -31,7 +32,8 @@ def run_embedded(
     resolved = Settings(**settings)
     config = MarketDataConfig.from_settings(resolved, symbols)
     if trading is True:
-        trading = TradingConfig.from_settings(resolved, feed_universe(feed), feed_market_streams(feed))
+        trading = TradingConfig.from_settings(resolved, feed_universe(feed), feed_market_streams(feed),
+                                              feed_calendar(feed))  # as `tapeflow run` does
     writer = BatchingWriter(wh, run_id)
     progress = RunProgress()
     limits = FeedLimits(max_ticks=max_ticks)

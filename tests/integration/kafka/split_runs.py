@@ -60,8 +60,12 @@ def publish_ticks(bootstrap: str, prefix: str, ticks) -> int:
 
 def split_config(bootstrap: str, prefix: str, feed) -> SplitConfig:
     """What ``tapeflow flow STAGE --until-end --symbols ...`` configures: replay complete topics."""
+    from flows.pipeline import feed_calendar
+    from venues.sim_config import SimVenueConfig
+
     universe = feed_universe(feed)
-    desk = DeskConfig(universe=universe, silent_after_ns=10**18)
+    # the feed's calendar, as `tapeflow run --brokers` hands it to the stages (a crypto file: 24/7)
+    desk = DeskConfig(universe=universe, silent_after_ns=10**18, venue=SimVenueConfig(calendar=feed_calendar(feed)))
     trading = TradingConfig(desk=desk, universe=universe, max_wait_bars=10**9)
     return SplitConfig(endpoint=KafkaEndpoint((bootstrap,), prefix, tail=False), normalize=NormalizeConfig(),
                        trading=trading)
@@ -95,13 +99,32 @@ def stage_command(bootstrap: str, prefix: str, stage: str, recovery: Path, symbo
     return command
 
 
-STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2"}
+# 24/7: the tapes these tests replay by hand are a Saturday's crypto file and synthetic sessions well
+# inside NYSE hours (the same results under either calendar); `tapeflow run --brokers` would hand the
+# stages the feed's calendar itself (SplitRun.stage_env)
+STAGE_ENV = {**os.environ, "TAPEFLOW_EPOCH_INTERVAL_S": "0.2", "TAPEFLOW_CALENDAR": "24/7"}
+
+
+def for_stage(stage: str, extra: tuple[str, ...]) -> list[str]:
+    """``extra`` (``--option value`` pairs) without the options ``stage`` does not use: a stage
+    refuses those (tapeflow/cli_flows.py STAGE_OPTIONS), and a test gives the same extras to several."""
+    from tapeflow.cli_flows import STAGE_OPTIONS
+
+    kept, args = [], list(extra)
+    while args:
+        option = args.pop(0)
+        value = args.pop(0) if args and not args[0].startswith("--") else None
+        users = STAGE_OPTIONS.get(option.lstrip("-").replace("-", "_"))
+        if users is None or stage in users:
+            kept += [option] + ([value] if value is not None else [])
+    return kept
 
 
 def start_stage(bootstrap: str, prefix: str, stage: str, root: Path, symbols, extra: tuple[str, ...] = ()
                 ) -> subprocess.Popen:
     log = open(root / f"{stage}.log", "ab")
-    return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols) + list(extra), env=STAGE_ENV,
+    return subprocess.Popen(stage_command(bootstrap, prefix, stage, root / stage, symbols) + for_stage(stage, extra),
+                            env=STAGE_ENV,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=die_with_parent)  # no stage outlives a killed test run
 
