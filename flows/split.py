@@ -217,7 +217,8 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
                      pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
     if venue is not None:
-        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits()))
+        # a finite tape's end ends the venue's reports too (after what it still holds), so the stage ends
+        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits(feed_done=_TapeEnded(cfg.tape))))
         inputs = op.merge("with_venue_reports", inputs, reports)
     relevant = op.filter(
         "relevant", inputs,
@@ -309,6 +310,16 @@ def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
     producer = Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers), "enable.idempotence": True})
     sent = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(), cfg.endpoint.prefix)
     return f"end of tape {tape.tape_id()}: flushed, {sent} markers on {', '.join(MARKS[stage])}"
+
+
+class _TapeEnded:
+    """``is_set()`` once the stage's tape has ended (an Event's face, for VenueReportSource)."""
+
+    def __init__(self, tape):
+        self._tape = tape
+
+    def is_set(self) -> bool:
+        return self._tape is not None and self._tape.complete
 
 
 def build_stage_flow(stage: str, cfg: SplitConfig, writer: Any = None, progress: Any = None,

@@ -180,7 +180,7 @@ def test_split_run_when_venue_alpaca_then_the_trading_stage_routes_orders_to_alp
     started = re.search(r"stages started: (.*?); logs", done.stderr).group(1)
     assert "trading (pid" in started
     trading_log = (tmp_path / "data" / "logs" / "at-alpaca" / "trading.log").read_text()
-    assert "alpaca reconciliation:" in trading_log, trading_log[-3000:]
+    assert "alpaca reconciliation at start:" in trading_log, trading_log[-3000:]
     assert not (tmp_path / "data" / "recovery" / kafka_topics.prefix / "at-alpaca" / "trading").exists()
     posted = fake_alpaca.rest.count("POST", "/v2/orders")
     wh = Warehouse.connect(f"chdb://{tmp_path}/wh")
