@@ -19,11 +19,6 @@ def watch_feed(feed, monitor: AlertMonitor) -> None:
         feed.on_stream_event = lambda text: monitor.raise_alert(Alert("alpaca_stream", "warning", text))
 
 
-def reconciliation_alert(report, monitor: AlertMonitor) -> None:
-    if not report.clean:
-        monitor.raise_alert(Alert("reconciliation_difference", "critical", report.summary().replace("\n", "; ")))
-
-
 def close(monitor: AlertMonitor) -> None:
     if monitor.notifier is not None:
         monitor.notifier.close()
