@@ -148,8 +148,6 @@ def run(
                         dict(brokers=brokers, max_ticks=max_ticks, venue=venue))
     except (ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    if no_trading and (strategy != ["baseline"] or strategy_config):
-        _fail("--strategy and --strategy-config choose what trades; --no-trading runs market data only")
     if not no_trading:
         try:  # every topology loads them the same way: fail now, with the reason, before anything runs
             from strategies.loading import load_strategies

@@ -166,6 +166,7 @@ def flow(
         desk=trading.desk.model_copy(update={"silent_after_ns": 10**18 if until_end else int(silent_after_s * 1e9)}),
         max_wait_bars=10**9 if until_end else max(1, int(silent_after_s)),
     )
+    store_raw = settings.store_raw and not no_raw
     cfg = SplitConfig(
         endpoint=KafkaEndpoint(tuple(brokers.split(",")), prefix, tail=not until_end, start_offsets=starts),
         normalize=market.normalize,
@@ -173,8 +174,8 @@ def flow(
         lateness_ns=market.lateness_ns,
         feature_interval=market.feature_interval,
         trading=trading,
-        tape=tape_ends(stage),  # a finite tape's end ends the stage (topics/end_of_tape.py)
-        store_raw=settings.store_raw and not no_raw,
+        tape=tape_ends(stage, store_raw),  # a finite tape's end ends the stage (topics/end_of_tape.py)
+        store_raw=store_raw,
     )
     writer = alerts = dashboard = None
     if stage == "sink":

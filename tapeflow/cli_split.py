@@ -36,6 +36,10 @@ def _flags(names) -> str:
     return "/".join("--" + n.replace("_", "-") for n in names)
 
 
+def _flags_verb(names, plural: str, singular: str) -> str:
+    return f"{_flags(names)} {plural if len(names) > 1 else singular}"
+
+
 def option_conflicts(params: dict[str, Any], given: set[str]) -> str | None:
     """Why some option of ``tapeflow run`` would change nothing with the others given (None: all apply)."""
     feed = params["feed"]
@@ -43,19 +47,19 @@ def option_conflicts(params: dict[str, Any], given: set[str]) -> str | None:
         return f"--seed seeds the synthetic feed; a {feed} tape has no seed"
     alpaca_data = sorted({"alpaca_feed", "crypto"} & given)
     if feed != "alpaca" and alpaca_data:
-        return f"{_flags(alpaca_data)} choose Alpaca market data: give them with --feed alpaca"
+        return f"{_flags_verb(alpaca_data, 'choose', 'chooses')} Alpaca market data: give them with --feed alpaca"
     unpaced = sorted({"path", "rate", "speed"} & given)
     if feed == "alpaca" and unpaced:
-        return f"{_flags(unpaced)} read or pace a recorded tape; the Alpaca feed is live"
+        return f"{_flags_verb(unpaced, 'read or pace', 'reads or paces')} a recorded tape; the Alpaca feed is live"
     if params["live"] and params["venue"] != "alpaca":
         return "--live trades real money at Alpaca: give it with --venue alpaca"
     trading = sorted({"strategy", "strategy_config", "model", "registry", "venue", "live"} & given)
     if params["no_trading"] and trading:
-        return f"{_flags(trading)} choose how to trade, and --no-trading runs no signals or orders"
+        return f"{_flags_verb(trading, 'choose', 'chooses')} how to trade, and --no-trading runs no signals or orders"
     model = sorted({"model", "registry"} & given)
     kinds = {spec.split("=", 1)[0].strip() for spec in params["strategy"]}
     if "lightgbm" not in kinds and model:
-        return f"{_flags(model)} choose the LightGBM model: give them with --strategy lightgbm"
+        return f"{_flags_verb(model, 'choose', 'chooses')} the LightGBM model: give them with --strategy lightgbm"
     if params["no_dashboard"] and "dashboard_port" in given:
         return "--dashboard-port is the dashboard's port, and --no-dashboard serves none"
     if not params["brokers"] and "prefix" in given:

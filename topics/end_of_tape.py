@@ -171,13 +171,19 @@ class RunTapeEnds:
     every partition and every stage the feed named has put its marker on every partition of every
     topic it marks. Several stages mark ``dlq``, so markers count per (stage, topic, partition);
     only the markers of the tape the feed's markers name count (topics that hold an earlier tape's
-    markers too end at this tape's)."""
+    markers too end at this tape's).
+
+    ``reads_feed`` False: a sink that does not read md.raw (``--no-raw``) never sees the feed's
+    markers; it learns the run's stages from the stages' own markers (each copies the feed's list
+    on) and ends at the first tape every one of those stages has marked completely."""
 
     seen: set[tuple[str, str, str, int]] = field(default_factory=set)  # (tape, stage, topic, partition)
     stages: tuple[str, ...] = ()
     topics_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
     partitions_of: dict[str, int] = field(default_factory=dict)
     tape: str | None = None
+    reads_feed: bool = True
+    stages_of: dict[str, tuple[str, ...]] = field(default_factory=dict)  # tape -> the stages its markers name
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def on_marker(self, marker: EndOfTape) -> None:
@@ -185,21 +191,32 @@ class RunTapeEnds:
             self.seen.add((marker.tape, marker.stage, marker.topic, marker.partition))
             self.topics_of.setdefault(marker.stage, marker.topics or (marker.topic,))
             self.partitions_of[marker.topic] = marker.partitions
+            if marker.stages:
+                self.stages_of.setdefault(marker.tape, marker.stages)
             if marker.stage == FEED and marker.stages:
                 self.stages = marker.stages
                 self.tape = marker.tape
 
+    def _marked(self, tape: str, stages: Iterable[str]) -> bool:
+        for stage in stages:
+            topics = self.topics_of.get(stage)
+            if topics is None:
+                return False
+            for topic in topics:
+                count = self.partitions_of.get(topic)
+                if count is None or not all((tape, stage, topic, p) in self.seen for p in range(count)):
+                    return False
+        return True
+
     @property
     def complete(self) -> bool:
         with self._lock:
-            if not self.stages:
-                return False  # no feed marker yet, or a feed that did not name the run's stages
-            for stage in (FEED, *(s for s in self.stages if s != "sink")):
-                topics = self.topics_of.get(stage)
-                if topics is None:
-                    return False
-                for topic in topics:
-                    count = self.partitions_of.get(topic)
-                    if count is None or not all((self.tape, stage, topic, p) in self.seen for p in range(count)):
-                        return False
-            return True
+            if self.reads_feed:
+                if not self.stages:
+                    return False  # no feed marker yet, or a feed that did not name the run's stages
+                return self._marked(self.tape, (FEED, *(s for s in self.stages if s != "sink")))
+            for tape, stages in self.stages_of.items():
+                if self._marked(tape, (s for s in stages if s != "sink")):
+                    self.tape, self.stages = tape, stages
+                    return True
+            return False

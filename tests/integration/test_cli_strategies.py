@@ -53,4 +53,4 @@ def test_run_when_a_strategy_spec_is_bad_then_exit_2_with_the_reason_before_anyt
 
 def test_run_when_a_strategy_given_with_no_trading_then_refused_rather_than_ignored(tmp_path):
     done = tapeflow("run", "--no-dashboard", "--no-trading", "--strategy", "examples.momentum:Momentum", cwd=tmp_path)
-    assert done.returncode == 2 and "--no-trading runs market data only" in done.stderr, done.stderr
+    assert done.returncode == 2 and "--strategy chooses how to trade, and --no-trading runs no signals or orders" in done.stderr, done.stderr

@@ -77,4 +77,9 @@ def test_run_when_alpaca_drifts_mid_run_then_alert_lands_and_trading_halts(fake_
                                       {"r": RUN}).scalar()
     assert approved_before >= 3 and approved_after == 0
     assert halted_rejects > 0  # the strategy kept trying; risk refused every order after the halt
-    assert fake_alpaca.rest.count("POST", "/v2/orders") <= drifted["posts_at_alert"] + 1  # at most one in flight
+    # Orders approved before the halt may still be on their way to Alpaca when it lands (how many
+    # depends on the machine's load), but nothing risk approved after it, or never approved, reaches Alpaca.
+    approved = {coid for coid, in warehouse.query(
+        "SELECT client_order_id FROM orders_approved FINAL WHERE run_id = {r:String}", {"r": RUN}).rows}
+    placed = {order["client_order_id"] for order in fake_alpaca.broker.orders.values()}
+    assert placed and placed <= approved, placed - approved

@@ -99,7 +99,7 @@ def test_split_run_when_a_stage_refuses_its_recovery_folder_then_the_run_fails_n
     (market / "part-0.sqlite3").write_bytes(b"")  # a snapshot from before origins were recorded
     done = tapeflow(split_run(kafka_topics, "legacy", "--no-dashboard"), tmp_path, timeout=300)
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "the market stage ended with exit code 2" in done.stderr
+    assert "stage market refused to run (exited with code 2)" in done.stderr, done.stderr[-3000:]
     log = (tmp_path / "data" / "logs" / "legacy" / "market.log").read_text()
     assert "records no Kafka cluster" in log and str(Path("data/recovery") / kafka_topics.prefix / "legacy" / "market") in log
 

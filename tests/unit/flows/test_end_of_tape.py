@@ -213,3 +213,23 @@ def test_stage_when_a_partition_ends_at_its_marker_then_it_stops_fetching_so_wha
     assert worker._buffered == 0  # nothing of it waits in a queue
     parts[("md.trades", 0)].close()  # the dataflow's own close later is harmless
     assert (PREFIX + "control", 0) in worker.slots()
+
+
+def test_run_tape_when_the_sink_reads_no_md_raw_then_the_stages_markers_name_the_run_and_end_it():
+    run = tape_ends("sink", store_raw=False)  # --no-raw: the feed's markers on md.raw are never read
+    stages = ("market", "sink")
+    run.on_marker(EndOfTape("old", "market", "md.trades", 0, 1, ("md.trades", "dlq"), stages))
+    run.on_marker(EndOfTape("new", "market", "md.trades", 0, 1, ("md.trades", "dlq"), stages))
+    assert not run.complete  # neither tape has market's dlq marker yet
+    run.on_marker(EndOfTape("new", "market", "dlq", 0, 1, ("md.trades", "dlq"), stages))
+    assert run.complete and run.tape == "new" and run.stages == stages
+    assert not tape_ends("sink").complete  # a sink reading md.raw waits for the feed's markers
+
+
+def test_run_tape_when_the_sink_reads_no_md_raw_then_a_stage_not_yet_marked_holds_the_end():
+    run = tape_ends("sink", store_raw=False)
+    stages = ("market", "signals", "sink")
+    run.on_marker(EndOfTape("r", "market", "md.bars", 0, 1, ("md.bars",), stages))
+    assert not run.complete
+    run.on_marker(EndOfTape("r", "signals", "signals", 0, 1, ("signals",), stages))
+    assert run.complete
