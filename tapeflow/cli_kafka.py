@@ -168,13 +168,13 @@ def feed(
     symbols: Optional[str] = typer.Option(None, help="Synthetic: comma-separated symbol names."),
     seed: int = typer.Option(7, help="Synthetic feed seed."),
     progress_interval: float = typer.Option(1.0, help="Seconds between progress lines."),
-    delivery_timeout: float = typer.Option(30.0, help="Seconds a tick may wait for the broker's ack before it counts as failed."),
+    delivery_timeout: float = typer.Option(300.0, help="Seconds a tick may wait for the broker's ack before it counts as failed."),
 ) -> None:
     """Publish a feed's ticks to md.raw, keyed by symbol (idempotent producer).
 
     Exits 1 if any tick was not delivered; Ctrl-C stops, flushes and reports."""
     from feeds import make_feed
-    from topics.producer import PublishProgress, TopicPublisher, publish_ticks
+    from topics.producer import PublishProgress, TopicPublisher, publish_ticks, undelivered
 
     bootstrap = _bootstrap(brokers)
     symbol_list = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
@@ -201,9 +201,9 @@ def feed(
     _say(("stopped: " if stop.is_set() else "done: ") + stats.summary())
     for error in stats.errors:
         _say(f"  delivery error: {error}")
-    if stats.failed or stats.pending:
-        _fail(f"{stats.failed + stats.pending:,} of {stats.sent:,} ticks were not delivered to {publisher.kafka_topic}",
-              code=1)
+    lost = undelivered(stats, publisher.kafka_topic)
+    if lost:
+        _fail(lost, code=1)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m tapeflow.cli_kafka` before it is registered

@@ -268,7 +268,7 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
         timer.start()
     from sinks.alerts import LagWatch
     from topics.admin import create_topics
-    from topics.producer import TopicPublisher, publish_ticks
+    from topics.producer import TopicPublisher, publish_ticks, undelivered
 
     create_topics(split.brokers, prefix=split.prefix)
     split.begin()
@@ -312,6 +312,10 @@ def run_split(feed, split: SplitRun, max_ticks: int | None, stop: threading.Even
         timer.cancel()  # a tape shorter than --duration has ended by itself
         typer.echo(f"feed done: {stats.summary()}", err=True)
         feed_done.set()
+        lost = undelivered(stats, publisher.kafka_topic)
+        if lost:  # the tape still ends, so what was delivered lands whole, but the run has failed
+            typer.echo(f"error: {lost}", err=True)
+            failed = True
         if supervision.gave_up is not None:
             failed = True
         elif stop.is_set() and not tape_over.is_set():

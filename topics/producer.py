@@ -20,7 +20,9 @@ from topics.serde import encode
 
 # Idempotence implies acks=all and bounded in-flight requests; lz4 is the cheapest codec per byte
 # saved on JSON ticks; 5 ms of linger fills batches at thousands of ticks/s without adding latency
-# a person would see. message.timeout.ms bounds how long a tick may wait before it counts as failed.
+# a person would see. message.timeout.ms bounds how long a tick may wait before it counts as failed:
+# five minutes (librdkafka's own default) rides out a broker restart, which takes 15-40 s on a
+# loaded laptop; 30 s lost every tick queued while the chaos run's broker was away.
 PRODUCER_DEFAULTS: dict[str, object] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -30,7 +32,7 @@ PRODUCER_DEFAULTS: dict[str, object] = {
     "batch.num.messages": 10_000,
     "queue.buffering.max.messages": 200_000,
     "queue.buffering.max.kbytes": 256 * 1024,
-    "message.timeout.ms": 30_000,
+    "message.timeout.ms": 300_000,
     "client.id": "tapeflow-feed",
 }
 MAX_KEPT_ERRORS = 5
@@ -107,9 +109,15 @@ class TopicPublisher:
         prefix = self.kafka_topic[: len(self.kafka_topic) - len(self.topic)]
         return publish_end_of_tape(self._producer, [self.topic], tape, FEED, stages, prefix)
 
-    def flush(self, timeout_s: float = 60.0) -> int:
-        """Wait for every sent record's delivery report; returns how many are still unacknowledged."""
-        remaining = self._producer.flush(timeout_s)
+    @property
+    def delivery_timeout_s(self) -> float:
+        """How long a record may wait for the broker before it counts as failed."""
+        return int(self.config["message.timeout.ms"]) / 1000
+
+    def flush(self, timeout_s: float | None = None) -> int:
+        """Wait for every sent record's delivery report (by default as long as a record may wait,
+        so none is left unanswered); returns how many are still unacknowledged."""
+        remaining = self._producer.flush(self.delivery_timeout_s + 5.0 if timeout_s is None else timeout_s)
         self.stats.finished = time.monotonic()
         return remaining
 
@@ -145,7 +153,7 @@ class PublishProgress:
 
 
 def publish_ticks(ticks: Iterable[Record], publisher: TopicPublisher, *, max_ticks: int | None = None,
-                  stop: threading.Event | None = None, flush_timeout_s: float = 60.0,
+                  stop: threading.Event | None = None, flush_timeout_s: float | None = None,
                   on_tick: Callable[[int], None] | None = None) -> PublishStats:
     """Send ticks until the feed ends, ``max_ticks`` or ``stop``; then flush, so every sent tick is
     either acknowledged or counted as failed when this returns."""
@@ -159,6 +167,17 @@ def publish_ticks(ticks: Iterable[Record], publisher: TopicPublisher, *, max_tic
                 on_tick(publisher.stats.sent)
             if max_ticks is not None and publisher.stats.sent >= max_ticks:
                 break
-    finally:
-        publisher.flush(flush_timeout_s)
+    finally:  # a stop (Ctrl-C) waits for the broker less long than a tape's end does
+        publisher.flush(flush_timeout_s if flush_timeout_s is not None else 30.0 if stop.is_set() else None)
     return publisher.stats
+
+
+def undelivered(stats: PublishStats, topic: str) -> str | None:
+    """What a publish lost, as one message naming the topic, the count and the first reasons (None:
+    every tick sent was acknowledged)."""
+    lost = stats.failed + stats.pending
+    if not lost:
+        return None
+    reasons = "; ".join(stats.errors[:3]) or "no delivery report before the flush timed out"
+    return (f"{lost:,} of {stats.sent:,} ticks were not delivered to {topic} ({reasons}): the run lacks them; "
+            f"check the broker, then replay the tape under a new --run-id")

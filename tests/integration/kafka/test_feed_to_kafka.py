@@ -11,7 +11,7 @@ from feeds import make_feed
 from schemas import RawTick
 from tapeflow.cli_kafka import kafka_app
 from tests.kafka_fixtures import consume_messages, topic_message_count
-from topics.producer import PRODUCER_DEFAULTS, TopicPublisher, publish_ticks
+from topics.producer import PRODUCER_DEFAULTS, TopicPublisher, publish_ticks, undelivered
 from topics.serde import decode
 
 pytestmark = pytest.mark.integration
@@ -44,6 +44,7 @@ def test_topic_publisher_when_created_then_idempotent_lz4_producer():
     assert publisher.config["enable.idempotence"] is True and publisher.config["acks"] == "all"
     assert publisher.config["compression.type"] == "lz4"
     assert PRODUCER_DEFAULTS["linger.ms"] == 5
+    assert publisher.delivery_timeout_s == 300.0  # a broker restart (15-40 s) costs no tick
 
 
 def test_publish_ticks_when_topic_missing_then_every_failure_counted_with_its_reason(kafka_bootstrap):
@@ -52,6 +53,9 @@ def test_publish_ticks_when_topic_missing_then_every_failure_counted_with_its_re
     assert (stats.sent, stats.delivered, stats.failed, stats.pending) == (20, 0, 20, 0)
     assert stats.errors and all("absent.md.raw" in e for e in stats.errors)
     assert "failed 20" in stats.summary()
+    lost = undelivered(stats, publisher.kafka_topic)
+    assert lost.startswith("20 of 20 ticks were not delivered to absent.md.raw (absent.md.raw key SYN")
+    assert "new --run-id" in lost
 
 
 def test_feed_when_topic_missing_then_exit_2_naming_topics_create(kafka_bootstrap):
