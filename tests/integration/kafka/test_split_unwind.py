@@ -74,6 +74,8 @@ def test_split_run_when_killed_and_flattened_through_the_control_topic_then_ever
     positions = query("SELECT strategy, symbol, argMax(quantity, (ts_event, id)) AS qty FROM positions FINAL "
                       "WHERE run_id = 'split-flat' GROUP BY strategy, symbol")
     assert positions and all(p["qty"] == 0.0 for p in positions), positions
-    alerts = query("SELECT name FROM control WHERE run_id = 'split-flat' AND kind = 'alert' ORDER BY name")
-    assert [a["name"] for a in alerts] == ["flatten", "flatten_closing", "kill_switch"]  # each once
+    # the operator's commands page once each; a stage_lag alert may come too on a loaded machine
+    alerts = query("SELECT name FROM control WHERE run_id = 'split-flat' AND kind = 'alert' AND name != 'stage_lag' "
+                   "ORDER BY name")
+    assert [a["name"] for a in alerts] == ["flatten", "flatten_closing", "kill_switch"]
     assert "dead letters" not in stdout  # no order came later than the execution stage's watermark
