@@ -72,7 +72,7 @@ def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool, chai
     """Ticks/s of the stage processes once they are up: the tape is in md.raw before they start,
     the clock runs from the first offset normalize commits to the moment no stage lags any more.
     Returns (ticks/s, start-up seconds)."""
-    from flows.pipeline import feed_market_streams, feed_universe
+    from flows.pipeline import feed_calendar, feed_market_streams, feed_universe
     from tapeflow.split_run import SplitRun, _stop_stages
 
     prefix = f"s{uuid.uuid4().hex[:6]}."
@@ -80,9 +80,11 @@ def steady_state(bootstrap: str, workdir: Path, ticks: int, separate: bool, chai
     feed = make_feed("synthetic", seed=7, max_ticks=ticks)
     publish_ticks(feed.ticks(), TopicPublisher(bootstrap, prefix=prefix), max_ticks=ticks)
     split = SplitRun(bootstrap, prefix, workdir / "recovery" / prefix, "steady", f"chdb://{workdir}/wh-steady",
-                     feed_universe(feed), feed_market_streams(feed), workdir / "logs" / prefix, 3_600.0, separate, chain)
+                     feed_universe(feed), feed_market_streams(feed), workdir / "logs" / prefix, 3_600.0, separate, chain,
+                     calendar=feed_calendar(feed))
     launched = time.perf_counter()
-    processes = split.start_stages()
+    # no split.begin(): the tape is already in md.raw, and the stages must read it from the start
+    processes = {stage: split.start_stage(stage) for stage in split.stages}
     first = None
     try:
         while True:
