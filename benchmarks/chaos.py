@@ -66,10 +66,9 @@ def main() -> int:
     failed = [r.seed for r in results if not r.passed]
     print(f"\nkill points survived: {survived} of {total_points} landed while a run ran ({len(results)} runs; "
           f"failed seeds: {failed or 'none'})")
-    print("lost: " + ("0 (every table equal to the undisturbed run as a set of records; no order, fill, "
-                       "position or P&L id twice; ledger = fills)" if not failed else f"see the failed seeds {failed}"))
-    if any(n for r in results for n in r.landed_twice.values()):
-        print("doubled: the append-only tick tables hold rows twice after restarts (see below; not yet deduplicated)")
+    print("lost and doubled: " + ("0 (every table equal to the undisturbed run row for row, every copy "
+                                   "counted; no order, fill, position or P&L id twice; ledger = fills)"
+                                   if not failed else f"see the failed seeds {failed}"))
     print("recovery, kill -> running and caught up (s):")
     for target, seconds in sorted(recoveries.items()):
         print(f"  {target:8s} n={len(seconds):3d}  p50 {statistics.median(seconds):6.1f}  p99 {percentile(seconds, 0.99):6.1f}"
@@ -85,7 +84,7 @@ def main() -> int:
     for result in results:
         for table, n in result.landed_twice.items():
             twice.setdefault(table, []).append(n)
-    print("append-only tick rows landed twice (per run, mean / max; money tables hold each record once):")
+    print("tick rows held twice (per run, mean / max; a run with any fails above):")
     for table, counts in sorted(twice.items()):
         print(f"  {table:10s} {statistics.mean(counts):8.0f} / {max(counts)}")
     return 0 if not failed else 1

@@ -15,8 +15,10 @@ table (and the OHLCV materialized-view target) has ``non_replicated_deduplicatio
 server drops the second copy. The token lives only in this process: if the process dies between an
 ambiguous insert and its retry, the rows are written again on resume. The ReplacingMergeTree tables
 (orders, reports, positions, P&L, bars, features, signals, dlq) still read once under FINAL; the plain
-MergeTree market-data tables (md_raw, md_trades, md_quotes) and the 1m OHLCV sums could then hold a
-duplicate, visible as ``count() > uniqExact(id)`` and removable with ``LIMIT 1 BY id``.
+MergeTree market-data tables (md_raw, md_trades, md_quotes) are guarded by the writer itself: it seals
+no tick row whose id the run's table already holds (:mod:`sinks.landed`, a window of the last million
+ids per table, seeded from the table when the writer starts), so neither that nor a stage that
+produced its ticks again after a restart puts a tick twice in them or in the 1m OHLCV sums.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any, Callable, Iterable, Protocol
 import pyarrow as pa
 
 from schemas import Record
+from sinks.landed import LandedTicks, recent_ids_of
 from sinks.metrics import INSERT_SECONDS
 from sinks.rows import layout
 
@@ -91,7 +94,10 @@ class BatchingWriter:
         backoff_s: float = 0.2,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
+        landed: LandedTicks | None = None,
     ):
+        """``landed``: the tick ids this run's tables hold (:mod:`sinks.landed`); by default seeded
+        from ``warehouse`` when it can be queried."""
         if max_rows < 1 or retries < 0 or max_age_s < 0 or backoff_s < 0:
             raise ValueError("max_rows must be >= 1; retries, max_age_s and backoff_s must be >= 0")
         self._warehouse = warehouse
@@ -110,6 +116,7 @@ class BatchingWriter:
         self.insert_retries = 0
         self._borrower: Borrower | None = None
         self._arrow_schemas: dict[str, pa.Schema] = {}
+        self.landed = landed if landed is not None else LandedTicks(recent_ids_of(warehouse, run_id))
 
     # -- lending -----------------------------------------------------------------------------------
 
@@ -248,10 +255,11 @@ class BatchingWriter:
             to_arrow = layout(table).to_arrow
             pieces = [to_arrow(part, self.run_id) if type(part) is list else part for part in buffer.parts]
             rows = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
+            rows = self.landed.drop_landed(table, rows)  # a tick table's rows that landed before
             # one chunk per block (and one run_id dictionary): ClickHouse reads it as one Arrow batch
             blocks = [
                 _Block(table, rows.slice(i, self.max_rows).combine_chunks(), self._new_token(table))
-                for i in range(0, buffer.rows, self.max_rows)
+                for i in range(0, rows.num_rows, self.max_rows)
             ]
             self._sealed.extend(blocks)
             buffer.parts, buffer.rows = [], 0

@@ -5,10 +5,10 @@
 1. **Every table equal row for row**: the rows of each table (deduplicated with FINAL where the
    table is a ReplacingMergeTree), without the wall-clock columns (``ts_ingest``,
    ``ts_tick_ingest``, ``ts_written``, ``run_id``), in id order, equal the reference run's. The
-   append-only tick tables (``md_trades``, ``md_quotes``: MergeTree, no FINAL at their size) are
-   compared as sets of rows: a stage that resumes from its snapshot produces the ticks since that
-   snapshot again, and they land again. :func:`landed_twice` counts those rows; it is a figure of
-   the run, not a failure (the money tables hold every record once).
+   append-only tick tables (``md_trades``, ``md_quotes``: MergeTree) are compared with every copy
+   of a row: a stage that resumes from its snapshot produces the ticks since that snapshot again,
+   and the warehouse writer must drop them (:mod:`sinks.landed`). :func:`landed_twice` counts tick
+   rows held more than once; any is a failure.
 2. **No id duplicated**: one order per ``client_order_id``, one fill per ``fill_id`` (a restart
    that re-sends an order under a new id, or books a fill twice, shows here even when the rows
    differ in nothing else).
@@ -30,15 +30,18 @@ TOLERANCE = 1e-6  # currency units: sums of floats in another order
 def table_rows(wh, table: str, run_id: str) -> list[tuple]:
     columns = [c for c in wh.query(f"SELECT * FROM {table} LIMIT 0").column_names if c not in WALL_CLOCK_COLUMNS]
     final = "FINAL" if "Replacing" in wh.tables()[table] else ""
-    distinct = "" if final else "DISTINCT"
-    return list(wh.query(f"SELECT {distinct} {', '.join(columns)} FROM {table} {final} WHERE run_id = {{r:String}} "
-                         "ORDER BY id", {"r": run_id}).rows)
+    return list(wh.query(f"SELECT {', '.join(columns)} FROM {table} {final} WHERE run_id = {{r:String}} "
+                         f"ORDER BY {', '.join(columns)}", {"r": run_id}).rows)
+
+
+TICK_TABLES = ("md_trades", "md_quotes")
 
 
 def landed_twice(wh, run_id: str) -> dict[str, int]:
-    """Rows of the append-only tables that landed more than once (a resumed stage re-produced them)."""
+    """Rows of the append-only tick tables held more than once (a resumed stage re-produced them and
+    the writer did not drop them)."""
     counts = {}
-    for table in ("md_trades", "md_quotes", "dlq"):
+    for table in TICK_TABLES:
         rows, unique = wh.query(f"SELECT count(), uniqExact(id) FROM {table} WHERE run_id = {{r:String}}",
                                 {"r": run_id}).rows[0]
         counts[table] = int(rows - unique)
@@ -53,8 +56,14 @@ def table_differences(wh, reference: str, run_id: str, tables=MARKET_TABLES + MO
             missing = len(set(want) - set(got))
             extra = len(set(got) - set(want))
             problems.append(f"{table}: {len(got)} rows vs {len(want)} in {reference} "
-                            f"({missing} missing, {extra} not in the reference)")
+                            f"({missing} missing, {extra} not in the reference, "
+                            f"{len(got) - len(set(got))} held twice)")
     return problems
+
+
+def doubled_ticks(wh, run_id: str) -> list[str]:
+    return [f"{table}: {n} tick rows held twice (produced again after a restart and landed again)"
+            for table, n in landed_twice(wh, run_id).items() if n]
 
 
 def duplicate_ids(wh, run_id: str) -> list[str]:
@@ -106,4 +115,5 @@ def ledger_differences(wh, run_id: str) -> list[str]:
 
 
 def verify_run(wh, reference: str, run_id: str, tables=MARKET_TABLES + MONEY_TABLES) -> list[str]:
-    return table_differences(wh, reference, run_id, tables) + duplicate_ids(wh, run_id) + ledger_differences(wh, run_id)
+    return (table_differences(wh, reference, run_id, tables) + doubled_ticks(wh, run_id) + duplicate_ids(wh, run_id)
+            + ledger_differences(wh, run_id))

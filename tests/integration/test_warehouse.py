@@ -272,6 +272,29 @@ def test_tick_batches_written_as_arrow_by_the_writer_thread_land_as_their_record
     assert background.rows_written_by_table == {"md_trades": 500, "md_quotes": 1, "md_raw": 300}
 
 
+def test_ticks_written_again_after_a_restart_or_produced_again_upstream_land_once(warehouse: Warehouse):
+    """A writer that starts after a crash (a new writer of the same run) and a stage that produced
+    its ticks again (the same ids in a later batch) put no tick twice in md_trades or the OHLCV sums."""
+    first = BatchingWriter(warehouse, "resumed", max_rows=100)
+    first.add_many("md_trades", [trade(i) for i in range(300)])
+    first.flush()
+    # the predecessor died after writing 0..299; its successor reads again from 200, and upstream
+    # resent 250..279 once more within the same stretch
+    again = BatchingWriter(warehouse, "resumed", max_rows=100)
+    again.add_many("md_trades", [trade(i) for i in range(200, 400)])
+    again.add_many("md_trades", [trade(i) for i in range(250, 280)])
+    again.flush()
+
+    assert warehouse.query("SELECT count(), uniqExact(id) FROM md_trades WHERE run_id = 'resumed'").rows == [(400, 400)]
+    assert warehouse.query("SELECT sum(trade_count) FROM ohlcv_1m WHERE run_id = 'resumed'").scalar() == 400
+    assert again.landed.dropped == {"md_trades": 130}
+    assert again.rows_written_by_table == {"md_trades": 100}
+    # another run's ticks with the same ids are that run's own
+    other = BatchingWriter(warehouse, "another-run")
+    other.add_many("md_trades", [trade(i) for i in range(10)])
+    assert other.flush() == 10
+
+
 # -- a row back into its record: the inverse of sinks.rows, for the round-trip test ---------------
 
 
