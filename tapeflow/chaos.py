@@ -267,26 +267,11 @@ REPRODUCIBLE_TOPICS = {"md.trades": "md_trades", "md.quotes": "md_quotes", "md.b
                        "features": "features", "signals": "signals"}
 
 
-def topic_messages(bootstrap: str, topic: str) -> tuple[int, int]:
-    """(messages in the topic, its partitions)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-chaos-count"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total, len(partitions)
-    finally:
-        consumer.close()
-
-
 def judge(harness: ChaosHarness, result: ChaosResult, bootstrap: str) -> ChaosResult:
     """Compare the chaos run with the reference and count the re-produced messages."""
     from sinks.warehouse import Warehouse
     from tapeflow.chaos_verify import landed_twice, verify_run
+    from topics.admin import topic_messages
 
     wh = Warehouse.connect(harness.warehouse)
     try:

@@ -199,7 +199,7 @@ def feed(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _say(("stopped: " if stop.is_set() else "done: ") + stats.summary())
-    for error in stats.errors:
+    for error in stats.errors[3:]:  # the first three are in the failure line below
         _say(f"  delivery error: {error}")
     lost = undelivered(stats, publisher.kafka_topic)
     if lost:

@@ -25,7 +25,7 @@ from typing import Iterator
 
 import pytest
 
-from topics.admin import create_topics, delete_topics, topic_name
+from topics.admin import create_topics, delete_topics, topic_messages, topic_name
 from topics.catalog import TOPICS
 
 BOOTSTRAP_ENV = "TAPEFLOW_KAFKA_BOOTSTRAP"
@@ -165,15 +165,4 @@ def consume_messages(bootstrap: str, topic: str, count: int, timeout_s: float = 
 
 def topic_message_count(bootstrap: str, topic: str) -> int:
     """Messages in ``topic`` now (sum of high minus low watermarks): checks that nothing extra landed."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"count-{uuid.uuid4().hex}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+    return topic_messages(bootstrap, topic)[0]

@@ -62,6 +62,23 @@ def admin_client(bootstrap: str):
     return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 10_000})
 
 
+def topic_messages(bootstrap: str, topic: str, timeout_s: float = 10.0) -> tuple[int, int]:
+    """(messages in ``topic`` now: the sum over its partitions of high minus low watermark, its
+    partitions): what a run produced, for checks that nothing was lost or produced twice."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-count"})  # never subscribes
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            total += high - low
+        return total, len(partitions)
+    finally:
+        consumer.close()
+
+
 def ask_end_offsets(admin, partitions: Iterable[tuple[str, int]], timeout_s: float) -> dict[tuple[str, int], Future]:
     """Each ``(topic, partition)``'s end offset, asked in one ListOffsets request; a future per
     partition, whose result's ``offset`` is the end. One request for many partitions, not one each:
