@@ -315,6 +315,11 @@ class BackgroundWriter:
             self._oldest_at = self._queue[0].accepted_at
 
 
+def _tick_tables_of(batch: TickBatch) -> set[str]:
+    trades = int(np.count_nonzero(batch.kind == TRADE))
+    return {t for t, n in (("md_trades", trades), ("md_quotes", len(batch) - trades)) if n}
+
+
 def _coalesced(items: list[_Work], run_id: str) -> list[tuple[str, list[Record] | pa.Table]]:
     """The queued work as rows per table, in order: each run of consecutive column batches becomes
     one Arrow conversion (a TickBatch queued for md_trades and md_quotes is converted once)."""
@@ -323,11 +328,22 @@ def _coalesced(items: list[_Work], run_id: str) -> list[tuple[str, list[Record] 
     while i < len(items):
         rows = items[i].rows
         if type(rows) is TickBatch:
+            # A batch is queued once per table it has rows of, and the two puts may fall into two
+            # takes of the queue: each take lands only the tables it holds the batch for.
             batches: dict[int, TickBatch] = {}
+            by_table: dict[str, dict[int, TickBatch]] = {"md_trades": {}, "md_quotes": {}}
             while i < len(items) and type(items[i].rows) is TickBatch:
-                batches.setdefault(id(items[i].rows), items[i].rows)
+                batch = items[i].rows
+                batches.setdefault(id(batch), batch)
+                by_table[items[i].table].setdefault(id(batch), batch)
                 i += 1
-            out.extend(tick_tables(concat_tick_batches(batches.values()), run_id).items())
+            if all(_tick_tables_of(b) == {t for t, queued in by_table.items() if key in queued}
+                   for key, b in batches.items()):  # the usual take: every table of each batch, converted once
+                out.extend(tick_tables(concat_tick_batches(batches.values()), run_id).items())
+            else:
+                for table, queued in by_table.items():
+                    if queued:
+                        out.append((table, tick_tables(concat_tick_batches(queued.values()), run_id)[table]))
         elif type(rows) is RawTickBatch:
             out.append(("md_raw", raw_table(rows, run_id)))
             i += 1

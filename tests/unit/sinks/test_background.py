@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 from schemas.columns import TickBatch
-from sinks.background import BackgroundWriter
+from sinks.background import BackgroundWriter, _Work, _coalesced
 from sinks.columns import tick_tables
 from sinks.writer import BatchingWriter, WarehouseWriteError
-from tests.unit.sinks.records import fill, trade
+from tests.unit.sinks.records import fill, one_of_each, trade
 
 GUARD_S = 20.0  # only ever waited out by a broken implementation
 
@@ -320,3 +320,18 @@ def quote(i: int):
 
     base = one_of_each()["md_quotes"]
     return base.model_copy(update={"id": f"q-{i}"})
+
+
+def test_a_tick_batch_whose_two_puts_fall_into_two_takes_lands_each_row_once():
+    """add_ticks queues a batch once for md_trades and once for md_quotes; when the thread takes the
+    queue between the two puts, each take must land only its own table's rows (both, converted
+    once, when a take holds the batch for both)."""
+    quote = one_of_each()["md_quotes"]
+    batch = TickBatch.from_records([trade(0), quote, trade(1)])
+    as_trades, as_quotes = _Work("md_trades", batch, 2, 0.0), _Work("md_quotes", batch, 1, 0.0)
+
+    first, second = _coalesced([as_trades], "run-1"), _coalesced([as_quotes], "run-1")
+    assert [(t, rows.num_rows) for t, rows in first] == [("md_trades", 2)]
+    assert [(t, rows.num_rows) for t, rows in second] == [("md_quotes", 1)]
+    together = _coalesced([as_trades, as_quotes], "run-1")
+    assert sorted((t, rows.num_rows) for t, rows in together) == [("md_quotes", 1), ("md_trades", 2)]
