@@ -1,0 +1,48 @@
+"""The consumer-group sink's batch cut (sinks.batch_log.cut): redelivered offsets follow the log."""
+
+from __future__ import annotations
+
+import pytest
+
+from sinks.batch_log import LoggedBatch, ShortOfLoggedBatch, batch_token, cut
+
+SLOT = ("md.raw", 2)
+
+
+def spans_of(offsets, logged=()):
+    return [(s.first_offset, s.last_offset, s.token, s.logged) for s in cut("g", SLOT, offsets, logged)]
+
+
+def test_cut_when_nothing_logged_then_one_new_span_named_by_its_offsets():
+    assert spans_of([10, 11, 12]) == [(10, 12, batch_token("g", SLOT, 10, 12), False)]
+    assert batch_token("g", SLOT, 10, 12) == "g/md.raw/2/10-12"
+
+
+def test_cut_when_redelivered_past_logged_batches_then_they_come_first_under_their_tokens():
+    logged = [LoggedBatch(10, 12, "first"), LoggedBatch(13, 14, "second")]
+    assert spans_of(list(range(10, 20)), logged) == [
+        (10, 12, "first", True), (13, 14, "second", True), (15, 19, "g/md.raw/2/15-19", False)]
+
+
+def test_cut_when_items_stop_inside_a_logged_batch_then_short_instead_of_a_partial_insert():
+    with pytest.raises(ShortOfLoggedBatch, match=r"md.raw\[2\] read up to offset 11, its logged batch ends at 12"):
+        cut("g", SLOT, [10, 11], [LoggedBatch(10, 12, "first")])
+
+
+def test_cut_when_logged_batch_ends_before_the_items_then_it_is_ignored():
+    assert spans_of([20, 21], [LoggedBatch(10, 19, "old")]) == [(20, 21, "g/md.raw/2/20-21", False)]
+
+
+def test_cut_when_offsets_have_gaps_then_logged_spans_cover_what_is_left_of_them():
+    # a compacted topic: offsets 11 and 12 are gone
+    assert spans_of([10, 13, 14, 15], [LoggedBatch(10, 13, "a")]) == [
+        (10, 13, "a", True), (14, 15, "g/md.raw/2/14-15", False)]
+
+
+def test_quixstreams_installed_is_the_version_pyproject_pins():
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    pins = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["tapeflow"]["no-deps"]
+    assert f"quixstreams=={version('quixstreams')}" in pins
