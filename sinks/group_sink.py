@@ -15,6 +15,11 @@ token named by the batch's offsets, logged in :mod:`sinks.batch_log` before the 
 killed between the insert and the commit leaves its batches logged; whoever reads those offsets
 next inserts them again under the same tokens, which ClickHouse drops: kill -9 of a member loses and
 doubles nothing.
+
+End of a finite tape: given a :class:`topics.end_of_tape.RunTapeEnds` (shared by the members of
+one process), each member hands it the end-of-tape markers it read once the rows before them are in
+the warehouse, and :meth:`SinkMembers.run` returns once the run's tape is complete, as the Bytewax
+sink does (``flows/split.py``).
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ from sinks.batch_log import BatchLog, ShortOfLoggedBatch, Slot, Span, cut
 from sinks.columns import raw_table, tick_tables
 from sinks.writer import BatchingWriter
 from topics.catalog import TOPICS, table_name
-from topics.kafka_records import KafkaEndpoint, decoder
+from topics.end_of_tape import EndOfTape, RunTapeEnds
+from topics.kafka_records import KafkaEndpoint, MarkedBatch, decoder
 from topics.serde import WATERMARK_SCHEMA, schema_header
 
 log = logging.getLogger(__name__)
 
 COLUMNS_FROM = 10  # a partition batch of this many tick messages decodes into columns
 SHORT_RETRY_S = 0.5  # pause before reading on to the end of a logged batch
+TAPE_POLL_S = 0.2  # how often the members' runner looks whether the run's tape is complete
 
 def sink_group(prefix: str, run_id: str) -> str:
     """The consumer group of a run's sink: one per topic prefix and run id, so two runs (or two
@@ -47,9 +54,8 @@ def sink_group(prefix: str, run_id: str) -> str:
     return f"tapeflow-sink.{prefix}{run_id}"
 
 def not_data(headers: Any) -> bool:
-    """Messages that ride in a topic but are no record to store: the stages' watermarks.
-
-    The hook for end-of-tape markers: their detection (in ``topics/``) is called here too."""
+    """Messages that ride in a topic but are no record to store: the stages' watermarks. (End-of-tape
+    markers are taken out by the shared decoder, which hands them over as ``MarkedBatch.markers``.)"""
     return schema_header(headers) == WATERMARK_SCHEMA
 
 class _Message:
@@ -84,8 +90,11 @@ class _Message:
 class GroupWarehouseSink(BatchingSink):
     """One Quix Streams sink for every topic of the application; one writer, one warehouse."""
 
-    def __init__(self, warehouse: Any, writer: BatchingWriter, endpoint: KafkaEndpoint, group: str):
+    def __init__(self, warehouse: Any, writer: BatchingWriter, endpoint: KafkaEndpoint, group: str,
+                 tape: RunTapeEnds | None = None):
         super().__init__()
+        self._tape = tape
+        self._markers: list[EndOfTape] = []  # read in this flush; told to the tape once its rows landed
         self._writer = writer
         self._endpoint = endpoint
         self._log = BatchLog(warehouse, group)
@@ -130,7 +139,11 @@ class GroupWarehouseSink(BatchingSink):
                         log.warning("sink: %s[%d] offsets %d-%d landed again under the token logged before "
                                     "(a member stopped before committing them): ClickHouse keeps one copy",
                                     slot[0], slot[1], span.first_offset, span.last_offset)
+            if self._tape is not None:  # every row before these markers is in the warehouse now
+                for marker in self._markers:
+                    self._tape.on_marker(marker)
         finally:
+            self._markers.clear()
             self._batches.clear()
 
     def _stage(self, topic: str, partition: int, items: list) -> None:
@@ -141,7 +154,10 @@ class GroupWarehouseSink(BatchingSink):
         writer = self._writer
         run: list[Record] = []
         run_table = ""
-        for bare_topic, value in self._decode(messages, []):
+        decoded = self._decode(messages, [])
+        if type(decoded) is MarkedBatch:
+            self._markers.extend(decoded.markers)
+        for bare_topic, value in decoded:
             kind = type(value)
             if kind is StageWatermark:
                 continue
@@ -173,10 +189,12 @@ class _Member(Application):
             super()._setup_signal_handlers()
 
 def sink_application(endpoint: KafkaEndpoint, sink: GroupWarehouseSink, state_dir: str, *,
-                     commit_interval_s: float = 1.0, max_poll_messages: int = 10_000) -> Application:
-    """A Quix Streams application reading every catalog topic (under the endpoint's prefix) from the
-    earliest offset its group has not committed, into ``sink``. ``state_dir``: a folder of the
-    member's own (Quix Streams makes one per application, though the sink keeps no state in it)."""
+                     commit_interval_s: float = 1.0, max_poll_messages: int = 10_000,
+                     store_raw: bool = True) -> Application:
+    """A Quix Streams application reading every catalog topic (under the endpoint's prefix; md.raw
+    only with ``store_raw``) from the earliest offset its group has not committed, into ``sink``.
+    ``state_dir``: a folder of the member's own (Quix Streams makes one per application, though the
+    sink keeps no state in it)."""
     app = _Member(
         state_dir=state_dir,
         broker_address=",".join(endpoint.brokers),
@@ -190,6 +208,8 @@ def sink_application(endpoint: KafkaEndpoint, sink: GroupWarehouseSink, state_di
         consumer_extra_config={"fetch.wait.max.ms": 100, "reconnect.backoff.max.ms": 1000},
     )
     for spec in TOPICS:
+        if spec.name == "md.raw" and not store_raw:
+            continue
         topic = app.topic(endpoint.topic(spec.name), value_deserializer="bytes", key_deserializer="bytes")
         app.dataframe(topic).sink(sink)
     return app
@@ -201,15 +221,18 @@ class SinkMembers:
 
     def __init__(self, warehouse: Any, endpoint: KafkaEndpoint, run_id: str, count: int = 1, *,
                  group: str | None = None, commit_interval_s: float = 1.0, max_rows: int = 50_000,
-                 max_age_s: float = 1.0, idle_stop_s: float = 0.0):
+                 max_age_s: float = 1.0, idle_stop_s: float = 0.0, store_raw: bool = True,
+                 tape: RunTapeEnds | None = None):
         if count < 1:
             raise ValueError("a sink group needs at least one member")
         self.group = group or sink_group(endpoint.prefix, run_id)
         shared = _Serialized(warehouse)
         self.sinks = [GroupWarehouseSink(shared, BatchingWriter(shared, run_id, max_rows=max_rows, max_age_s=max_age_s),
-                                         endpoint, self.group) for _ in range(count)]
+                                         endpoint, self.group, tape) for _ in range(count)]
+        self.tape = tape
         self._state = tempfile.TemporaryDirectory(prefix="tapeflow-sink-")
-        self.apps = [sink_application(endpoint, sink, f"{self._state.name}/member-{i}", commit_interval_s=commit_interval_s)
+        self.apps = [sink_application(endpoint, sink, f"{self._state.name}/member-{i}", commit_interval_s=commit_interval_s,
+                                     store_raw=store_raw)
                      for i, sink in enumerate(self.sinks)]
         self._idle_stop_s = idle_stop_s
         self.errors: list[BaseException] = []
@@ -223,8 +246,9 @@ class SinkMembers:
         return sum(s.messages_relanded for s in self.sinks)
 
     def run(self) -> None:
-        """Run every member until :meth:`stop` (or, with ``idle_stop_s``, until each has had no
-        message for that long: the end of a finite tape). Re-raises a member's failure."""
+        """Run every member until :meth:`stop`, until the run's tape is complete (with ``tape``: every
+        stage's end-of-tape markers landed) or, with ``idle_stop_s``, until each member has had no
+        message for that long (the end of complete topics). Re-raises a member's failure."""
         threads = [threading.Thread(target=self._run_one, args=(app,), name=f"sink-member-{i}", daemon=True)
                    for i, app in enumerate(self.apps)]
         for thread in threads:
@@ -232,7 +256,9 @@ class SinkMembers:
         try:
             for thread in threads:
                 while thread.is_alive():
-                    thread.join(0.2)
+                    thread.join(TAPE_POLL_S)
+                    if self.tape is not None and self.tape.complete:
+                        self.stop()  # each member commits what it landed and leaves the group
         finally:
             self.stop()
             self._state.cleanup()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ from tests.integration.kafka.split_runs import MARKET, MONEY, publish_tape, run_
 from tests.kafka_fixtures import consume_messages, topic_message_count
 from topics.admin import create_topics, delete_topics, topic_name
 from topics.catalog import TOPICS
+from topics.end_of_tape import FEED, end_of_tape_header, publish_end_of_tape
 from topics.kafka_records import KafkaEndpoint
 from topics.lag import group_lag
 from topics.serde import WATERMARK_SCHEMA, schema_header
@@ -44,12 +46,13 @@ def filled_topics(kafka_bootstrap):
 
 
 def records_per_table(bootstrap: str, prefix: str) -> dict[str, int]:
-    """Messages per topic that are records (not watermarks), by warehouse table."""
+    """Messages per topic that are records (not watermarks nor end-of-tape markers), by warehouse table."""
     counts = {}
     for spec in TOPICS:
         total = topic_message_count(bootstrap, prefix + spec.name)
         messages = consume_messages(bootstrap, prefix + spec.name, total) if total else []
-        counts[spec.table] = sum(1 for m in messages if schema_header(m.headers()) != WATERMARK_SCHEMA)
+        counts[spec.table] = sum(1 for m in messages if schema_header(m.headers()) != WATERMARK_SCHEMA
+                                 and end_of_tape_header(m.headers()) is None)
     return counts
 
 
@@ -76,7 +79,7 @@ SINK_ENV = {**os.environ, "TAPEFLOW_SINK_MAX_AGE_S": "0.2", "PYTHONPATH": str(RO
 
 def start_sink(bootstrap: str, prefix: str, url: str, run_id: str, log: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "tapeflow.cli", "flow", "sink", "--brokers", bootstrap, "--prefix", prefix,
-               "--warehouse", url, "--run-id", run_id, *extra]
+               "--warehouse", url, "--run-id", run_id, "--members", "1", *extra]
     return subprocess.Popen(command, cwd=ROOT, env=SINK_ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -148,10 +151,39 @@ def test_group_sink_when_a_second_process_opens_the_same_chdb_folder_then_refuse
             assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
             time.sleep(0.1)
         second = subprocess.run([sys.executable, "-m", "tapeflow.cli", "flow", "sink", "--brokers", kafka_bootstrap,
-                                 "--prefix", prefix, "--warehouse", url, "--run-id", "one"],
+                                 "--prefix", prefix, "--warehouse", url, "--run-id", "one", "--members", "1"],
                                 cwd=ROOT, env=SINK_ENV, capture_output=True, text=True, timeout=60)
     finally:
         os.killpg(first.pid, signal.SIGTERM)
         first.wait(30)
     assert second.returncode == 2
     assert "another sink process holds the chDB warehouse" in second.stderr and "--members" in second.stderr
+
+
+def test_group_sink_when_the_feed_marks_the_end_of_tape_then_the_members_land_it_and_stop_by_themselves(
+        kafka_topics, tmp_path):
+    """A run whose only stage after the feed is the sink: once the feed's markers are read on every
+    md.raw partition (and the rows before them landed), the members stop without --until-end."""
+    from confluent_kafka import Producer
+
+    from feeds import make_feed
+    from sinks.warehouse import Warehouse
+    from tests.integration.kafka.split_runs import publish_ticks
+
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    sent = publish_ticks(bootstrap, prefix, make_feed("synthetic", seed=4, max_ticks=2_000).ticks())
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    publish_end_of_tape(producer, ["md.raw"], "tape-4", FEED, stages=("sink",), prefix=prefix)
+    wh = Warehouse.connect(f"chdb://{tmp_path / 'wh'}")
+    wh.apply_ddl()
+    from topics.end_of_tape import RunTapeEnds
+
+    tape = RunTapeEnds()
+    group = SinkMembers(wh, KafkaEndpoint((bootstrap,), prefix), "eot", 2, commit_interval_s=0.3, tape=tape)
+    runner = threading.Thread(target=group.run, daemon=True)
+    runner.start()
+    runner.join(120)
+    assert not runner.is_alive(), "the members did not stop at the end of the tape"
+    assert tape.complete and tape.tape == "tape-4"
+    assert wh.query("SELECT count(), uniqExact(id) FROM md_raw WHERE run_id = 'eot'").rows[0] == (sent, sent)
+    assert sum(r.lag for r in group_lag(bootstrap, group.group, prefix)) == 0, "committed up to the markers"

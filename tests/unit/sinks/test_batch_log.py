@@ -37,12 +37,3 @@ def test_cut_when_offsets_have_gaps_then_logged_spans_cover_what_is_left_of_them
     # a compacted topic: offsets 11 and 12 are gone
     assert spans_of([10, 13, 14, 15], [LoggedBatch(10, 13, "a")]) == [
         (10, 13, "a", True), (14, 15, "g/md.raw/2/14-15", False)]
-
-
-def test_quixstreams_installed_is_the_version_pyproject_pins():
-    import tomllib
-    from importlib.metadata import version
-    from pathlib import Path
-
-    pins = tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())["tool"]["tapeflow"]["no-deps"]
-    assert f"quixstreams=={version('quixstreams')}" in pins
