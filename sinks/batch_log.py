@@ -6,10 +6,13 @@ tokens make a second insert of the *same* rows a no-op, but the next member woul
 into batches of its own (its checkpoints fall elsewhere), and a batch of other offsets is other rows
 under another token. So, before inserting, the sink logs each new batch here (``sink_batches``:
 consumer group, topic, partition, first and last offset, token); whoever reads those offsets next
-:func:`cut`\\ s them into the logged batches first and inserts them under the logged tokens. A batch
-that had landed is dropped by the server, one that had not is inserted: nothing lost, nothing
-doubled, in every table (the plain MergeTree market data and the 1m OHLCV sums included), within
-ClickHouse's deduplication window of 1,000 inserts per table.
+:func:`cut`\\ s them into the logged batches first and inserts each logged batch *whole* under its
+token (reading from Kafka whatever of it lies outside its checkpoint). A batch that had landed is
+dropped by the server, one that had not is inserted: nothing lost, nothing doubled, in every table
+(the plain MergeTree market data and the 1m OHLCV sums included), within ClickHouse's deduplication
+window of 1,000 inserts per table. Whole, because part of a batch under its token would be other
+rows under the same name: dropped if the batch had landed (right), but if it had not, the rest
+would go in under another token while the part stands for the whole (lost on a second failure).
 
 Engine-free: the Quix Streams sink (:mod:`sinks.group_sink`) uses it, and any other runtime could.
 """
@@ -36,9 +39,10 @@ class LoggedBatch:
 
 @dataclass(frozen=True)
 class Span:
-    """Items ``[start, stop)`` of a partition's batch, inserted under ``token``; ``logged``: the
-    token comes from the log (an earlier member cut these offsets), else it is new and must be
-    logged before the insert."""
+    """A batch ``[first_offset, last_offset]`` of one partition, inserted under ``token``, of which
+    this checkpoint holds items ``[start, stop)``. A new span (``logged`` False) is exactly its items
+    and must be logged before the insert. A logged span is a batch an earlier member cut: it may
+    reach before or past the items, and goes in whole or not at all (see :func:`cut`)."""
 
     start: int
     stop: int
@@ -48,23 +52,15 @@ class Span:
     logged: bool
 
 
-class ShortOfLoggedBatch(Exception):
-    """The items end inside a logged batch: they must be read on until its last offset before
-    anything of it is inserted again (an insert of part of it would be other rows under its token)."""
-
-    def __init__(self, slot: Slot, have: int, need: int):
-        super().__init__(f"{slot[0]}[{slot[1]}] read up to offset {have}, its logged batch ends at {need}")
-        self.slot = slot
-
-
 def batch_token(group: str, slot: Slot, first_offset: int, last_offset: int) -> str:
     return f"{group}/{slot[0]}/{slot[1]}/{first_offset}-{last_offset}"
 
 
 def cut(group: str, slot: Slot, offsets: Sequence[int], logged: Sequence[LoggedBatch]) -> list[Span]:
-    """The items of one partition (``offsets``, ascending) as spans: the logged batches they reach
-    (in order, under their tokens), and new spans for the items no logged batch covers. Raises
-    :class:`ShortOfLoggedBatch` when the items stop inside a logged batch."""
+    """The items of one partition (``offsets``, ascending, non-empty) as spans, in offset order: a
+    logged span for each logged batch they reach (its whole extent, under its token, even where
+    the items start after its first offset or stop before its last), and a new span for each run
+    of items no logged batch covers. Pure: the caller reads whatever a span holds beyond its items."""
     spans: list[Span] = []
     n = len(offsets)
     i = 0
@@ -86,13 +82,12 @@ def cut(group: str, slot: Slot, offsets: Sequence[int], logged: Sequence[LoggedB
             i = before
             if i == n:
                 break
-        if offsets[-1] < batch.last_offset:
-            raise ShortOfLoggedBatch(slot, offsets[-1], batch.last_offset)
         stop = i
         while stop < n and offsets[stop] <= batch.last_offset:
             stop += 1
-        spans.append(Span(i, stop, offsets[i], offsets[stop - 1], batch.token, True))
-        i = stop
+        if stop > i:  # else the batch falls in a gap of the items (offsets compacted away)
+            spans.append(Span(i, stop, batch.first_offset, batch.last_offset, batch.token, True))
+            i = stop
     if i < n:
         new_span(n)
     return spans

@@ -11,10 +11,34 @@ batch per topic partition, then commits the partitions' offsets only if the sink
 returned: rows reach ClickHouse first, offsets second. Each batch is decoded as the Bytewax stages
 decode (:func:`topics.kafka_records.decoder`: column batches for the tick topics, dead letters for
 bytes that do not decode) and written through :class:`sinks.writer.BatchingWriter` under an insert
-token named by the batch's offsets, logged in :mod:`sinks.batch_log` before the insert. A member
-killed between the insert and the commit leaves its batches logged; whoever reads those offsets
-next inserts them again under the same tokens, which ClickHouse drops: kill -9 of a member loses and
-doubles nothing.
+token named by the batch's offsets, logged in :mod:`sinks.batch_log` before the insert.
+
+Kill -9 between the insert and the commit: whoever reads those offsets next finds the batch logged
+and inserts it again *whole* under its token, which ClickHouse drops if the batch had landed (in
+every table, the plain MergeTree ticks and the 1m OHLCV view included) and writes if it had not:
+nothing lost, nothing doubled. Part of a logged batch under its token would be other rows under the
+same token, hence "whole". The re-reader's checkpoint need not hold the whole batch: what the
+batch holds beyond the checkpoint's offsets is read straight from Kafka
+(:class:`sinks.offset_reader.KafkaOffsetReader`: assigned, no group, bounded by a timeout), so every
+checkpoint lands in one go however little Quix Streams fetched on a loaded machine. (Before, a
+checkpoint that stopped inside a logged batch was refused with backpressure; Quix Streams rewound to
+the committed offsets, fetched about as little again, and on a loaded machine never got the whole
+batch: a livelock.) Why not the cheaper alternatives: ClickHouse reports a deduplicated insert as
+written (``written_rows`` is the block's rows either way, measured on chDB), so a re-reader cannot
+learn whether a batch had landed by inserting part of it; a "landed" mark after the inserts would
+still leave a batch logged but unmarked (a kill inside the insert window) needing its whole extent.
+
+The checkpoint after one that completed a batch from Kafka starts inside that batch (Quix Streams
+committed only the offsets it handed over): its offsets there are decoded for their end-of-tape
+markers only, the rows being in the warehouse. Generally a member commits an offset inside a logged
+batch only after landing the whole batch, so a checkpoint starting inside one holds rows that
+landed; the member re-reads its head from Kafka and inserts it whole anyway (dropped by the
+server), which costs a read only after a rebalance in the middle of a recovery. Markers read
+beyond the checkpoint's end are not told to the tape (the run would end before Quix Streams
+commits their offsets); they are told when their checkpoint comes. A read that fails (the broker
+out of reach, an offset gone) is logged and retried after :data:`READ_RETRY_S` (backpressure: Quix
+Streams reads the checkpoint again), :data:`READ_ATTEMPTS` times in a row at most: then the member
+stops with :class:`SinkStalled` and the reason, rather than spin.
 
 End of a finite tape: given a :class:`topics.end_of_tape.RunTapeEnds` (shared by the members of
 one process), each member hands it the end-of-tape markers it read once the rows before them are in
@@ -34,8 +58,9 @@ from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
 from schemas import Record, StageWatermark
 from schemas.columns import RawTickBatch, TickBatch
-from sinks.batch_log import BatchLog, ShortOfLoggedBatch, Slot, Span, cut
+from sinks.batch_log import BatchLog, Slot, Span, cut
 from sinks.columns import raw_table, tick_tables
+from sinks.offset_reader import KafkaOffsetReader, OffsetReader
 from sinks.writer import BatchingWriter
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import EndOfTape, RunTapeEnds
@@ -45,8 +70,13 @@ from topics.serde import WATERMARK_SCHEMA, schema_header
 log = logging.getLogger(__name__)
 
 COLUMNS_FROM = 10  # a partition batch of this many tick messages decodes into columns
-SHORT_RETRY_S = 0.5  # pause before reading on to the end of a logged batch
+READ_RETRY_S = 1.0  # pause before trying again to read the rest of a logged batch from Kafka
+READ_ATTEMPTS = 5  # failed reads in a row before the member gives up (SinkStalled)
 TAPE_POLL_S = 0.2  # how often the members' runner looks whether the run's tape is complete
+
+class SinkStalled(RuntimeError):
+    """The sink cannot land a checkpoint and will not spin on it: it stops with the reason."""
+
 
 def sink_group(prefix: str, run_id: str) -> str:
     """The consumer group of a run's sink: one per topic prefix and run id, so two runs (or two
@@ -91,8 +121,11 @@ class GroupWarehouseSink(BatchingSink):
     """One Quix Streams sink for every topic of the application; one writer, one warehouse."""
 
     def __init__(self, warehouse: Any, writer: BatchingWriter, endpoint: KafkaEndpoint, group: str,
-                 tape: RunTapeEnds | None = None):
+                 tape: RunTapeEnds | None = None, reader: OffsetReader | None = None):
         super().__init__()
+        self._reader = reader or KafkaOffsetReader(endpoint.brokers)
+        self._read_failures = 0
+        self._landed_whole: set[str] = set()  # tokens of logged batches this member completed from Kafka
         self._tape = tape
         self._markers: list[EndOfTape] = []  # read in this flush; told to the tape once its rows landed
         self._writer = writer
@@ -107,38 +140,27 @@ class GroupWarehouseSink(BatchingSink):
         raise NotImplementedError("GroupWarehouseSink writes in flush()")
 
     def flush(self) -> None:
-        """Cut every partition's batch along the batch log, log the new batches, insert each under
-        its token. Raises (and Quix Streams commits nothing) unless every row is in the warehouse."""
+        """Cut every partition's batch along the batch log, read from Kafka whatever logged batches
+        reach beyond it, log the new batches, insert each batch whole under its token. Raises (and
+        Quix Streams commits nothing) unless every row is in the warehouse."""
         batches = {(self._endpoint.bare(b.topic), b.partition): b for b in self._batches.values() if not b.empty()}
         try:
             if not batches:
                 return
             logged = self._log.open_batches({slot: b.start_offset for slot, b in batches.items()})
-            plans: dict[Slot, tuple[SinkBatch, list, list[Span]]] = {}
+            plans: dict[Slot, tuple[SinkBatch, list[_Message], list[Span]]] = {}
             for slot, batch in batches.items():
-                items = list(batch)
-                plans[slot] = (batch, items, cut(self.group, slot, [i.offset for i in items], logged.get(slot, ())))
-        except ShortOfLoggedBatch as short:
-            # Quix Streams drops this checkpoint's batches and reads them again after the pause,
-            # by when the partition has been read on to the logged batch's end.
-            log.info("sink: %s; reading on", short)
-            self._batches.clear()
-            raise SinkBackpressureError(retry_after=SHORT_RETRY_S) from None
+                messages = [_Message(batch.topic, batch.partition, item) for item in batch]
+                plans[slot] = (batch, messages, cut(self.group, slot, [m.offset() for m in messages], logged.get(slot, ())))
+            beyond = self._read_beyond(plans)
         except BaseException:
             self._batches.clear()
             raise
         try:
             self._log.log([(slot, span) for slot, (_, _, spans) in plans.items() for span in spans if not span.logged])
-            for slot, (batch, items, spans) in plans.items():
+            for slot, (_, messages, spans) in plans.items():
                 for span in spans:
-                    self._stage(batch.topic, batch.partition, items[span.start:span.stop])
-                    self._writer.flush(token=span.token)
-                    self.messages_landed += span.stop - span.start
-                    if span.logged:
-                        self.messages_relanded += span.stop - span.start
-                        log.warning("sink: %s[%d] offsets %d-%d landed again under the token logged before "
-                                    "(a member stopped before committing them): ClickHouse keeps one copy",
-                                    slot[0], slot[1], span.first_offset, span.last_offset)
+                    self._land(slot, span, messages[span.start:span.stop], beyond.get(slot, ()))
             if self._tape is not None:  # every row before these markers is in the warehouse now
                 for marker in self._markers:
                     self._tape.on_marker(marker)
@@ -146,17 +168,83 @@ class GroupWarehouseSink(BatchingSink):
             self._markers.clear()
             self._batches.clear()
 
-    def _stage(self, topic: str, partition: int, items: list) -> None:
-        """Decode one span's messages and hand their rows to the writer, in offset order."""
-        messages = [_Message(topic, partition, item) for item in items if not not_data(item.headers)]
+    def _read_beyond(self, plans: dict[Slot, tuple[SinkBatch, list[_Message], list[Span]]]) -> dict[Slot, list]:
+        """The messages of logged batches outside this checkpoint's items, by partition, read from
+        Kafka in one go. A failed read is said and retried after a pause (Quix Streams reads the
+        checkpoint again), :data:`READ_ATTEMPTS` times in a row at most, then :class:`SinkStalled`."""
+        ranges: dict[tuple[str, int], tuple[int, int]] = {}
+        slots: dict[tuple[str, int], Slot] = {}
+        for slot, (batch, messages, spans) in plans.items():
+            for span in spans:
+                if not span.logged or span.token in self._landed_whole:
+                    continue
+                lo, hi = messages[span.start].offset(), messages[span.stop - 1].offset()
+                want = [r for r in ((span.first_offset, lo - 1), (hi + 1, span.last_offset)) if r[0] <= r[1]]
+                if not want:
+                    continue
+                part = (batch.topic, batch.partition)
+                first, last = ranges.get(part, (want[0][0], want[-1][1]))
+                ranges[part] = (min(first, want[0][0]), max(last, want[-1][1]))
+                slots[part] = slot
+        if not ranges:
+            return {}
+        try:
+            read = self._reader.read(ranges)
+        except Exception as exc:  # the broker out of reach, an offset gone: nothing lands, nothing commits
+            self._read_failures += 1
+            what = ", ".join(f"{t}[{p}] offsets {first}-{last}" for (t, p), (first, last) in ranges.items())
+            if self._read_failures >= READ_ATTEMPTS:
+                raise SinkStalled(f"cannot read {what} (the rest of batches logged by a member that stopped before "
+                                  f"committing them) after {self._read_failures} attempts: {exc}") from exc
+            log.warning("sink: cannot read %s to land the logged batches there whole (attempt %d of %d): %s; "
+                        "trying again in %.1f s", what, self._read_failures, READ_ATTEMPTS, exc, READ_RETRY_S)
+            raise SinkBackpressureError(retry_after=READ_RETRY_S) from exc
+        self._read_failures = 0
+        return {slots[part]: messages for part, messages in read.items()}
+
+    def _land(self, slot: Slot, span: Span, messages: list, beyond: Any) -> None:
+        """Insert one span: a new one as it is; a logged one whole, with the messages read beyond
+        this checkpoint (end-of-tape markers only from those before its end: the tape may end the
+        run once they are told, and Quix Streams commits no further than the checkpoint)."""
+        count = len(messages)
+        self.messages_landed += count
+        if not span.logged:
+            self._stage(messages)
+            self._writer.flush(token=span.token)
+            return
+        self.messages_relanded += count
+        if span.token in self._landed_whole:  # this member landed it whole from an earlier checkpoint
+            self._stage(messages, rows=False)
+            return
+        lo, hi = messages[0].offset(), messages[-1].offset()
+        head = [m for m in beyond if span.first_offset <= m.offset() < lo]
+        tail = [m for m in beyond if hi < m.offset() <= span.last_offset]
+        self._stage(head)
+        self._stage(messages)
+        self._stage(tail, tell=False)
+        self._writer.flush(token=span.token)
+        if tail:  # the next checkpoint starts inside it
+            self._landed_whole.add(span.token)
+        log.warning("sink: %s[%d] offsets %d-%d landed again under the token logged before "
+                    "(a member stopped before committing them): ClickHouse keeps one copy%s",
+                    slot[0], slot[1], span.first_offset, span.last_offset,
+                    f"; {len(head) + len(tail)} of its messages read from Kafka beyond this checkpoint's"
+                    if head or tail else "")
+
+    def _stage(self, messages: list, *, tell: bool = True, rows: bool = True) -> None:
+        """Decode messages of one partition and hand their rows to the writer (not with ``rows``
+        False), in offset order; keep their end-of-tape markers to tell (not with ``tell`` False)."""
+        messages = [m for m in messages if not not_data(m.headers())]
         if not messages:
             return
         writer = self._writer
         run: list[Record] = []
         run_table = ""
         decoded = self._decode(messages, [])
-        if type(decoded) is MarkedBatch:
+        if type(decoded) is MarkedBatch and tell:
             self._markers.extend(decoded.markers)
+        if not rows:
+            return
         for bare_topic, value in decoded:
             kind = type(value)
             if kind is StageWatermark:

@@ -1,6 +1,7 @@
 """The consumer-group sink when offsets come back after a member died before committing them:
-the batch log makes the next member insert the same batches under the same tokens (no Kafka needed:
-the sink's batches are fed as Quix Streams feeds them)."""
+the batch log makes the next member insert the same batches whole under the same tokens. The
+sink's checkpoints are fed as Quix Streams feeds them; what a logged batch holds beyond a
+checkpoint is read from the real broker."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 from quixstreams.sinks import SinkBackpressureError
 
 from feeds import make_feed
-from sinks.group_sink import GroupWarehouseSink
+from sinks.group_sink import GroupWarehouseSink, SinkStalled
+from sinks.offset_reader import KafkaOffsetReader
 from sinks.writer import BatchingWriter, WarehouseWriteError
 from topics.kafka_records import KafkaEndpoint
 from topics.serde import encode
@@ -18,15 +20,27 @@ pytestmark = pytest.mark.integration
 MESSAGES = [encode("md.raw", tick) for tick in make_feed("synthetic", seed=3, max_ticks=300).ticks()]
 
 
-def member(warehouse, inserter=None) -> GroupWarehouseSink:
+def member(warehouse, inserter=None, endpoint=KafkaEndpoint(("unused",)), reader=None) -> GroupWarehouseSink:
     inserter = inserter or warehouse
-    return GroupWarehouseSink(warehouse, BatchingWriter(inserter, "r", retries=0), KafkaEndpoint(("unused",)), "g")
+    return GroupWarehouseSink(warehouse, BatchingWriter(inserter, "r", retries=0), endpoint, "g", reader=reader)
 
 
-def feed(sink: GroupWarehouseSink, start: int, stop: int) -> None:
+def feed(sink: GroupWarehouseSink, start: int, stop: int, prefix: str = "") -> None:
     for offset in range(start, stop):
         m = MESSAGES[offset]
-        sink.add(m.value, m.key, 1_000, list(m.headers), "md.raw", 0, offset)
+        sink.add(m.value, m.key, 1_000, list(m.headers), prefix + "md.raw", 0, offset)
+
+
+@pytest.fixture
+def raw_topic(kafka_topics) -> KafkaEndpoint:
+    """MESSAGES in partition 0 of the real md.raw topic under a prefix of this test's own, at offsets 0..299."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka_topics.bootstrap, "enable.idempotence": True})
+    for m in MESSAGES:
+        producer.produce(kafka_topics.name("md.raw"), m.value, m.key, partition=0, headers=list(m.headers))
+    assert producer.flush(30) == 0
+    return KafkaEndpoint((kafka_topics.bootstrap,), kafka_topics.prefix)
 
 
 def landed(warehouse) -> tuple[int, int]:
@@ -70,18 +84,56 @@ def test_redelivered_batch_when_it_had_not_landed_then_inserted_once(warehouse):
     assert landed(warehouse) == (150, 150)
 
 
-def test_redelivered_batch_when_read_short_of_a_logged_batch_then_backpressure_and_nothing_inserted(warehouse):
+def test_redelivered_batch_when_the_checkpoint_stops_inside_a_logged_batch_that_had_not_landed_then_its_rest_is_read_from_kafka(
+        warehouse, raw_topic, caplog):
+    prefix = raw_topic.prefix
+    first = member(warehouse, RefusingRawInserts(warehouse), raw_topic)
+    feed(first, 0, 200, prefix)
+    with pytest.raises(WarehouseWriteError):
+        first.flush()  # logged 0-199, nothing landed
+
+    second = member(warehouse, endpoint=raw_topic)
+    feed(second, 0, 120, prefix)  # a loaded machine's checkpoint: far short of the logged batch
+    second.flush()  # lands 0-199 whole, reading 120-199 from the broker; Quix Streams commits 0-119
+    assert landed(warehouse) == (200, 200)
+    assert "80 of its messages read from Kafka beyond this checkpoint's" in caplog.text
+
+    feed(second, 120, 300, prefix)  # the next checkpoint starts inside the batch it landed whole
+    second.flush()
+    assert landed(warehouse) == (300, 300)
+    assert (second.messages_landed, second.messages_relanded) == (300, 200)
+
+
+def test_redelivered_batch_when_the_checkpoint_stops_inside_a_logged_batch_that_had_landed_then_dropped_whole(
+        warehouse, raw_topic):
+    prefix = raw_topic.prefix
+    first = member(warehouse, endpoint=raw_topic)
+    feed(first, 0, 200, prefix)
+    first.flush()  # landed; the member dies before its offsets are committed
+
+    second = member(warehouse, endpoint=raw_topic)
+    feed(second, 0, 50, prefix)
+    second.flush()
+    third = member(warehouse, endpoint=raw_topic)  # a rebalance: another member starts inside the batch
+    feed(third, 50, 300, prefix)
+    third.flush()  # reads 0-49 from Kafka and inserts 0-199 whole under its token: dropped
+    assert landed(warehouse) == (300, 300)
+
+
+def test_redelivered_batch_when_kafka_cannot_be_read_then_backpressure_a_few_times_then_stalled_with_the_reason(
+        warehouse, caplog):
     first = member(warehouse, RefusingRawInserts(warehouse))
     feed(first, 0, 200)
     with pytest.raises(WarehouseWriteError):
         first.flush()
 
-    second = member(warehouse)
-    feed(second, 0, 120)  # the logged batch ends at 199: inserting 0-119 under its token would lose 120-199
-    with pytest.raises(SinkBackpressureError):
+    second = member(warehouse, reader=KafkaOffsetReader(("127.0.0.1:1",), timeout_s=0.3))  # no broker there
+    for attempt in range(4):
+        feed(second, 0, 120)
+        with pytest.raises(SinkBackpressureError):
+            second.flush()
+    feed(second, 0, 120)
+    with pytest.raises(SinkStalled, match=r"cannot read md.raw\[0\] offsets 120-199 .* after 5 attempts"):
         second.flush()
+    assert "attempt 4 of 5" in caplog.text
     assert landed(warehouse) == (0, 0)
-
-    feed(second, 0, 300)  # Quix Streams reads the partition again from the committed offset
-    second.flush()
-    assert landed(warehouse) == (300, 300)
