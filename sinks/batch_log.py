@@ -11,8 +11,8 @@ token (reading from Kafka whatever of it lies outside its checkpoint). A batch t
 dropped by the server, one that had not is inserted: nothing lost, nothing doubled, in every table
 (the plain MergeTree market data and the 1m OHLCV sums included), within ClickHouse's deduplication
 window of 1,000 inserts per table. Whole, because part of a batch under its token would be other
-rows under the same name: dropped if the batch had landed (right), but if it had not, the rest
-would go in under another token while the part stands for the whole (lost on a second failure).
+rows under the same name: if the batch had not landed, the part lands under it, and whoever inserts
+the whole batch under that token later is dropped: the rest lost.
 
 Engine-free: the Quix Streams sink (:mod:`sinks.group_sink`) uses it, and any other runtime could.
 """
