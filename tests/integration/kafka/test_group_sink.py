@@ -161,21 +161,19 @@ def test_group_sink_when_a_second_process_opens_the_same_chdb_folder_then_refuse
 
 
 def test_group_sink_when_the_feed_marks_the_end_of_tape_then_the_members_land_it_and_stop_by_themselves(
-        kafka_topics, tmp_path):
+        kafka_topics, warehouse):
     """A run whose only stage after the feed is the sink: once the feed's markers are read on every
     md.raw partition (and the rows before them landed), the members stop without --until-end."""
     from confluent_kafka import Producer
 
     from feeds import make_feed
-    from sinks.warehouse import Warehouse
     from tests.integration.kafka.split_runs import publish_ticks
 
     bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
     sent = publish_ticks(bootstrap, prefix, make_feed("synthetic", seed=4, max_ticks=2_000).ticks())
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     publish_end_of_tape(producer, ["md.raw"], "tape-4", FEED, stages=("sink",), prefix=prefix)
-    wh = Warehouse.connect(f"chdb://{tmp_path / 'wh'}")
-    wh.apply_ddl()
+    wh = warehouse  # chDB opens one folder per process: the session's, on a database of this test's own
     from topics.end_of_tape import RunTapeEnds
 
     tape = RunTapeEnds()
