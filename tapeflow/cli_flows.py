@@ -195,7 +195,7 @@ def flow(
         tape=tape_ends(stage, store_raw),  # a finite tape's end ends the stage (topics/end_of_tape.py)
         store_raw=store_raw,
     )
-    writer = alerts = dashboard = None
+    wh = writer = alerts = dashboard = None
     if stage == "sink":
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
@@ -263,6 +263,8 @@ def flow(
             reconciler.stop()
         if live_venue is not None:
             live_venue.stop()
+        if wh is not None:  # chDB's engine is one folder's per process until closed
+            wh.close()
 
 
 def _fail(message: str) -> None:
