@@ -137,3 +137,43 @@ def test_redelivered_batch_when_kafka_cannot_be_read_then_backpressure_a_few_tim
         second.flush()
     assert "attempt 4 of 5" in caplog.text
     assert landed(warehouse) == (0, 0)
+
+
+def test_redelivered_batch_when_its_rest_read_from_kafka_holds_an_end_of_tape_marker_then_told_only_once_its_checkpoint_comes(
+        warehouse, kafka_topics):
+    """The tape may end the run once a marker is told; Quix Streams commits no further than the
+    checkpoint, so a marker read beyond it waits for the checkpoint that holds it."""
+    from confluent_kafka import Producer
+
+    from sinks.offset_reader import KafkaOffsetReader
+    from topics.end_of_tape import FEED, RunTapeEnds, publish_end_of_tape
+
+    producer = Producer({"bootstrap.servers": kafka_topics.bootstrap, "enable.idempotence": True})
+    for m in MESSAGES[:200]:
+        producer.produce(kafka_topics.name("md.raw"), m.value, m.key, partition=0, headers=list(m.headers))
+    publish_end_of_tape(producer, ["md.raw"], "tape-r", FEED, stages=("sink",), prefix=kafka_topics.prefix)  # offset 200
+    topic = kafka_topics.name("md.raw")
+    on_kafka = KafkaOffsetReader((kafka_topics.bootstrap,)).read({(topic, 0): (0, 200)})[(topic, 0)]
+    assert len(on_kafka) == 201
+
+    def feed_from_kafka(sink, start, stop):
+        for m in on_kafka[start:stop]:
+            sink.add(m.value(), m.key(), 1_000, m.headers() or [], topic, 0, m.offset())
+
+    endpoint = KafkaEndpoint((kafka_topics.bootstrap,), kafka_topics.prefix)
+    first = GroupWarehouseSink(warehouse, BatchingWriter(RefusingRawInserts(warehouse), "r", retries=0), endpoint, "g")
+    feed_from_kafka(first, 0, 201)
+    with pytest.raises(WarehouseWriteError):
+        first.flush()  # logged 0-200, the marker included
+
+    tape = RunTapeEnds()
+    second = GroupWarehouseSink(warehouse, BatchingWriter(warehouse, "r", retries=0), endpoint, "g", tape)
+    feed_from_kafka(second, 0, 120)
+    second.flush()  # 0-200 landed whole; the marker at 200 was read from Kafka, not handed over
+    assert landed(warehouse) == (200, 200)
+    assert not any(partition == 0 for *_, partition in tape.seen)
+
+    feed_from_kafka(second, 120, 201)
+    second.flush()
+    assert {s for s in tape.seen if s[3] == 0} == {("tape-r", FEED, "md.raw", 0)}, tape.seen
+    assert landed(warehouse) == (200, 200)
