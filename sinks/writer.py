@@ -227,10 +227,15 @@ class BatchingWriter:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def flush(self) -> int:
-        """Write every pending row; returns the rows written now. Raises WarehouseWriteError."""
+    def flush(self, token: str | None = None) -> int:
+        """Write every pending row; returns the rows written now. Raises WarehouseWriteError.
+
+        ``token``: the name of what is pending now, for a caller that can write the same rows again
+        after its process died (the consumer-group sink names a batch by its Kafka offsets): each
+        block's insert token is ``{token}/{table}/{n}``, the same on every attempt of the same rows
+        in the same blocks, so the server drops the copy. Default: a fresh token per block."""
         self._reclaim()
-        self._seal_all()
+        self._seal_all(token)
         written = 0
         while self._sealed:
             block = self._sealed[0]
@@ -247,7 +252,7 @@ class BatchingWriter:
         self.flush()
 
 
-    def _seal_all(self) -> None:
+    def _seal_all(self, token: str | None = None) -> None:
         for table, buffer in self._buffers.items():
             if not buffer.rows:
                 continue
@@ -255,12 +260,15 @@ class BatchingWriter:
             to_arrow = layout(table).to_arrow
             pieces = [to_arrow(part, self.run_id) if type(part) is list else part for part in buffer.parts]
             rows = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-            rows = self.landed.drop_landed(table, rows)  # a tick table's rows that landed before
-            # one chunk per block (and one run_id dictionary): ClickHouse reads it as one Arrow batch
-            blocks = [
-                _Block(table, rows.slice(i, self.max_rows).combine_chunks(), self._new_token(table))
-                for i in range(0, rows.num_rows, self.max_rows)
-            ]
+            # Blocks are cut before the landed ticks are taken out, so a named block (``token``) holds
+            # the same rows, less those that landed under other names, whoever writes it again.
+            blocks = []
+            for i in range(0, rows.num_rows, self.max_rows):
+                block = self.landed.drop_landed(table, rows.slice(i, self.max_rows))
+                if block.num_rows:
+                    # one chunk per block (and one run_id dictionary): ClickHouse reads it as one Arrow batch
+                    blocks.append(_Block(table, block.combine_chunks(), self._new_token(table) if token is None
+                                         else f"{token}/{table}/{i // self.max_rows}"))
             self._sealed.extend(blocks)
             buffer.parts, buffer.rows = [], 0
 

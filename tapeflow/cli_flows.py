@@ -31,6 +31,7 @@ STAGE_OPTIONS: dict[str, tuple[str, ...]] = {
     "run_id": ("sink",),
     "no_raw": ("sink",),
     "dashboard_port": ("sink",),
+    "members": ("sink",),
     "venue": ("trading",),
     "live": ("trading",),
 }
@@ -90,6 +91,10 @@ def flow(
     start_offsets: Optional[Path] = typer.Option(
         None, help="A split run's run-start.json: where partitions without a recovery snapshot start "
         "(default: their beginning)."),
+    members: Optional[int] = typer.Option(
+        None, min=1, help="sink: run the consumer-group sink (Quix Streams) instead of the Bytewax one, with this "
+        "many members (threads) here; scale over processes with more `tapeflow flow sink --members 1` against a "
+        "ClickHouse server. No dashboard, metrics or alerts (the Bytewax sink's)."),
 ) -> None:
     """Run one stage of the split pipeline, reading and writing Kafka topics. At the end of a finite
     tape (end-of-tape markers on every partition of its inputs) it flushes as an embedded run ends,
@@ -138,6 +143,19 @@ def flow(
               "end of input: run it without --until-end and stop it once `tapeflow lag` shows it caught up "
               "(or run the fused `trading` stage with --until-end)")
     settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
+    if members is not None:  # the opt-in consumer-group sink (tapeflow/cli_sink.py)
+        from tapeflow import cli_sink
+        from tapeflow.cli_split import given_options
+
+        refusal = cli_sink.group_sink_refusal(given_options(ctx), settings.model_fields_set)
+        if refusal:
+            _fail(refusal)
+        os.nice(SINK_NICENESS)
+        cli_sink.run_group_sink(brokers=brokers, prefix=prefix, warehouse_url=settings.warehouse,
+                                database=settings.database, run_id=run_id, members=members, until_end=until_end,
+                                max_rows=settings.sink_max_rows, commit_interval_s=settings.sink_max_age_s,
+                                store_raw=settings.store_raw and not no_raw)
+        return
     universe = tuple(s.strip() for s in symbols.split(",") if s.strip()) if symbols else None
     market = MarketDataConfig.from_settings(settings, universe)
     trading = TradingConfig.from_settings(
@@ -177,7 +195,7 @@ def flow(
         tape=tape_ends(stage, store_raw),  # a finite tape's end ends the stage (topics/end_of_tape.py)
         store_raw=store_raw,
     )
-    writer = alerts = dashboard = None
+    wh = writer = alerts = dashboard = None
     if stage == "sink":
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
@@ -245,6 +263,8 @@ def flow(
             reconciler.stop()
         if live_venue is not None:
             live_venue.stop()
+        if wh is not None:  # chDB's engine is one folder's per process until closed
+            wh.close()
 
 
 def _fail(message: str) -> None:

@@ -1,8 +1,10 @@
 """Consumer lag of split-topology stages: the offsets in each stage's Bytewax recovery snapshot
 against the end offsets of the topics it reads.
 
-Stages track their Kafka offsets in their recovery store, not in a consumer group, so the recovery
-directory is where a stage's position is. Reading it is read-only: the stage may be running.
+Bytewax stages track their Kafka offsets in their recovery store, not in a consumer group, so the
+recovery directory is where such a stage's position is. Reading it is read-only: the stage may be
+running. The warehouse sink is a consumer group (Quix Streams): its position is the group's
+committed offsets (:func:`group_lag`).
 """
 
 from __future__ import annotations
@@ -104,3 +106,24 @@ def stage_lag(bootstrap: str, recovery_dirs: dict[str, Path], timeout_s: float =
                                      timeout_s)
     return [PartitionLag(stage, topic, part, offset, end[(topic, part)])
             for stage, stage_offsets in offsets.items() for (topic, part), offset in sorted(stage_offsets.items())]
+
+
+def group_lag(bootstrap: str, group: str, prefix: str = "", timeout_s: float = 10.0) -> list[PartitionLag]:
+    """A consumer group's committed offsets on every catalog topic (under ``prefix``) against the
+    end offsets; a partition the group has committed nothing on lags by its whole length. The
+    ``stage`` of each row is the group."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from topics.catalog import TOPICS
+
+    # Asking for committed offsets joins no group: the running members are not disturbed.
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "log_level": 0})
+    try:
+        slots = [TopicPartition(f"{prefix}{t.name}", p) for t in TOPICS for p in range(t.partitions)]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(slots, timeout=timeout_s)}
+    finally:
+        consumer.close()
+    end = _end_offsets_of(bootstrap)(sorted(committed), timeout_s)
+    return [PartitionLag(group, topic, part, max(offset, 0), end[(topic, part)])
+            for (topic, part), offset in sorted(committed.items())]

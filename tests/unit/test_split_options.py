@@ -252,7 +252,13 @@ def flow_cases(reg: str, reg2: str, empty: str, start_file: str) -> dict[str, li
                   Refused(("trading", "--venue", "alpaca", "--until-end"), "no end")],
         "live": [Changes(("trading", "--venue", "alpaca", "--live"), ("trading", "--venue", "alpaca")),
                  Refused(("trading", "--live"), "with --venue alpaca")],
-        "start_offsets": [Changes(("market", "--start-offsets", start_file), ("market",))],
+        "start_offsets": [Changes(("market", "--start-offsets", start_file), ("market",)),
+                          Refused(("sink", "--members", "1", "--start-offsets", start_file), "starts where its group")],
+        "members": [Changes(("sink", "--members", "2"), ("sink",)),
+                    Changes(("sink", "--members", "2"), ("sink", "--members", "1")),
+                    Refused(("market", "--members", "2"), "does not use --members"),
+                    Refused(("sink", "--members", "1", "--dashboard-port", "6123"), "serves no dashboard"),
+                    Refused(("sink", "--members", "1", "--workers", "2"), "scales by members")],
     }
 
 
@@ -305,6 +311,10 @@ def flow_plan(monkeypatch, tmp_path):
         return real_build(stage, cfg, writer, progress, alerts, metrics, venue)
 
     monkeypatch.setattr(flows.split, "build_stage_flow", build)
+    import tapeflow.cli_sink
+
+    # the consumer-group sink (--members): what it would run, instead of the Bytewax dataflow
+    monkeypatch.setattr(tapeflow.cli_sink, "run_group_sink", lambda **kw: plan.update(group_sink=kw))
     monkeypatch.setattr(flows.pipeline, "run_flow",
                         lambda flow, epoch, recovery_dir=None, workers=1, addresses=None, process_id=0: plan.update(
                             recovery=str(recovery_dir), workers=workers, cluster=(addresses, process_id)))

@@ -1,0 +1,187 @@
+"""The warehouse sink as a Quix Streams consumer group, over the real broker and chDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sinks.group_sink import SinkMembers, sink_group
+from tests.integration.embedded_runs import table_content
+from tests.integration.kafka.split_runs import MARKET, MONEY, publish_tape, run_stages, sink_to, split_config, tape
+from tests.kafka_fixtures import consume_messages, topic_message_count
+from topics.admin import create_topics, delete_topics, topic_name
+from topics.catalog import TOPICS
+from topics.end_of_tape import FEED, end_of_tape_header, publish_end_of_tape
+from topics.kafka_records import KafkaEndpoint
+from topics.lag import group_lag
+from topics.serde import WATERMARK_SCHEMA, schema_header
+
+pytestmark = pytest.mark.integration
+
+TICKS = 30_000
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def filled_topics(kafka_bootstrap):
+    """Every catalog topic with a replayed tape's records in it (the upstream stages run once)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    create_topics(kafka_bootstrap, prefix=prefix)
+    try:
+        cfg = split_config(kafka_bootstrap, prefix, tape(TICKS))
+        publish_tape(kafka_bootstrap, prefix, tape(TICKS))
+        run_stages(cfg, ("market", "signals", "trading"))
+        yield cfg
+    finally:
+        delete_topics(kafka_bootstrap, [topic_name(t.name, prefix) for t in TOPICS])
+
+
+def records_per_table(bootstrap: str, prefix: str) -> dict[str, int]:
+    """Messages per topic that are records (not watermarks nor end-of-tape markers), by warehouse table."""
+    counts = {}
+    for spec in TOPICS:
+        total = topic_message_count(bootstrap, prefix + spec.name)
+        messages = consume_messages(bootstrap, prefix + spec.name, total) if total else []
+        counts[spec.table] = sum(1 for m in messages if schema_header(m.headers()) != WATERMARK_SCHEMA
+                                 and end_of_tape_header(m.headers()) is None)
+    return counts
+
+
+def test_group_sink_when_two_members_share_a_chdb_warehouse_then_they_split_the_partitions_and_land_what_the_bytewax_sink_lands(
+        filled_topics, module_warehouse, kafka_bootstrap):
+    cfg = filled_topics
+    sink_to(module_warehouse, cfg, "bytewax-sink")
+    group = SinkMembers(module_warehouse, KafkaEndpoint((kafka_bootstrap,), cfg.endpoint.prefix), "quix-2", 2,
+                        commit_interval_s=0.3, idle_stop_s=3.0)
+    group.run()
+
+    assert all(sink.messages_landed > 0 for sink in group.sinks), "each member took partitions of its own"
+    for table in MARKET + MONEY + ("md_raw", "dlq", "control"):
+        assert table_content(module_warehouse, table, "quix-2") == table_content(module_warehouse, table, "bytewax-sink"), table
+    expected = records_per_table(kafka_bootstrap, cfg.endpoint.prefix)
+    for table, n in expected.items():  # every message once: counted without FINAL
+        assert module_warehouse.query(f"SELECT count() FROM {table} WHERE run_id = 'quix-2'").scalar() == n, table
+    assert expected["md_raw"] == TICKS and expected["orders_approved"] > 0, expected
+    assert sum(r.lag for r in group_lag(kafka_bootstrap, group.group, cfg.endpoint.prefix)) == 0
+
+
+SINK_ENV = {**os.environ, "TAPEFLOW_SINK_MAX_AGE_S": "0.2", "PYTHONPATH": str(ROOT)}
+
+
+def start_sink(bootstrap: str, prefix: str, url: str, run_id: str, log: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tapeflow.cli", "flow", "sink", "--brokers", bootstrap, "--prefix", prefix,
+               "--warehouse", url, "--run-id", run_id, "--members", "1", *extra]
+    return subprocess.Popen(command, cwd=ROOT, env=SINK_ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def warehouse_report(path: Path, run_id: str) -> dict:
+    """Row counts of a run per table, from a process of its own (chDB: one folder per process)."""
+    script = (
+        "import json, sys\n"
+        "from sinks.warehouse import Warehouse\n"
+        "from topics.catalog import TOPICS\n"
+        "wh = Warehouse.connect(sys.argv[1])\n"
+        "r = {'rows': {t.table: wh.query(f\"SELECT count() FROM {t.table} WHERE run_id = '{sys.argv[2]}'\").scalar() "
+        "for t in TOPICS}}\n"
+        "r['ohlcv_volume'] = wh.query(f\"SELECT sum(volume) FROM ohlcv_1m WHERE run_id = '{sys.argv[2]}'\").scalar()\n"
+        "r['trade_volume'] = wh.query(f\"SELECT sum(size) FROM md_trades WHERE run_id = '{sys.argv[2]}'\").scalar()\n"
+        "print(json.dumps(r))\n")
+    out = subprocess.run([sys.executable, "-c", script, f"chdb://{path}", run_id], cwd=ROOT, env=SINK_ENV,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+RELANDED = "landed again under the token logged before"
+
+
+def test_group_sink_member_when_killed_9_mid_run_then_the_next_member_loses_and_doubles_nothing(
+        filled_topics, kafka_bootstrap, tmp_path):
+    """Members are killed until one dies between a batch's insert and its commit (the log of the
+    member after it says it landed those offsets again): then the rest is drained and every record
+    is in the warehouse exactly once."""
+    prefix, run_id = filled_topics.endpoint.prefix, "quix-kill"
+    url = f"chdb://{tmp_path / 'warehouse'}"
+    log = tmp_path / "sink.log"
+    group = sink_group(prefix, run_id)
+    kills = 0
+    while RELANDED not in log.read_text() if log.exists() else True:
+        assert kills < 8, "no kill fell between an insert and its commit in 8 tries"
+        member = start_sink(kafka_bootstrap, prefix, url, run_id, log)
+        before = sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix))
+        deadline = time.monotonic() + 120
+        while sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) >= before:  # until it commits
+            assert member.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no commit within 120 s: {log.read_text()[-3000:]}"
+            time.sleep(0.05)
+        # the next checkpoint starts TAPEFLOW_SINK_MAX_AGE_S (0.2 s) after this commit and writes for a
+        # while: kill somewhere in there, a little later each time
+        time.sleep(0.2 + 0.08 * (kills % 5))
+        os.killpg(member.pid, signal.SIGKILL)
+        member.wait(30)
+        kills += 1
+        assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) > 0, "drained before the kill"
+    member = start_sink(kafka_bootstrap, prefix, url, run_id, log, "--until-end")
+    assert member.wait(180) == 0, log.read_text()[-3000:]
+    assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) == 0
+
+    report = warehouse_report(tmp_path / "warehouse", run_id)
+    assert report["rows"] == records_per_table(kafka_bootstrap, prefix), "every record exactly once"
+    assert report["ohlcv_volume"] == pytest.approx(report["trade_volume"]), "the 1m OHLCV sums counted each trade once"
+
+
+def test_group_sink_when_a_second_process_opens_the_same_chdb_folder_then_refused_with_the_reason(
+        kafka_topics, tmp_path):
+    url = f"chdb://{tmp_path / 'warehouse'}"
+    kafka_bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    first = start_sink(kafka_bootstrap, prefix, url, "one", tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 60
+        while "consumer group" not in (tmp_path / "first.log").read_text():
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+            time.sleep(0.1)
+        second = subprocess.run([sys.executable, "-m", "tapeflow.cli", "flow", "sink", "--brokers", kafka_bootstrap,
+                                 "--prefix", prefix, "--warehouse", url, "--run-id", "one", "--members", "1"],
+                                cwd=ROOT, env=SINK_ENV, capture_output=True, text=True, timeout=60)
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(30)
+    assert second.returncode == 2
+    assert "another sink process holds the chDB warehouse" in second.stderr and "--members" in second.stderr
+
+
+def test_group_sink_when_the_feed_marks_the_end_of_tape_then_the_members_land_it_and_stop_by_themselves(
+        kafka_topics, warehouse):
+    """A run whose only stage after the feed is the sink: once the feed's markers are read on every
+    md.raw partition (and the rows before them landed), the members stop without --until-end."""
+    from confluent_kafka import Producer
+
+    from feeds import make_feed
+    from tests.integration.kafka.split_runs import publish_ticks
+
+    bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
+    sent = publish_ticks(bootstrap, prefix, make_feed("synthetic", seed=4, max_ticks=2_000).ticks())
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    publish_end_of_tape(producer, ["md.raw"], "tape-4", FEED, stages=("sink",), prefix=prefix)
+    wh = warehouse  # chDB opens one folder per process: the session's, on a database of this test's own
+    from topics.end_of_tape import RunTapeEnds
+
+    tape = RunTapeEnds()
+    group = SinkMembers(wh, KafkaEndpoint((bootstrap,), prefix), "eot", 2, commit_interval_s=0.3, tape=tape)
+    runner = threading.Thread(target=group.run, daemon=True)
+    runner.start()
+    runner.join(120)
+    assert not runner.is_alive(), "the members did not stop at the end of the tape"
+    assert tape.complete and tape.tape == "tape-4"
+    assert wh.query("SELECT count(), uniqExact(id) FROM md_raw WHERE run_id = 'eot'").rows[0] == (sent, sent)
+    assert sum(r.lag for r in group_lag(bootstrap, group.group, prefix)) == 0, "committed up to the markers"
