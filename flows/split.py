@@ -10,6 +10,8 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
     signals    features, control (model activation)     -> signals, control (model swaps), dlq
+               (none with ``--strategy external:NAME``: NAME's own app writes signals and their markers;
+               the desk stages then trade NAME's signals only, see _TradingInputs)
     trading    md.trades, md.quotes, signals, control   -> orders.intent, orders.approved,
                (portfolio, risk, venue, ledger fused)      orders.rejected, exec.reports,
                                                            positions, pnl, control, dlq

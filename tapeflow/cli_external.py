@@ -31,8 +31,8 @@ def signals_line(params: dict[str, Any]) -> str | None:
     names = external_strategies(params["strategy"])
     if not names:
         return None
-    prefix = params["prefix"]
+    prefix, symbols = params["prefix"], params["symbols"] or "THE,RUNS,SYMBOLS"
     return (f"signals: no signals stage; the trading stage trades strategy {names[0]!r}, whose own app must read "
             f"{prefix}features and write {prefix}signals (e.g. python -m examples.quix_strategy --brokers "
-            f"{params['brokers']} --prefix '{prefix}' --name {names[0]}); a finite tape ends once its end-of-tape "
-            "markers are on every partition of signals")
+            f"{params['brokers']} --prefix '{prefix}' --symbols {symbols} --name {names[0]}); a finite tape ends "
+            "once its end-of-tape markers are on every partition of signals")
