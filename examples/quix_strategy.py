@@ -156,11 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--brokers", default=os.environ.get("TAPEFLOW_KAFKA_BOOTSTRAP", "localhost:9092"))
     parser.add_argument("--prefix", default="", help="the run's topic prefix")
     parser.add_argument("--symbols", required=True, help="the run's symbols, comma-separated: a bar's cross-section")
-    parser.add_argument("--name", default="quix_example", help="the strategy name (tapeflow run --strategy external:NAME)")
+    parser.add_argument("--name", default="quix_example",
+                        help="the strategy name (tapeflow run --strategy external:NAME)")
     parser.add_argument("--account", default=os.environ.get("TAPEFLOW_ACCOUNT", "paper"), help="the desk's account")
     parser.add_argument("--threshold", type=float, default=0.5, help="|ret_5 / rv_20| that takes a position")
     parser.add_argument("--gross", type=float, default=1.0, help="the book's gross, a fraction of capital")
-    parser.add_argument("--interval", default="1s", help="the feature vectors' bar interval (TAPEFLOW_FEATURE_INTERVAL)")
+    parser.add_argument("--interval", default="1s",
+                        help="the feature vectors' bar interval (TAPEFLOW_FEATURE_INTERVAL)")
     parser.add_argument("--max-wait-bars", type=int, default=30,
                         help="bars a silent symbol may trail before a cross-section goes without it "
                              "(raise it for replays faster than real time)")

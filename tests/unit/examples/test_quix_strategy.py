@@ -19,7 +19,8 @@ def bar(t: int, moves: dict[str, float]):
 
 
 def marker(partition: int, partitions: int = 2) -> EndOfTape:
-    return EndOfTape("tape-1", "market", "features", partition, partitions, ("features",), ("market", "trading", "sink"))
+    return EndOfTape("tape-1", "market", "features", partition, partitions, ("features",),
+                     ("market", "trading", "sink"))
 
 
 def test_rule_when_trend_beyond_threshold_in_vol_units_then_long_or_short_gross_over_n_else_flat():
