@@ -43,7 +43,7 @@ from flows.sink import WarehouseSink
 from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
 from strategies.base import StrategyContext
 from strategies.baseline import BaselineConfig, BaselineStrategy
-from strategies.loading import LoadedStrategies, load_strategies
+from strategies.loading import LoadedStrategies, external_strategies, load_strategies
 from strategies.portfolio import PortfolioConstructor
 from config.control_channel import ControlChannel
 from schemas.columns import RawTickBatch
@@ -100,9 +100,14 @@ class TradingConfig:
             model_registry=registry if registry is not None else self.model_registry,
             model_name=model if model is not None else self.model_name)
         loaded = updated.new_strategies()
-        split = len(loaded.strategies) > 1 or any(f < 1.0 for f in loaded.capital.values())
+        split = len(loaded.names) > 1 or any(f < 1.0 for f in loaded.capital.values())
         capital = dict(loaded.capital) if split else {}
         return dataclasses.replace(updated, desk=updated.desk.model_copy(update={"strategy_capital": capital}))
+
+    @property
+    def external_strategies(self) -> tuple[str, ...]:
+        """The ``external:NAME`` strategies traded: their signals come from their own app, not a signals stage."""
+        return external_strategies(self.strategy_specs)
 
     def new_strategies(self) -> LoadedStrategies:
         """Fresh strategy objects (their state starts empty) for one signals stage."""

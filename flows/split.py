@@ -10,6 +10,8 @@ Dataflow; ``tapeflow flow STAGE`` runs one, with ``-w``-style workers and recove
     bars       md.trades                                -> md.bars, dlq
     features   md.bars                                  -> features
     signals    features, control (model activation)     -> signals, control (model swaps), dlq
+               (none with ``--strategy external:NAME``: NAME's own app writes signals and their markers;
+               the desk stages then trade NAME's signals only, see _TradingInputs)
     trading    md.trades, md.quotes, signals, control   -> orders.intent, orders.approved,
                (portfolio, risk, venue, ledger fused)      orders.rejected, exec.reports,
                                                            positions, pnl, control, dlq
@@ -65,7 +67,7 @@ from flows.sink import WarehouseSink
 from flows.source import FeedLimits, VenueReportSource
 from flows.stateful import keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
-from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade
+from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade, now_ns
 from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import NOT_TAPE, RunTapeEnds, StageTapeEnds, publish_end_of_tape
@@ -188,11 +190,17 @@ def signals_flow(cfg: SplitConfig) -> Dataflow:
 
 
 class _TradingInputs:
-    """Signals reassembled into cross-sections, then everything into the desk."""
+    """Signals reassembled into cross-sections, then everything into the desk.
 
-    def __init__(self, desk: TradingDesk):
+    ``traded``: the strategies whose signals the desk takes (an external strategy's, whose app
+    numbers its own cross-sections); a signal of another strategy on the topic would break that
+    numbering, so it goes to the dlq (reason ``unknown_strategy``) instead. None: every signal
+    (the run's own signals stage writes the topic)."""
+
+    def __init__(self, desk: TradingDesk, traded: frozenset[str] | None = None):
         self.assembler = CrossSectionAssembler()
         self.desk = desk
+        self.traded = traded
 
     def on_batch(self, items: list) -> list:
         """Signals become cross-sections (in order); the desk takes the batch and releases once."""
@@ -201,6 +209,10 @@ class _TradingInputs:
         for item in items:
             kind = type(item)
             if kind is Signal:
+                traded = getattr(self, "traded", None)  # None in a snapshot from before external strategies
+                if traded is not None and item.strategy not in traded:
+                    out.append(("dlq", _untraded(item, traded)))
+                    continue
                 desk_items.extend(self.assembler.on_signal(item))
             elif kind is DeadLetter:
                 out.append(("dlq", item))
@@ -208,6 +220,18 @@ class _TradingInputs:
                 desk_items.append(item)
         out.extend(self.desk.on_batch(desk_items))
         return out
+
+
+def _untraded(signal: Signal, traded: frozenset[str]) -> DeadLetter:
+    return DeadLetter(
+        id=f"dlq:desk:{signal.id}", ts_event=signal.ts_event, ts_ingest=now_ns(), source_topic="signals",
+        stage="desk", reason="unknown_strategy", symbol=signal.symbol, payload=signal.to_json().decode(),
+        detail=f"a signal of strategy {signal.strategy!r}; this desk trades the external strategy "
+               f"{', '.join(sorted(traded))} (--strategy external:NAME) and no other")
+
+
+def _traded(cfg: SplitConfig) -> frozenset[str] | None:
+    return frozenset(cfg.trading.external_strategies) or None
 
 
 def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: True, venue: Any = None) -> Dataflow:
@@ -228,7 +252,8 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     keyed = keyed_by("key_account", relevant, lambda _: account)
     desk = cfg.trading.desk
     out = stateful_core(
-        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk, venue)), lambda core, item: core.on_batch([item]),
+        "desk", keyed, lambda: _TradingInputs(TradingDesk(desk, venue), _traded(cfg)),
+        lambda core, item: core.on_batch([item]),
         lambda core: core.desk.flush() if flush_at_end() else (), on_batch=lambda core, items: core.on_batch(items),
     )
     pairs = unkeyed("unkey", out)
@@ -250,7 +275,7 @@ def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_sta
     relevant = op.filter("relevant", inputs, lambda r: getattr(r, "account", account) == account and not drop(r))
     keyed = keyed_by("key_account", relevant, lambda _: account)
     out = stateful_core(
-        name, keyed, lambda: _TradingInputs(make_stage()), lambda core, item: core.on_batch([item]),
+        name, keyed, lambda: _TradingInputs(make_stage(), _traded(cfg)), lambda core, item: core.on_batch([item]),
         lambda core: (), on_batch=lambda core, items: core.on_batch(items),
     )
     pairs = unkeyed("unkey", out)

@@ -11,6 +11,12 @@ class importable from the environment or the current directory that meets the pl
 it, several strategies must each state theirs. ``--strategy-config`` is given once per
 ``--strategy``, in the same order, or not at all; ``-`` stands for "the defaults" in that list.
 
+``external:NAME`` is a strategy that runs outside tapeflow (e.g. a Quix Streams app, see
+``examples/quix_strategy.py``) and publishes its own Signals under ``NAME`` to the split run's
+``signals`` topic: nothing is built for it here; the desk sizes, limits and values it by ``NAME``
+like any other. Its signals number their cross-sections themselves (``section_seq``), so a run
+trades one external strategy alone, and takes no ``--strategy-config`` for it (its config is its app's).
+
 Everything that can be wrong with a spec fails here, before anything runs, with a
 :class:`StrategyLoadError` that names the spec and what is wrong: a module that does not import,
 a missing class, a class that does not meet the protocol, config keys it does not know, a config
@@ -23,6 +29,7 @@ import importlib
 import math
 import os
 import pickle
+import re
 import sys
 import tomllib
 from dataclasses import dataclass
@@ -33,6 +40,9 @@ from pydantic import BaseModel, ValidationError
 
 from strategies.base import GROSS_TOLERANCE, Strategy, StrategyContext
 
+EXTERNAL = "external:"
+# the name goes into every client_order_id and keys the ledger: keep it to plain characters
+_EXTERNAL_NAME = re.compile(r"[A-Za-z0-9_.]+")
 BUILT_IN = {
     "baseline": "strategies.baseline:BaselineStrategy",
     "lightgbm": "strategies.lightgbm_strategy:LightGBMStrategy",
@@ -49,10 +59,11 @@ class StrategySpec:
     """One ``--strategy`` option, parsed: where the class is, its capital fraction (None: not given)
     and its config file (None: defaults)."""
 
-    target: str  # "package.module:ClassName"
+    target: str  # "package.module:ClassName"; an external strategy's NAME
     capital: float | None = None
     config_path: Path | None = None
     text: str = ""  # as given, for messages
+    external: bool = False  # its signals come from outside the run (``external:NAME``)
 
     @classmethod
     def parse(cls, text: str, config_path: str | Path | None = None) -> "StrategySpec":
@@ -66,11 +77,21 @@ class StrategySpec:
                                         "(SPEC=FRACTION, e.g. baseline=0.5)") from None
             if not (math.isfinite(capital) and 0.0 < capital <= 1.0):
                 raise StrategyLoadError(f"--strategy {text!r}: capital must be a fraction in (0, 1], got {capital:g}")
+        path = None if config_path in (None, "", NO_CONFIG) else Path(config_path)
+        if spec.startswith(EXTERNAL):
+            name = spec[len(EXTERNAL):]
+            if not _EXTERNAL_NAME.fullmatch(name):
+                raise StrategyLoadError(f"--strategy {text!r}: external:NAME needs the name its app publishes signals "
+                                        "under (letters, digits, '_' and '.')")
+            if path is not None:
+                raise StrategyLoadError(f"--strategy {text!r} runs outside tapeflow: its config is its app's own, "
+                                        f"so --strategy-config {path} would change nothing (give '{NO_CONFIG}')")
+            return cls(name, capital, None, text, external=True)
         target = BUILT_IN.get(spec, spec)
         module, _, name = target.partition(":")
         if not module or not name or not name.isidentifier():
-            raise StrategyLoadError(f"--strategy {text!r}: expected baseline, lightgbm or package.module:ClassName")
-        path = None if config_path in (None, "", NO_CONFIG) else Path(config_path)
+            raise StrategyLoadError(f"--strategy {text!r}: expected baseline, lightgbm, package.module:ClassName "
+                                    "or external:NAME")
         return cls(target, capital, path, text)
 
 
@@ -80,10 +101,11 @@ class LoadedStrategies:
 
     strategies: tuple[Strategy, ...]
     capital: Mapping[str, float]
+    external: tuple[str, ...] = ()  # names of the strategies whose signals come from outside the run
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.strategies)
+        return tuple(s.name for s in self.strategies) + self.external
 
 
 def parse_specs(specs: Sequence[str], config_paths: Sequence[str | Path | None] = ()) -> tuple[StrategySpec, ...]:
@@ -93,7 +115,23 @@ def parse_specs(specs: Sequence[str], config_paths: Sequence[str | Path | None] 
     if paths and len(paths) != len(specs):
         raise StrategyLoadError(f"{len(paths)} --strategy-config for {len(specs)} --strategy: give one per "
                                 f"--strategy, in the same order ('{NO_CONFIG}' for the defaults), or none")
-    return tuple(StrategySpec.parse(s, paths[i] if paths else None) for i, s in enumerate(specs))
+    parsed = tuple(StrategySpec.parse(s, paths[i] if paths else None) for i, s in enumerate(specs))
+    if any(p.external for p in parsed) and len(parsed) > 1:
+        raise StrategyLoadError(
+            f"--strategy {' '.join(p.text for p in parsed)}: an external strategy's app numbers its own cross-sections "
+            "(Signal.section_seq), which the desk reassembles in order, so a run trades one external strategy alone: "
+            "give it as the only --strategy")
+    return parsed
+
+
+def external_strategies(specs: Sequence[str]) -> tuple[str, ...]:
+    """The names of the ``external:NAME`` specs among ``specs`` (which may be unchecked)."""
+    names = []
+    for spec in specs:
+        spec = spec.strip().rpartition("=")[0] if "=" in spec else spec.strip()
+        if spec.startswith(EXTERNAL):
+            names.append(spec[len(EXTERNAL):])
+    return tuple(names)
 
 
 def load_strategies(
@@ -106,8 +144,9 @@ def load_strategies(
     """Build every strategy of a run from its options; raises :class:`StrategyLoadError`."""
     parsed = parse_specs(specs, config_paths)
     context = StrategyContext(account=account, model_registry=str(registry), model_name=model)
-    strategies = tuple(build_strategy(spec, context) for spec in parsed)
-    names = [s.name for s in strategies]
+    strategies = tuple(build_strategy(spec, context) for spec in parsed if not spec.external)
+    external = tuple(spec.target for spec in parsed if spec.external)
+    names = [s.name for s in strategies] + list(external)
     for name in names:
         if names.count(name) > 1:
             raise StrategyLoadError(f"two strategies are named {name!r}: the name is part of every order id and "
@@ -116,7 +155,7 @@ def load_strategies(
     if len(feature_sets) > 1:
         raise StrategyLoadError(f"the strategies read different feature sets ({', '.join(sorted(feature_sets))}); "
                                 "one run computes one")
-    return LoadedStrategies(strategies, _capital(parsed, names))
+    return LoadedStrategies(strategies, _capital(parsed, names), external)
 
 
 def _capital(parsed: Sequence[StrategySpec], names: Sequence[str]) -> dict[str, float]:

@@ -165,6 +165,9 @@ def flow(
         trading = trading.with_strategies(strategy, strategy_config, str(registry), model)
     except ValueError as exc:
         _fail(str(exc))
+    if stage == "signals" and trading.external_strategies:
+        _fail(f"--strategy external:{trading.external_strategies[0]} publishes its signals from its own app; the "
+              "signals stage computes built-in and plug-in strategies only: start the app instead of this stage")
     if recovery_dir is not None:
         from topics.origin import StaleRecovery, claim, current_origin
 

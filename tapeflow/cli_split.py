@@ -62,6 +62,10 @@ def option_conflicts(params: dict[str, Any], given: set[str]) -> str | None:
         return f"{_flags_verb(model, 'choose', 'chooses')} the LightGBM model: give them with --strategy lightgbm"
     if params["no_dashboard"] and "dashboard_port" in given:
         return "--dashboard-port is the dashboard's port, and --no-dashboard serves none"
+    from tapeflow.cli_external import external_refusal
+
+    if refusal := external_refusal(params):
+        return refusal
     if not params["brokers"] and "prefix" in given:
         return "--prefix names the split topology's Kafka topics and needs --brokers"
     if params["brokers"]:
@@ -78,7 +82,7 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
     """The :class:`SplitRun` for ``tapeflow run --brokers`` with ``params`` (the command's options by
     name). Raises :class:`Refused` for a LightGBM model the registry cannot serve."""
     from flows.pipeline import feed_calendar, feed_market_streams, feed_universe
-    from strategies.loading import strategy_options
+    from strategies.loading import external_strategies, strategy_options
     from tapeflow.split_run import SplitRun, run_folder
     from tapeflow.supervisor import RestartPolicy
 
@@ -96,7 +100,8 @@ def split_run_for(params: dict[str, Any], tape, settings: Settings, run_id: str,
         params["brokers"], prefix, run_folder(root, prefix, run_id), run_id, settings.warehouse, universe,
         feed_market_streams(tape), Path("data/logs") / run_id, 30.0 if 0 < speed <= 1.0 else 3_600.0,
         params["separate_trading"], params["chain"] or "market", strategy_options=strategies,
-        trading=not params["no_trading"], store_raw=settings.store_raw,
+        trading=not params["no_trading"], signals_stage=not external_strategies(params["strategy"]),
+        store_raw=settings.store_raw,
         dashboard_port=None if params["no_dashboard"] else params["dashboard_port"], venue=params["venue"],
         live=params["live"], metrics_port=settings.metrics_port, calendar=settings.calendar or feed_calendar(tape),
         restart_policy=RestartPolicy(max_restarts=settings.stage_restarts_max,
@@ -111,6 +116,10 @@ def run_split_command(params: dict[str, Any], tape, settings: Settings, run_id: 
         split = split_run_for(params, tape, settings, run_id, symbols)
     except Refused as exc:
         _fail(str(exc))
+    from tapeflow.cli_external import signals_line
+
+    if line := signals_line(params):
+        typer.echo(line, err=True)
     execute_split(tape, split, params["max_ticks"], params["duration"], params["progress_interval"], settings)
 
 

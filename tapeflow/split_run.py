@@ -84,6 +84,9 @@ class SplitRun:
     chain: str = "market"  # "none": normalize, bars and features as three processes
     strategy_options: tuple[str, ...] = ()  # --strategy ... (strategies.loading.strategy_options)
     trading: bool = True  # False (--no-trading): no signals or trading stages
+    # False (--strategy external:NAME): no signals stage; the strategy's own app writes the signals
+    # topic and its end-of-tape markers (tapeflow/cli_external.py)
+    signals_stage: bool = True
     store_raw: bool = True  # False (--no-raw): the sink does not land md.raw
     dashboard_port: int | None = None  # the sink serves the dashboard over its warehouse
     venue: str = "sim"  # alpaca: the trading stage routes orders to Alpaca
@@ -103,7 +106,7 @@ class SplitRun:
         if not self.trading:
             return (*market, "sink")
         trading = ("risk", "execution", "pnl") if self.separate_trading else ("trading",)
-        return (*market, "signals", *trading, "sink")
+        return (*market, *(("signals",) if self.signals_stage else ()), *trading, "sink")
 
     @property
     def resumable_stages(self) -> tuple[str, ...]:

@@ -19,9 +19,12 @@ out of what it returns and lists them in ``markers``.
 Quix Streams::
 
     app = Application(broker_address="localhost:9092", consumer_group="mine")
-    features = quix_topic(app, "features")                  # values are FeatureVector records
+    features = quix_topic(app, "features")                  # values are FeatureVector records (or EndOfTape)
     signals = quix_topic(app, "signals")
     app.dataframe(features).apply(...).set_headers(record_headers("signals")).to_topic(signals, key=record_key("signals"))
+
+``QUIX_PRODUCER_CONFIG`` (``Application(producer_extra_config=...)``) puts a key on the partition
+tapeflow's own stages put it; ``examples/quix_strategy.py`` is a whole app, end-of-tape markers included.
 """
 
 from __future__ import annotations
@@ -162,6 +165,11 @@ class RecordConsumer:
 
 # -- Quix Streams ----------------------------------------------------------------------------------
 
+# Quix Streams' producer hashes keys with murmur2; tapeflow's stages (plain confluent-kafka) with
+# librdkafka's default, consistent_random (CRC32): with this, a symbol's signals share the partition
+# of the ones tapeflow's own signals stage would write. Idempotent, as the stages' producers are.
+QUIX_PRODUCER_CONFIG: dict[str, Any] = {"partitioner": "consistent_random", "enable.idempotence": True}
+
 
 def quix_topic(app: Any, topic: str, prefix: str = "") -> Any:
     """A Quix Streams topic of ``app`` whose values are catalog records of ``topic`` (see
@@ -174,13 +182,19 @@ def quix_topic(app: Any, topic: str, prefix: str = "") -> Any:
 def record_serdes(topic: str) -> tuple[Any, Any]:
     """Quix Streams (serializer, deserializer) of ``topic``'s records: the bytes :mod:`topics.serde`
     writes and reads; a message that does not decode raises :class:`topics.serde.DecodeError` with
-    its reason, a record of another type raises TypeError."""
+    its reason, a record of another type raises TypeError. An end-of-tape marker
+    (:mod:`topics.end_of_tape`) deserializes to its :class:`EndOfTape`, no record: an app reading a
+    finite tape filters those out of its records and ends (and marks its own outputs) on them."""
     from quixstreams.models.serializers import Deserializer, Serializer
 
     spec(topic)
 
     class RecordDeserializer(Deserializer):
-        def __call__(self, value: bytes, ctx: Any) -> Record:
+        def __call__(self, value: bytes, ctx: Any) -> Record | EndOfTape:
+            if end_of_tape_header(ctx.headers) is not None:
+                marker = read_marker(topic, ctx.headers, value)
+                if marker is not None:
+                    return marker
             return decode(topic, value, schema_header(ctx.headers))
 
     class RecordSerializer(Serializer):
@@ -202,5 +216,5 @@ def record_headers(topic: str) -> Callable[[Record, Any, int, Any], list[tuple[s
     return lambda value, key, timestamp, headers: list(encode(topic, value).headers)
 
 
-__all__ = ["DeadLetter", "DecodeError", "Delivery", "DeliveryFailed", "RecordConsumer", "RecordProducer",
-           "quix_topic", "record_headers", "record_key", "record_serdes"]
+__all__ = ["QUIX_PRODUCER_CONFIG", "DeadLetter", "DecodeError", "Delivery", "DeliveryFailed", "EndOfTape",
+           "RecordConsumer", "RecordProducer", "quix_topic", "record_headers", "record_key", "record_serdes"]

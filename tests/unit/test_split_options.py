@@ -95,7 +95,10 @@ def run_cases(reg: str, reg2: str, empty: str) -> dict[str, list]:
                        Refused(("--no-trading", "--separate-trading"), "--no-trading runs none")],
         "strategy": [Changes(lgbm), Changes(("--strategy", "baseline=0.5", "--strategy", "examples.momentum:Momentum=0.5")),
                      Refused(("--strategy", "lightgbm", "--registry", empty), "no active version"),
-                     Refused(("--strategy", "momentum"), "momentum")],
+                     Refused(("--strategy", "momentum"), "momentum"),
+                     Changes(("--strategy", "external:quix_example")),
+                     Refused(("--strategy", "external:quix_example", "--strategy", "baseline=0.5"),
+                             "one external strategy alone")],
         "strategy_config": [Changes(("--strategy", "baseline", "--strategy-config", str(BASELINE_TOML)),
                                     ("--strategy", "baseline")),
                             Refused(("--strategy-config", str(BASELINE_TOML), "--strategy-config", str(BASELINE_TOML)),
@@ -197,6 +200,17 @@ def test_run_with_brokers_when_options_given_then_the_stage_commands_carry_them(
     assert set(plan["stages"]) == {"market", "sink"}
 
 
+def test_run_with_brokers_when_an_external_strategy_then_no_signals_stage_and_the_desk_stages_trade_its_name(
+        split_plan):
+    code, output, plan = split_plan(("--strategy", "external:quix_example=0.5", "--separate-trading"))
+    assert code == 0, output
+    assert set(plan["stages"]) == {"market", "risk", "execution", "pnl", "sink"}
+    for stage in ("risk", "pnl"):
+        command = plan["stages"][stage]
+        assert command[command.index("--strategy") + 1] == "external:quix_example=0.5"
+    assert "no signals stage" in output and "--name quix_example" in output
+
+
 def test_run_with_brokers_when_replay_symbols_then_normalize_filters_to_them(split_plan):
     code, output, plan = split_plan(("--feed", "replay", "--path", str(TRADES_CSV), "--symbols", "ETHUSDT"))
     assert code == 0, output
@@ -230,6 +244,8 @@ def flow_cases(reg: str, reg2: str, empty: str, start_file: str) -> dict[str, li
                    Refused(("market", "--run-id", "r2"), "does not use --run-id")],
         "strategy": [Changes(lgbm, ("signals",)), Changes(("trading", "--strategy", "baseline=0.5", "--strategy",
                                                            "examples.momentum:Momentum=0.5"), ("trading",)),
+                     Changes(("trading", "--strategy", "external:quix_example"), ("trading",)),
+                     Refused(("signals", "--strategy", "external:quix_example"), "from its own app"),
                      Refused(("market", "--strategy", "lightgbm"), "does not use"),
                      Refused(("signals", "--strategy", "lightgbm", "--registry", empty), "no active version")],
         "strategy_config": [Changes(("signals", "--strategy-config", str(BASELINE_TOML)), ("signals",)),
@@ -378,6 +394,7 @@ def test_flow_when_recovery_folder_of_another_cluster_then_refused_naming_it_and
     (("--live",), "with --venue alpaca"),
     (("--no-trading", "--strategy", "lightgbm"), "--no-trading runs no signals"),
     (("--no-dashboard", "--dashboard-port", "6123"), "--no-dashboard serves none"),
+    (("--strategy", "external:quix_example"), "the embedded run has no topics"),
 ])
 def test_embedded_run_when_an_option_cannot_apply_then_refused_before_anything_runs(args, reason, tmp_path,
                                                                                    monkeypatch):

@@ -59,7 +59,7 @@ def test_a_module_in_the_working_directory_loads(user_module):
 @pytest.mark.parametrize("spec, message", [
     ("no_such_pkg.rules:Rule", "no module 'no_such_pkg'"),
     ("examples.momentum:Nope", "has no 'Nope' (its classes: Momentum, MomentumConfig)"),
-    ("examples.momentum", "expected baseline, lightgbm or package.module:ClassName"),
+    ("examples.momentum", "expected baseline, lightgbm, package.module:ClassName"),
     ("baseline=2", "capital must be a fraction in (0, 1]"),
     ("baseline=half", "capital 'half' is not a number"),
 ])
@@ -159,3 +159,23 @@ def test_several_strategies_score_one_cross_section_each_and_their_state_survive
     assert momentum["SYN7"] == 0.5 and momentum["SYN0"] == -0.5 and sum(map(abs, momentum.values())) == 1.0
     restored = pickle.loads(pickle.dumps(state))
     assert [s.name for s in restored.strategies] == ["baseline", "momentum"]
+
+
+def test_external_strategy_when_named_then_nothing_is_built_and_the_desk_gets_its_name_and_capital():
+    loaded = load_strategies(["external:quix_example=0.5"])
+    assert loaded.strategies == () and loaded.external == ("quix_example",)
+    assert loaded.names == ("quix_example",) and loaded.capital == {"quix_example": 0.5}
+    assert strategy_options(["external:quix_example"]) == ("--strategy", "external:quix_example")
+
+
+@pytest.mark.parametrize("specs, configs, reason", [
+    (["external:q", "baseline=0.5"], [], "trades one external strategy alone"),
+    (["baseline=0.5", "external:q=0.5"], [], "trades one external strategy alone"),
+    (["external:q=0.5", "external:r=0.5"], [], "trades one external strategy alone"),
+    (["external:"], [], "needs the name its app publishes signals under"),
+    (["external:a b"], [], "needs the name its app publishes signals under"),
+    (["external:q"], ["q.toml"], "its config is its app's own"),
+])
+def test_external_strategy_when_it_cannot_be_traded_as_given_then_refused_with_the_reason(specs, configs, reason):
+    with pytest.raises(StrategyLoadError, match=reason):
+        load_strategies(specs, configs)

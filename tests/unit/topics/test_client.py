@@ -91,3 +91,15 @@ def test_consumer_when_an_end_of_tape_marker_is_polled_then_kept_out_of_the_reco
     assert [(d.topic, d.offset) for d in deliveries] == [("md.raw", 0), ("md.raw", 2)]
     assert deliveries[0].record == TICK and type(deliveries[1].record).__name__ == "DeadLetter"
     assert [(m.tape, m.stage, m.offset) for m in consumer.markers] == [("tape-1", "feed", 1)]
+
+
+def test_quix_deserializer_when_an_end_of_tape_marker_arrives_then_it_is_the_marker_not_a_record():
+    from quixstreams.models.serializers import MessageField, SerializationContext
+
+    from topics.end_of_tape import EndOfTape
+
+    marker = EndOfTape("tape-1", "market", "features", 3, 4, ("features", "dlq"), ("market", "trading", "sink"))
+    ctx = SerializationContext("p.features", MessageField.VALUE, headers=marker.headers())
+    assert record_serdes("features")[1](marker.value(), ctx) == marker
+    with pytest.raises(DecodeError):  # the header on a value that is no marker: still said, never skipped
+        record_serdes("features")[1](b'{"end_of_tape": 1}', ctx)
