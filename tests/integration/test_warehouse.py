@@ -26,6 +26,7 @@ EXPECTED_ENGINES = {
     "orders_intent": "ReplacingMergeTree", "orders_approved": "ReplacingMergeTree",
     "orders_rejected": "ReplacingMergeTree", "exec_reports": "ReplacingMergeTree",
     "positions": "ReplacingMergeTree", "pnl": "ReplacingMergeTree", "control": "ReplacingMergeTree",
+    "sink_batches": "ReplacingMergeTree",
     "dlq": "ReplacingMergeTree",
     "fills": "View", "ohlcv_1m_state": "AggregatingMergeTree", "ohlcv_1m_mv": "MaterializedView",
     "ohlcv_1m": "View", "pnl_1m_state": "AggregatingMergeTree", "pnl_1m_mv": "MaterializedView",
