@@ -102,7 +102,7 @@ def tape_ends(stage: str, store_raw: bool = True) -> StageTapeEnds | RunTapeEnds
     """The end-of-tape tracker of a stage's source. The risk stage reads ``exec.reports``, which
     execution writes downstream of it, so that input does not hold risk's end (execution ends on
     risk's orders): it ends with risk's tape, like ``control``. A sink that does not land md.raw
-    does not read it, nor so the feed's markers (``RunTapeEnds.reads_feed``)."""
+    does not read it, and so never sees the feed's markers (``RunTapeEnds.reads_feed``)."""
     if stage == "sink":
         return RunTapeEnds(reads_feed=store_raw)
     return StageTapeEnds(not_tape=NOT_TAPE | {"exec.reports"} if stage == "risk" else NOT_TAPE)
