@@ -62,7 +62,9 @@ def main() -> None:
     settings = Settings(warehouse=url, store_raw=not args.no_raw)
     wh = Warehouse.connect(settings.warehouse, database="bench")
     wh.apply_ddl()
-    writer = BatchingWriter(wh, "bench", max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+    # no recovery: nothing replays, so no landed-tick window (as `tapeflow run` without --recovery-dir)
+    writer = BatchingWriter(wh, "bench", max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s,
+                            replays=False)
     limits = FeedLimits(max_ticks=None if args.duration else args.ticks, duration_s=args.duration)
     feed = make_feed("synthetic", seed=7, rate=args.rate)
     trading = TradingConfig.from_settings(settings, feed_universe(feed), feed_market_streams(feed)) if args.trading or args.rate else None

@@ -20,8 +20,10 @@ trade id as ``duplicate_trade``; a quote's and a raw tick's ids hold the feed po
 
 Bound: a tick is caught when fewer than :data:`LANDED_WINDOW` rows of its table were sealed between
 its first copy and its second. A resumed stage produces again at most what followed its last
-snapshot (an epoch of ticks, seconds of tape), far inside that bound at any rate this machine
-replays. Memory: 16 bytes per id, at most twice the window (about 32 MB per table).
+snapshot: at most an epoch of ticks (2 s by default) and what was in flight, inside that bound up to
+about 250,000 ticks/s through the stage (the chaos run re-produces at most a few thousand). Memory: 16
+bytes per id, at most twice the window (16 MB per table). A writer whose run nothing replays (an
+embedded run without recovery) keeps no window (``enabled=False``).
 
 Ids are held as two independent 64-bit hashes each (Polars' string hash under two seeds), kept as
 sorted NumPy chunks that merge like a log-structured tree, so a block is checked with a few
@@ -42,7 +44,7 @@ import pyarrow as pa
 log = logging.getLogger(__name__)
 
 TICK_TABLES = ("md_raw", "md_trades", "md_quotes")  # append-only: deduplicated here, not by the engine
-LANDED_WINDOW = 1_000_000  # ids remembered per table
+LANDED_WINDOW = 500_000  # ids remembered per table
 _SEEDS = (0x5EED_0001, 0x5EED_0002)
 _MIN_CHUNKS_TO_MERGE = 2
 
@@ -114,9 +116,10 @@ class LandedTicks:
     """
 
     def __init__(self, recent_ids: Callable[[str, int], pl.Series | None] | None,
-                 capacity: int = LANDED_WINDOW):
+                 capacity: int = LANDED_WINDOW, enabled: bool = True):
         self._recent_ids = recent_ids
         self.capacity = capacity
+        self.enabled = enabled
         self._windows: dict[str, LandedIds] = {}
         self.dropped: dict[str, int] = {}  # rows not sealed because they had landed, per table
 
@@ -132,7 +135,7 @@ class LandedTicks:
     def drop_landed(self, table: str, rows: pa.Table) -> pa.Table:
         """``rows`` (a tick table's Arrow rows, with an ``id`` column) without the rows that landed
         before or repeat an earlier row; the rows kept are remembered as landed."""
-        if table not in TICK_TABLES or rows.num_rows == 0:
+        if not self.enabled or table not in TICK_TABLES or rows.num_rows == 0:
             return rows
         window = self.window(table)
         keep = window.admit(*id_hashes(rows.column("id")))

@@ -16,7 +16,7 @@ server drops the second copy. The token lives only in this process: if the proce
 ambiguous insert and its retry, the rows are written again on resume. The ReplacingMergeTree tables
 (orders, reports, positions, P&L, bars, features, signals, dlq) still read once under FINAL; the plain
 MergeTree market-data tables (md_raw, md_trades, md_quotes) are guarded by the writer itself: it seals
-no tick row whose id the run's table already holds (:mod:`sinks.landed`, a window of the last million
+no tick row whose id the run's table already holds (:mod:`sinks.landed`, a window of the last 500,000
 ids per table, seeded from the table when the writer starts), so neither that nor a stage that
 produced its ticks again after a restart puts a tick twice in them or in the 1m OHLCV sums.
 """
@@ -95,9 +95,12 @@ class BatchingWriter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = time.sleep,
         landed: LandedTicks | None = None,
+        replays: bool = True,
     ):
         """``landed``: the tick ids this run's tables hold (:mod:`sinks.landed`); by default seeded
-        from ``warehouse`` when it can be queried."""
+        from ``warehouse`` when it can be queried. ``replays``: whether ticks this run wrote can come
+        to it again (a run resumed from recovery snapshots, a split sink whose upstream stages
+        resume); False (an embedded run without recovery, which nothing replays) keeps no window."""
         if max_rows < 1 or retries < 0 or max_age_s < 0 or backoff_s < 0:
             raise ValueError("max_rows must be >= 1; retries, max_age_s and backoff_s must be >= 0")
         self._warehouse = warehouse
@@ -116,7 +119,7 @@ class BatchingWriter:
         self.insert_retries = 0
         self._borrower: Borrower | None = None
         self._arrow_schemas: dict[str, pa.Schema] = {}
-        self.landed = landed if landed is not None else LandedTicks(recent_ids_of(warehouse, run_id))
+        self.landed = landed if landed is not None else LandedTicks(recent_ids_of(warehouse, run_id), enabled=replays)
 
     # -- lending -----------------------------------------------------------------------------------
 

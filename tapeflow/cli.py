@@ -170,7 +170,8 @@ def run(
         return
     wh = Warehouse.connect(settings.warehouse, database=settings.database)
     wh.apply_ddl()
-    writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
+    writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s,
+                            replays=recovery_dir is not None)  # without recovery nothing replays a tick
     limits = FeedLimits(max_ticks=max_ticks, duration_s=duration)
     signal.signal(signal.SIGINT, lambda *_: limits.stop.set())
     signal.signal(signal.SIGTERM, lambda *_: limits.stop.set())

@@ -71,3 +71,9 @@ def test_the_window_starts_with_what_the_table_holds():
 def test_a_window_needs_room():
     with pytest.raises(ValueError, match="capacity"):
         LandedIds(capacity=0)
+
+
+def test_a_writer_whose_run_nothing_replays_keeps_no_window():
+    landed = LandedTicks(lambda table, limit: pytest.fail("a disabled window asks nothing"), enabled=False)
+    rows = trades(["x:AAPL:t:1", "x:AAPL:t:1"])
+    assert landed.drop_landed("md_trades", rows) is rows
