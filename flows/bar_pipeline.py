@@ -25,6 +25,7 @@ from config.control_channel import ControlChannel
 from flows.builders import desk_stage, feature_stage, signal_stage, signals_for_warehouse, tagged_for_warehouse, tagged_pairs
 from flows.sink import WarehouseSink
 from flows.source import ControlSource, FeedLimits
+from flows.stateful import flow_recovery
 from schemas import INTERVAL_NANOS, Bar
 from trading.desk import TradingDesk
 
@@ -113,5 +114,6 @@ def build_bar_flow(
                               flush_at_end)
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
-    op.output("warehouse", op.merge("sink_all", *to_sink), WarehouseSink(writer, progress))
+    op.output("warehouse", op.merge("sink_all", *to_sink),
+              WarehouseSink(writer, progress, epoch_barrier=flow_recovery(flow)))
     return flow

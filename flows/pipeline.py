@@ -40,6 +40,7 @@ from market.calendar import ALWAYS_OPEN, XNYS
 from market.normalize import NormalizeConfig
 from strategies.signals import SignalState
 from flows.sink import WarehouseSink
+from flows.stateful import flow_recovery
 from flows.source import ControlSource, Feed, FeedLimits, FeedSource, VenueReportSource
 from strategies.base import StrategyContext
 from strategies.baseline import BaselineConfig, BaselineStrategy
@@ -239,7 +240,8 @@ def build_embedded_flow(
         )
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
-    op.output("warehouse", op.merge("sink_all", *to_sink), WarehouseSink(writer, progress, alerts, metrics))
+    op.output("warehouse", op.merge("sink_all", *to_sink),
+              WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow)))
     return flow
 
 
@@ -278,6 +280,9 @@ def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None 
     """Run ``flow`` in this process: one worker on this thread, or ``workers`` worker threads; with
     ``addresses``, as process ``process_id`` of a Bytewax cluster of ``len(addresses)`` processes
     (every process is given the same list), each with ``workers`` workers."""
+    # Bytewax snapshots every epoch even without recovery: the flow's stateful steps and its
+    # warehouse sink skip that work when nothing will be resumed (flows/stateful.py, flows/sink.py).
+    flow_recovery(flow).enabled = recovery_dir is not None
     previous = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     epoch = timedelta(seconds=epoch_interval_s)

@@ -65,7 +65,7 @@ from flows.pipeline import TradingConfig
 from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.source import FeedLimits, VenueReportSource
-from flows.stateful import keyed_by, stateful_core, unkeyed
+from flows.stateful import flow_recovery, keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
 from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade, now_ns
 from schemas.columns import TickBatch
@@ -316,7 +316,7 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
         "tag", pairs, lambda batch: [(partition, (table_of[topic], r)) for topic, r in batch
                                      if type(r) is not StageWatermark]  # punctuation is not data
     )
-    op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics))
+    op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow)))
     return flow
 
 

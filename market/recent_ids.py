@@ -130,7 +130,10 @@ class RecentTradeIds:
         pieces = [p for p in self._pieces if p[0] + p[1] > first]
         sealed_to = pieces[-1][0] + pieces[-1][1] if pieces else first
         if sealed_to < self._added:
-            count, payload = _seal(list(islice(order, sealed_to - first, None)))
+            # the newest ids, from the right end: islice from the left would step over the whole window
+            new = list(islice(reversed(order), self._added - sealed_to))
+            new.reverse()
+            count, payload = _seal(new)
             pieces.append((sealed_to, count, payload))
         if len(pieces) > _MAX_PIECES:
             half = len(pieces) // 2

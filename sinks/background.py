@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
 
 from schemas import Record
-from schemas.columns import TRADE, RawTickBatch, TickBatch, concat_tick_batches
+from schemas.columns import TRADE, RawTickBatch, TickBatch, concat_tick_batches, concat_trade_ids
 from sinks.columns import raw_table, tick_tables
 from sinks.writer import BatchingWriter, check_records
 
@@ -321,8 +321,17 @@ def _tick_tables_of(batch: TickBatch) -> set[str]:
 
 
 def _coalesced(items: list[_Work], run_id: str) -> list[tuple[str, list[Record] | pa.Table]]:
-    """The queued work as rows per table, in order: each run of consecutive column batches becomes
-    one Arrow conversion (a TickBatch queued for md_trades and md_quotes is converted once)."""
+    """The queued work as rows per table, each table's rows in the order they were added: every run
+    of consecutive column batches of a table becomes one Arrow conversion (a TickBatch queued for
+    md_trades and md_quotes is converted once, for both).
+
+    The work is first grouped by table (a stable sort, md_trades and md_quotes as one group since a
+    TickBatch is queued for both), so what other tables added in between does not cut a table's run:
+    a paced feed hands over ~10 rows a millisecond, each hand-over with a few records of other tables,
+    and converting every hand-over alone (some twenty Arrow and Polars calls each) cost this thread
+    more than the tape's own time at 10,000 ticks/s, so the queue, and the epoch's wait for it, grew
+    without end. The order between tables does not matter: each has its own blocks."""
+    items = sorted(items, key=_table_group)
     out: list[tuple[str, list[Record] | pa.Table]] = []
     i = 0
     while i < len(items):
@@ -345,9 +354,39 @@ def _coalesced(items: list[_Work], run_id: str) -> list[tuple[str, list[Record] 
                     if queued:
                         out.append((table, tick_tables(concat_tick_batches(queued.values()), run_id)[table]))
         elif type(rows) is RawTickBatch:
-            out.append(("md_raw", raw_table(rows, run_id)))
-            i += 1
+            run: list[RawTickBatch] = []
+            while i < len(items) and type(items[i].rows) is RawTickBatch:
+                run.append(items[i].rows)
+                i += 1
+            out.extend(("md_raw", raw_table(batch, run_id)) for batch in _raw_runs(run))
         else:
             out.append((items[i].table, rows))
             i += 1
     return out
+
+
+def _table_group(work: _Work) -> str:
+    return "md_trades" if work.table == "md_quotes" else work.table
+
+
+def _raw_runs(batches: list[RawTickBatch]) -> list[RawTickBatch]:
+    """Consecutive RawTickBatches joined, one per run of the same source and symbol dictionary (a
+    feed's batches all share them), rows in order."""
+    out: list[RawTickBatch] = []
+    start = 0
+    for end in range(1, len(batches) + 1):
+        if end == len(batches) or (batches[end].source, batches[end].symbols) != (batches[start].source,
+                                                                                   batches[start].symbols):
+            out.append(_join_raw(batches[start:end]))
+            start = end
+    return out
+
+
+def _join_raw(batches: list[RawTickBatch]) -> RawTickBatch:
+    if len(batches) == 1:
+        return batches[0]
+    first = batches[0]
+    columns = {f.name: np.concatenate([getattr(b, f.name) for b in batches])
+               for f in fields(RawTickBatch) if f.name not in RawTickBatch._PER_BATCH}
+    return RawTickBatch(source=first.source, symbols=first.symbols, watermark=None, **columns,
+                        **concat_trade_ids(batches))

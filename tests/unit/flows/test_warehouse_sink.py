@@ -83,6 +83,23 @@ def test_write_batch_returns_while_an_insert_is_held_and_snapshot_waits_for_it(s
     assert warehouse.ids("md_trades")[:1] == ["AAPL:t0"]
 
 
+def test_without_the_epoch_barrier_snapshot_returns_while_an_insert_is_held_and_close_writes_it():
+    warehouse = GatedWarehouse()
+    writer = BatchingWriter(warehouse, "run-1", max_age_s=3600.0, retries=0, backoff_s=0.0)
+    part = WarehouseSink(writer, epoch_barrier=False).build_part("warehouse", WarehouseSink.PARTITION, None)
+    warehouse.gate.clear()
+    part.write_batch([("md_trades", trade(0))])
+    part.write_batch([("md_trades", trade(1))])
+    assert Call(part.snapshot).result() is None  # the tape goes on; nothing was committed to wait for
+    assert warehouse.ids("md_trades") == []
+
+    closing = Call(part.close)
+    assert closing.still_blocked()
+    warehouse.gate.set()
+    closing.result()
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1"]
+
+
 def test_snapshot_raises_a_failed_insert_and_the_next_snapshot_writes_it_once(setup):
     warehouse, _, part, _ = setup
     warehouse.failures = 1

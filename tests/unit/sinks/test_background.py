@@ -335,3 +335,35 @@ def test_a_tick_batch_whose_two_puts_fall_into_two_takes_lands_each_row_once():
     assert [(t, rows.num_rows) for t, rows in second] == [("md_quotes", 1)]
     together = _coalesced([as_trades, as_quotes], "run-1")
     assert sorted((t, rows.num_rows) for t, rows in together) == [("md_quotes", 1), ("md_trades", 2)]
+
+
+def test_interleaved_hand_overs_are_converted_per_table_in_one_go_with_every_table_in_its_order():
+    """A paced feed's hand-overs (raw ticks, normalized ticks, a record of another table, again and
+    again) are converted once per table, into exactly the rows of one conversion per hand-over."""
+    from feeds import make_feed
+    from market.normalize import NormalizeConfig, NormalizeState
+    from schemas.columns import TRADE, RawTickBatch
+    from sinks.background import _coalesced, _Work
+    from sinks.columns import raw_table
+
+    normalize = NormalizeState(NormalizeConfig())
+    raws = [b for _, b in zip(range(6), make_feed("synthetic", seed=3).batches(0, max_rows=7))]
+    ticks = [normalize.on_raw_batch(raw)[0] for raw in raws]
+    items = []
+    for i, (raw, tick) in enumerate(zip(raws, ticks)):  # queued as the sink queues them (BackgroundWriter._put)
+        items.append(_Work("md_raw", raw, len(raw), 0.0))
+        trades = int((tick.kind == TRADE).sum())
+        items += [_Work("md_trades", tick, trades, 0.0), _Work("md_quotes", tick, len(tick) - trades, 0.0)]
+        items.append(_Work("exec_reports", [fill(f"f-{i}")], 1, 0.0))
+    assert all(type(r) is RawTickBatch for r in raws) and sum(len(r) for r in raws) == 42
+
+    out = _coalesced(items, "run-1")
+
+    tables = [table for table, _ in out]
+    assert tables.count("md_raw") == tables.count("md_trades") == tables.count("md_quotes") == 1
+    by_table = dict(out)
+    assert by_table["md_raw"].equals(pa.concat_tables([raw_table(r, "run-1") for r in raws]))
+    for table in ("md_trades", "md_quotes"):
+        one_by_one = [tick_tables(t, "run-1").get(table) for t in ticks]
+        assert by_table[table].equals(pa.concat_tables([t for t in one_by_one if t is not None]))
+    assert [r.id for table, rows in out if table == "exec_reports" for r in rows] == [f"er:f-{i}" for i in range(6)]
