@@ -378,8 +378,3 @@ class _Serialized:
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
             return self._warehouse.query(sql, parameters)
-
-    def query_df(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        """For the writers' landed-tick windows (:mod:`sinks.landed`), seeded from the tables."""
-        with self._lock:
-            return self._warehouse.query_df(sql, parameters)

@@ -263,11 +263,16 @@ class BatchingWriter:
             to_arrow = layout(table).to_arrow
             pieces = [to_arrow(part, self.run_id) if type(part) is list else part for part in buffer.parts]
             rows = pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces)
-            # Blocks are cut before the landed ticks are taken out, so a named block (``token``) holds
-            # the same rows, less those that landed under other names, whoever writes it again.
+            # A named block (``token``) must hold the same rows whoever writes it again: its token is
+            # what keeps it once, in the table and in the views fed from it (a block that landed in
+            # md_trades but not yet in the OHLCV view when its writer died is completed by its
+            # retry; taking its landed rows out would leave the view short). So the landed-tick
+            # window guards only blocks with fresh tokens.
             blocks = []
             for i in range(0, rows.num_rows, self.max_rows):
-                block = self.landed.drop_landed(table, rows.slice(i, self.max_rows))
+                block = rows.slice(i, self.max_rows)
+                if token is None:
+                    block = self.landed.drop_landed(table, block)
                 if block.num_rows:
                     # one chunk per block (and one run_id dictionary): ClickHouse reads it as one Arrow batch
                     blocks.append(_Block(table, block.combine_chunks(), self._new_token(table) if token is None

@@ -62,19 +62,32 @@ def admin_client(bootstrap: str):
     return AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 10_000})
 
 
+_LEADERLESS = {6, 5, 3}  # NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PART
+
+
 def topic_messages(bootstrap: str, topic: str, timeout_s: float = 10.0) -> tuple[int, int]:
     """(messages in ``topic`` now: the sum over its partitions of high minus low watermark, its
     partitions): what a run produced, for checks that nothing was lost or produced twice."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-count"})  # never subscribes
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            total += high - low
-        return total, len(partitions)
+        while True:
+            try:
+                partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+                total = 0
+                for p in partitions:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                    total += high - low
+                return total, len(partitions)
+            except KafkaException as exc:
+                # a topic just made, or a broker just back, has partitions without a leader for a
+                # moment (NOT_LEADER_FOR_PARTITION): asked again until the timeout
+                error = exc.args[0]
+                if not (error.retriable() or error.code() in _LEADERLESS) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
     finally:
         consumer.close()
 
