@@ -242,8 +242,10 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     inputs = consume("in", flow, cfg.endpoint, ["md.trades", "md.quotes", "signals", "control"], "trading",
                      pause_s=PAUSE_DENSE_S, columnar=True, columnar_min=COLUMNS_FROM_TICKS, tape=cfg.tape)
     if venue is not None:
-        # a finite tape's end ends the venue's reports too (after what it still holds), so the stage ends
-        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits(feed_done=_TapeEnded(cfg.tape))))
+        # a finite tape's end ends the venue's reports too (after what it still holds), so the stage ends;
+        # woken as often as the Kafka input sleeps when caught up, so neither input's epochs lag the other's
+        reports = op.input("venue_reports", flow, VenueReportSource(venue, FeedLimits(feed_done=_TapeEnded(cfg.tape)),
+                                                                    wake_every_s=PAUSE_DENSE_S))
         inputs = op.merge("with_venue_reports", inputs, reports)
     relevant = op.filter(
         "relevant", inputs,
