@@ -11,49 +11,13 @@ from flows.kafka_source import _KafkaPartition, _WorkerConsumer
 from flows.split import tape_ends
 from schemas import DeadLetter, Trade
 from tests.unit.flows.test_kafka_source import Broker, Clock, Consumer
+from tests.unit.kafka_message import PolledMessage as Message
 from topics.end_of_tape import END_OF_TAPE_KEY, EndOfTape, RunTapeEnds, StageTapeEnds, read_marker
 from topics.kafka_records import KafkaEndpoint, MarkedBatch, decoder
 from topics.serde import encode
 
 PREFIX = "p."
 ENDPOINT = KafkaEndpoint(("127.0.0.1:1",), PREFIX)
-
-
-class Message:
-    """A consumed message as confluent-kafka's consume() returns it (its Message is constructible
-    from 2.13 only; Quix Streams 3.28 caps confluent-kafka below that)."""
-
-    def __init__(self, *, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None,
-                 headers=None, timestamp: tuple[int, int] = (0, 0)):
-        self._topic, self._partition, self._offset = topic, partition, offset
-        self._key, self._value, self._headers, self._timestamp = key, value, headers, timestamp
-
-    def error(self):
-        return None
-
-    def topic(self):
-        return self._topic
-
-    def partition(self):
-        return self._partition
-
-    def offset(self):
-        return self._offset
-
-    def key(self):
-        return self._key
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return self._headers
-
-    def timestamp(self):
-        return self._timestamp
-
-    def latency(self):
-        return None
 
 
 def trade(seq: int, symbol: str = "SYN0") -> Trade:

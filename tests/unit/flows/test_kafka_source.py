@@ -23,41 +23,7 @@ from flows.kafka_source import (
 )
 from topics.kafka_records import KafkaEndpoint, decoder, transient
 from schemas import DeadLetter, RawTick
-
-
-class Message:
-    """What confluent-kafka's consume() returns, for one partition of md.raw."""
-
-    def __init__(self, offset: int, code: int | None = None, value: bytes = b"{}", topic: str = "md.raw",
-                 partition: int = 0):
-        self._offset, self._code, self._value, self._topic, self._partition = offset, code, value, topic, partition
-
-    def error(self):
-        return None if self._code is None else ClientError(self._code)
-
-    def key(self):
-        return b"SYN0"
-
-    def value(self):
-        return self._value
-
-    def topic(self):
-        return self._topic
-
-    def headers(self):
-        return None
-
-    def latency(self):
-        return None
-
-    def offset(self):
-        return self._offset
-
-    def partition(self):
-        return self._partition
-
-    def timestamp(self):
-        return (0, -1)
+from tests.unit.kafka_message import PolledMessage as Message
 
 
 class Broker:

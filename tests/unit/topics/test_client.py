@@ -7,6 +7,7 @@ import pytest
 
 from feeds import make_feed
 from topics.client import RecordConsumer, RecordProducer, record_headers, record_key, record_serdes
+from tests.unit.kafka_message import PolledMessage
 from topics.serde import DecodeError, encode
 
 TICK = next(iter(make_feed("synthetic", seed=1, max_ticks=1).ticks()))
@@ -40,46 +41,15 @@ def test_quix_serdes_when_a_record_round_trips_then_the_stages_bytes_key_and_hea
         record_serdes("md.raw")[0](object(), ctx)
 
 
-class Polled:
-    """A consumed message as confluent-kafka's consume() returns it."""
-
-    def __init__(self, offset: int, value: bytes, key: bytes | None, headers):
-        self._offset, self._value, self._key, self._headers = offset, value, key, headers
-
-    def error(self):
-        return None
-
-    def topic(self):
-        return "p.md.raw"
-
-    def partition(self):
-        return 0
-
-    def offset(self):
-        return self._offset
-
-    def key(self):
-        return self._key
-
-    def value(self):
-        return self._value
-
-    def headers(self):
-        return self._headers
-
-    def timestamp(self):
-        return (0, -1)
-
-
 def test_consumer_when_an_end_of_tape_marker_is_polled_then_kept_out_of_the_records_and_listed():
     from topics.end_of_tape import END_OF_TAPE_KEY, EndOfTape
 
     consumer = RecordConsumer("127.0.0.1:1", ["md.raw"], group="g", prefix="p.")
     message = encode("md.raw", TICK)
     marker = EndOfTape("tape-1", "feed", "md.raw", 0, 1, ("md.raw",), ("market", "sink"))
-    polled = [Polled(0, message.value, message.key, list(message.headers)),
-              Polled(1, marker.value(), END_OF_TAPE_KEY, marker.headers()),
-              Polled(2, b"{oops", message.key, list(message.headers))]
+    polled = [PolledMessage(0, topic="p.md.raw", value=message.value, key=message.key, headers=list(message.headers)),
+              PolledMessage(1, topic="p.md.raw", value=marker.value(), key=END_OF_TAPE_KEY, headers=marker.headers()),
+              PolledMessage(2, topic="p.md.raw", value=b"{oops", key=message.key, headers=list(message.headers))]
     consumer.close()
 
     class Fetched:  # what the broker would have handed the consumer
