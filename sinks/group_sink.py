@@ -65,6 +65,7 @@ from sinks.writer import BatchingWriter
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import EndOfTape, RunTapeEnds
 from topics.kafka_records import KafkaEndpoint, MarkedBatch, decoder
+from topics.lag import SINK_GROUP_PREFIX
 from topics.serde import WATERMARK_SCHEMA, schema_header
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class SinkStalled(RuntimeError):
 def sink_group(prefix: str, run_id: str) -> str:
     """The consumer group of a run's sink: one per topic prefix and run id, so two runs (or two
     pipelines on one broker) each land every message."""
-    return f"tapeflow-sink.{prefix}{run_id}"
+    return f"{SINK_GROUP_PREFIX}{prefix}{run_id}"
 
 def not_data(headers: Any) -> bool:
     """Messages that ride in a topic but are no record to store: the stages' watermarks. (End-of-tape

@@ -4,7 +4,7 @@ against the end offsets of the topics it reads.
 Bytewax stages track their Kafka offsets in their recovery store, not in a consumer group, so the
 recovery directory is where such a stage's position is. Reading it is read-only: the stage may be
 running. The warehouse sink is a consumer group (Quix Streams): its position is the group's
-committed offsets (:func:`group_lag`).
+committed offsets (:func:`group_lag`, or :func:`sink_group_lag` for every group sink on a broker).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OFFSET_BEGINNING = -2  # librdkafka's logical offset, what a Kafka source resumes from before its first message
+SINK_GROUP_PREFIX = "tapeflow-sink."  # the group sink's consumer groups (sinks.group_sink.sink_group)
 
 
 @dataclass(frozen=True)
@@ -74,15 +75,11 @@ class EndOffsets:
         self._admin = None
 
     def __call__(self, partitions: list[tuple[str, int]], timeout_s: float = 10.0) -> dict[tuple[str, int], int]:
-        from confluent_kafka.admin import AdminClient
-
         from topics.admin import ask_end_offsets
 
         if not partitions:
             return {}
-        if self._admin is None:
-            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
-        futures = ask_end_offsets(self._admin, partitions, timeout_s)
+        futures = ask_end_offsets(self.admin(), partitions, timeout_s)
         try:
             return {slot: future.result().offset for slot, future in futures.items()}
         except Exception:
@@ -90,6 +87,14 @@ class EndOffsets:
             # FENCED_LEADER_EPOCH for good: the next question goes through a new client
             self._admin = None
             raise
+
+    def admin(self):
+        """This broker's admin client (made at the first question)."""
+        from confluent_kafka.admin import AdminClient
+
+        if self._admin is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        return self._admin
 
 
 @functools.cache
@@ -127,3 +132,25 @@ def group_lag(bootstrap: str, group: str, prefix: str = "", timeout_s: float = 1
     end = _end_offsets_of(bootstrap)(sorted(committed), timeout_s)
     return [PartitionLag(group, topic, part, max(offset, 0), end[(topic, part)])
             for (topic, part), offset in sorted(committed.items())]
+
+
+def sink_group_lag(bootstrap: str, timeout_s: float = 10.0) -> list[PartitionLag]:
+    """Every group sink on the broker (a consumer group named ``SINK_GROUP_PREFIX...``): its
+    committed offsets against the end offsets, ``stage`` being the group. Only the partitions the
+    group has committed on are listed: which topics a group reads is known without joining it only
+    from its commits (:func:`group_lag` lists a known prefix's every partition)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    end_offsets = _end_offsets_of(bootstrap)
+    admin = end_offsets.admin()
+    listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout=timeout_s)
+    groups = sorted(g.group_id for g in listed.valid if g.group_id.startswith(SINK_GROUP_PREFIX))
+    committed: dict[str, dict[tuple[str, int], int]] = {}
+    for group in groups:  # the admin API takes one group per request
+        (future,) = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
+                                                      request_timeout=timeout_s).values()
+        committed[group] = {(tp.topic, tp.partition): tp.offset
+                            for tp in future.result(timeout=timeout_s).topic_partitions if tp.offset >= 0}
+    end = end_offsets(sorted({slot for offsets in committed.values() for slot in offsets}), timeout_s)
+    return [PartitionLag(group, topic, part, offset, end[(topic, part)])
+            for group, offsets in committed.items() for (topic, part), offset in sorted(offsets.items())]

@@ -22,6 +22,7 @@ from topics.admin import create_topics, delete_topics, topic_name
 from topics.catalog import TOPICS
 from topics.end_of_tape import FEED, end_of_tape_header, publish_end_of_tape
 from topics.kafka_records import KafkaEndpoint
+from dashboards.lag import consumer_lag
 from topics.lag import group_lag
 from topics.serde import WATERMARK_SCHEMA, schema_header
 
@@ -133,9 +134,15 @@ def test_group_sink_member_when_killed_9_mid_run_then_the_next_member_loses_and_
         member.wait(30)
         kills += 1
         assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) > 0, "drained before the kill"
+        # the dashboard's System page lists the group beside the stages, with what it has left
+        shown = [r for r in consumer_lag(kafka_bootstrap, root=tmp_path) if r["group"] == group]
+        assert sum(r["lag"] for r in shown) > 0, shown
     member = start_sink(kafka_bootstrap, prefix, url, run_id, log, "--until-end")
     assert member.wait(180) == 0, log.read_text()[-3000:]
     assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) == 0
+    shown = [r for r in consumer_lag(kafka_bootstrap, root=tmp_path) if r["group"] == group]
+    assert {r["topic"] for r in shown} >= {prefix + "md.raw", prefix + "md.trades"}
+    assert all(r["lag"] == 0 for r in shown), shown
 
     report = warehouse_report(tmp_path / "warehouse", run_id)
     assert report["rows"] == records_per_table(kafka_bootstrap, prefix), "every record exactly once"
