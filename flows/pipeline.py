@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import bytewax.operators as op
+import pyarrow as pa
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import cluster_main, run_main
@@ -282,6 +284,16 @@ GC_THRESHOLDS = (200_000, 50, 1_000)
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
+def _use_system_arrow_pool() -> None:
+    """Arrow's default pool (jemalloc) keeps freed pages for reuse. The warehouse thread builds and
+    frees a block of Arrow columns at every insert, and the pages kept grew with the run: measured
+    over 90 s of the whole pipeline, peak RSS 970 MiB with it, 782 MiB with the system allocator,
+    at no cost in CPU (1M ticks: 10.1 and 9.9 CPU-s with jemalloc, 9.2 and 8.9 with malloc).
+    ``ARROW_DEFAULT_MEMORY_POOL`` set in the environment still chooses."""
+    if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None = None, workers: int = 1,
              addresses: list[str] | None = None, process_id: int = 0) -> None:
     """Run ``flow`` in this process: one worker on this thread, or ``workers`` worker threads; with
@@ -290,6 +302,7 @@ def run_flow(flow: Dataflow, epoch_interval_s: float, recovery_dir: Path | None 
     # Bytewax snapshots every epoch even without recovery: the flow's stateful steps and its
     # warehouse sink skip that work when nothing will be resumed (flows/stateful.py, flows/sink.py).
     flow_recovery(flow).enabled = recovery_dir is not None
+    _use_system_arrow_pool()
     previous, previous_switch = gc.get_threshold(), sys.getswitchinterval()
     gc.set_threshold(*GC_THRESHOLDS)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
