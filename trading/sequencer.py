@@ -356,6 +356,7 @@ class EventSequencer:
         A generator: each item is popped as the owner asks for the next, so :attr:`released` is
         always the key of what the owner is processing."""
         queue = self.queue
+        self._merge_final_ticks(horizon)
         while queue:
             head = queue[0]
             if horizon is not None and (head[0], head[1]) >= horizon:
@@ -374,6 +375,49 @@ class EventSequencer:
             else:
                 self.released = (head[0], head[1])
                 yield item
+
+    def _merge_final_ticks(self, horizon: Horizon | None) -> None:
+        """The queued tick rows below ``horizon`` as one entry, sorted by their heap key.
+
+        Each input batch is its own entry (a Kafka stage gets one per topic partition and poll),
+        and batches of different partitions cover the same stretch of time: released as they were,
+        every entry would be cut at the next entry's first row, which is runs of a row or two, each
+        paying a slice and the owner's per-run cost (most of the split trading stage's time when it
+        works through a backlog). Merged, the rows come out in exactly the same order (the key
+        ``(ts_event, TICK, symbol, arrival)`` is a total order over them), only in longer runs, cut
+        by the other events (bar ends, cross-sections) alone. Only entries whose first row is final
+        are looked at, so the cost follows what is released, not what is held."""
+        queue = self.queue
+        popped: list[tuple] = []
+        ticks: list[QueuedTicks] = []
+        while queue:
+            head = queue[0]
+            if horizon is not None and (head[0], head[1]) >= horizon:
+                break
+            heapq.heappop(queue)
+            if type(head[4]) is QueuedTicks:
+                ticks.append(head[4])
+            else:
+                popped.append(head)
+        if len(ticks) == 1:
+            popped.append((*ticks[0].key(), ticks[0]))
+        elif ticks:
+            finals: list[QueuedTicks] = []
+            for queued in ticks:
+                final, rest = queued.split(queued.rows_before(horizon))
+                finals.append(QueuedTicks(final, queued.arrival[:len(final)]))
+                if rest is not None:
+                    popped.append((*rest.key(), rest))
+            batch = joined([q.ticks for q in finals])
+            arrival = np.concatenate([q.arrival for q in finals])
+            names = batch.symbols
+            rank = np.empty(len(names), dtype=np.int64)
+            rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
+            order = np.lexsort((arrival, rank[batch.symbol], batch.ts_event))
+            merged = QueuedTicks(batch.take(order), arrival[order])
+            popped.append((*merged.key(), merged))
+        for entry in popped:
+            heapq.heappush(queue, entry)
 
     # ------------------------------------------------------------------ internals
 
