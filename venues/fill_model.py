@@ -196,16 +196,55 @@ class RecentVolume:
         for symbol, times in self._times.items():
             if self._summed[symbol] < len(times):
                 self._settle(symbol)
-        live = {s: (self._times[s][h:].tobytes(), self._sizes[s][h:].tobytes()) for s, h in self._head.items()}
+        live = {s: _packed(self._times[s], self._sizes[s], h) for s, h in self._head.items()}
         return self.window_ns, live, dict(self._added), dict(self._evicted), dict(self._last)
 
     def __setstate__(self, state: tuple) -> None:
         self.window_ns, live, self._added, self._evicted, self._last = state
         self._times, self._sizes, self._summed = {}, {}, {}
-        for symbol, (times, sizes) in live.items():
-            self._times[symbol], self._sizes[symbol] = array("q", times), array("d", sizes)
+        for symbol, packed in live.items():
+            self._times[symbol], self._sizes[symbol] = _unpacked(*packed)
             self._summed[symbol] = len(self._times[symbol])
         self._head = {symbol: 0 for symbol in live}
+
+
+def _packed(times: array, sizes: array, head: int) -> tuple:
+    """A symbol's live prints for a snapshot, half their size where that loses nothing: event times
+    as the first one and int32 steps (prints less than ~2.1 s apart), sizes as float32 when every
+    one is exact in it. The window is the desk's largest state (60 s of prints), pickled and written
+    by Bytewax on the stage's thread at every epoch's end. ``(times, sizes)`` bytes as before when
+    a step or a size does not fit."""
+    ts = np.frombuffer(times, dtype=np.int64)[head:]
+    qty = np.frombuffer(sizes, dtype=np.float64)[head:]
+    packed_ts = ts.tobytes()
+    if len(ts) > 1:
+        steps = np.diff(ts)
+        if int(steps.min()) >= 0 and int(steps.max()) <= _INT32_MAX:
+            packed_ts = (int(ts[0]), steps.astype(np.int32).tobytes())
+    narrow = qty.astype(np.float32)
+    packed_qty = narrow.tobytes() if np.array_equal(narrow, qty) else qty.tobytes()
+    return packed_ts, packed_qty, len(ts)
+
+
+def _unpacked(packed_ts: bytes | tuple, packed_qty: bytes, count: int | None = None) -> tuple[array, array]:
+    """:func:`_packed`'s inverse (also of the plain ``(times, sizes)`` bytes of older snapshots)."""
+    if type(packed_ts) is tuple:
+        first, steps = packed_ts
+        ts = np.empty(len(steps) // 4 + 1, dtype=np.int64)
+        ts[0] = first
+        np.cumsum(np.frombuffer(steps, dtype=np.int32), dtype=np.int64, out=ts[1:])
+        ts[1:] += first
+        times = array("q", ts.tobytes())
+    else:
+        times = array("q", packed_ts)
+    if count is not None and len(packed_qty) == 4 * count and count:
+        sizes = array("d", np.frombuffer(packed_qty, dtype=np.float32).astype(np.float64).tobytes())
+    else:
+        sizes = array("d", packed_qty)
+    return times, sizes
+
+
+_INT32_MAX = 2**31 - 1
 
 
 def _add_in_order(total: float, values: np.ndarray) -> float:

@@ -60,3 +60,14 @@ def test_snapshot_when_many_epochs_then_pieces_stay_bounded_and_old_format_still
     old = RecentTradeIds.__new__(RecentTradeIds)
     old.__setstate__((3, "a\x00b\x00c"))  # the form written before snapshots came in pieces
     assert list(old._order) == ["a", "b", "c"] and old.add_if_new("d") and "a" not in old
+
+
+def test_snapshot_when_ids_are_text_then_compressed_and_pieces_of_text_from_older_snapshots_restore():
+    window = RecentTradeIds(20_000)
+    window.extend_new([f"synthetic:7:SYN0:q:{n}" for n in range(100_000, 120_000)])
+    size = len(pickle.dumps(window))
+    assert size < 20_000 * len("synthetic:7:SYN0:q:100000") / 4, size
+    assert list(pickle.loads(pickle.dumps(window))._order) == list(window._order)
+    older = RecentTradeIds.__new__(RecentTradeIds)
+    older.__setstate__((4, 1, ["a\x00b", "c\x00d"]))  # pieces as plain text, the form before compression
+    assert list(older._order) == ["b", "c", "d"]

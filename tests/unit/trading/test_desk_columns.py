@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import Quote, Trade, content_hash
-from schemas.columns import TickBatch
+from schemas.columns import QUOTE, TRADE, TickBatch
 from strategies.signals import CrossSection
 from trading.desk import T_DLQ, T_REPORTS, DeskConfig, TradingDesk, default_portfolio
 from trading.tick_runs import QueuedTicks
@@ -214,3 +214,51 @@ def test_desk_when_ticks_are_handed_over_in_process_then_no_id_is_remembered_and
     assert desk.sequencer._recent_ids == {} and desk.counts["duplicates"] == 0
     restored = pickle.loads(pickle.dumps(desk))
     assert restored.sequencer.redelivered_ticks is False
+
+
+def by_partition(batch: TickBatch) -> list[TickBatch]:
+    """The batch as a Kafka stage polls it: trades and quotes from their own topics, each symbol's
+    rows on one of two partitions, every partition its own batch (overlapping in event time)."""
+    parts = []
+    for kind in (TRADE, QUOTE):
+        for partition in (0, 1):
+            rows = np.flatnonzero((batch.kind == kind) & (batch.symbol % 2 == partition))
+            if len(rows):
+                parts.append(batch.take(rows))
+    return parts
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(50, 3_000), min_size=1, max_size=3), snapshot_every=st.integers(1, 7))
+def test_desk_when_partition_batches_overlap_and_snapshots_compact_the_queue_then_records_identical(
+        sizes, snapshot_every):
+    """Each partition's batch handed over on its own (one queue entry each, cut into short runs by
+    the others' rows unless merged), and the desk pickled and restored every few hand-overs (each
+    snapshot merges the queued batches into one): the same records as one by one."""
+    reference, counts = one_by_one("market")
+    calls = [[part] if type(item) is TickBatch else [item]
+             for group in as_batches(list(tape()), sizes, ["none"], [1]) for item in group
+             for part in (by_partition(item) if type(item) is TickBatch else [item])]
+    desk, out = TradingDesk(), []
+    for n, call in enumerate(calls):
+        out.extend(desk.on_batch(call))
+        if n % snapshot_every == 0:
+            desk = pickle.loads(pickle.dumps(desk))
+            assert sum(type(entry[4]) is QueuedTicks for entry in desk.sequencer.queue) <= 1
+    out += desk.flush()
+    assert content_hash(r for _, r in out) == content_hash(r for _, r in reference)
+    assert desk.counts == counts
+
+
+def test_sequencer_when_queued_batches_overlap_in_time_then_released_as_one_run_in_key_order():
+    ticks = [t for t in tape() if type(t) in (Trade, Quote)][:2_000]
+    parts = by_partition(TickBatch.from_records(ticks))
+    assert len(parts) == 4
+    sequencer = TradingDesk().sequencer
+    for part in parts:
+        sequencer.queue_ticks(part)
+    released = [item for item in sequencer.release(None) if type(item) is TickBatch]
+    expected = sorted(ticks, key=lambda t: (t.ts_event, t.symbol))  # one symbol's ticks stay in arrival order
+    assert [r.id for run in released for r in run.to_records()] == [t.id for t in expected]
+    bar_ends = len({(t.symbol, t.ts_event // 1_000_000_000) for t in ticks if type(t) is Trade})
+    assert len(released) <= bar_ends + 1  # cut by the bar ends alone, not by the other batches' rows

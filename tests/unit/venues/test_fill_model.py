@@ -68,6 +68,35 @@ def test_recent_volume_when_pickled_then_the_window_resumes_identically():
         assert copy.volume(symbol, 120 * SECOND) == window.volume(symbol, 120 * SECOND) > 0
 
 
+@given(st.lists(st.tuples(st.integers(0, 3 * SECOND), st.one_of(st.integers(1, 10**6).map(float),
+                                                             st.floats(0.001, 1e9, allow_nan=False))),
+                min_size=0, max_size=60))
+def test_recent_volume_when_pickled_packed_then_every_print_restored_exactly(steps):
+    """Steps under ~2.1 s pack as int32 and sizes exact in float32 as float32; any other window
+    (a longer gap, a fractional size) keeps its full width: the restored prints are the same."""
+    window = RecentVolume(60 * SECOND)
+    ts = 0
+    for step, size in steps:
+        ts += step
+        window.record("AAPL", ts, size)
+    copy = pickle.loads(pickle.dumps(window))
+    if steps:
+        head = window._head["AAPL"]
+        assert copy._times["AAPL"].tolist() == window._times["AAPL"][head:].tolist()
+        assert copy._sizes["AAPL"].tolist() == window._sizes["AAPL"][head:].tolist()
+
+
+def test_recent_volume_when_prints_are_dense_and_whole_then_the_snapshot_is_half_the_raw_width():
+    window = RecentVolume(60 * SECOND)
+    for ms in range(0, 60_000, 3):
+        window.record("AAPL", ms * 1_000_000 + 17, float(ms % 500 + 1))
+    assert len(pickle.dumps(window)) < 20_000 * 16 * 0.6
+    old = RecentVolume.__new__(RecentVolume)  # a snapshot from before the packing: plain bytes
+    old.__setstate__((60 * SECOND, {"AAPL": (window._times["AAPL"].tobytes(), window._sizes["AAPL"].tobytes())},
+                      dict(window._added), dict(window._evicted), dict(window._last)))
+    assert old.volume("AAPL", 61 * SECOND) == window.volume("AAPL", 61 * SECOND)
+
+
 def test_market_price_when_buy_then_reference_plus_half_spread_plus_impact():
     model = FillModel(SimVenueConfig())
     # impact = 0.1 * 50 / 1000 = 0.5% of 100 = 0.50; half spread 0.02
