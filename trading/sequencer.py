@@ -557,6 +557,7 @@ class EventSequencer:
                 scheduled[symbol] = bar_end
                 self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, int(ticks[row])))
 
+
 def _merged(queued: list[QueuedTicks]) -> QueuedTicks:
     """Queued tick batches as one, its rows in heap-key order ``(ts_event, symbol name, arrival)``."""
     batch = joined([q.ticks for q in queued])

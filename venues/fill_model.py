@@ -208,6 +208,9 @@ class RecentVolume:
         self._head = {symbol: 0 for symbol in live}
 
 
+_INT32_MAX = 2**31 - 1
+
+
 def _packed(times: array, sizes: array, head: int) -> tuple:
     """A symbol's live prints for a snapshot, half their size where that loses nothing: event times
     as the first one and int32 steps (prints less than ~2.1 s apart), sizes as float32 when every
@@ -242,9 +245,6 @@ def _unpacked(packed_ts: bytes | tuple, packed_qty: bytes, count: int | None = N
     else:
         sizes = array("d", packed_qty)
     return times, sizes
-
-
-_INT32_MAX = 2**31 - 1
 
 
 def _add_in_order(total: float, values: np.ndarray) -> float:
