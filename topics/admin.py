@@ -68,28 +68,33 @@ _LEADERLESS = {6, 5, 3}  # NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE, UNKNO
 def topic_messages(bootstrap: str, topic: str, timeout_s: float = 10.0) -> tuple[int, int]:
     """(messages in ``topic`` now: the sum over its partitions of high minus low watermark, its
     partitions): what a run produced, for checks that nothing was lost or produced twice."""
-    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tapeflow-count"})  # never subscribes
-    deadline = time.monotonic() + timeout_s
     try:
-        while True:
-            try:
-                partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
-                total = 0
-                for p in partitions:
-                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-                    total += high - low
-                return total, len(partitions)
-            except KafkaException as exc:
-                # a topic just made, or a broker just back, has partitions without a leader for a
-                # moment (NOT_LEADER_FOR_PARTITION): asked again until the timeout
-                error = exc.args[0]
-                if not (error.retriable() or error.code() in _LEADERLESS) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        marks = partition_watermarks(consumer, topic, timeout_s)
+        return sum(high - low for low, high in marks.values()), len(marks)
     finally:
         consumer.close()
+
+
+def partition_watermarks(consumer, topic: str, timeout_s: float = 10.0) -> dict[int, tuple[int, int]]:
+    """Each partition of ``topic`` to its (low, high) watermark now, asked through ``consumer``.
+    A topic just made, or a broker just back, has partitions without a leader for a moment
+    (NOT_LEADER_FOR_PARTITION): those are asked again until ``timeout_s``, then the error is raised."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+                    for p in partitions}
+        except KafkaException as exc:
+            error = exc.args[0]
+            if not (error.retriable() or error.code() in _LEADERLESS) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def ask_end_offsets(admin, partitions: Iterable[tuple[str, int]], timeout_s: float) -> dict[tuple[str, int], Future]:

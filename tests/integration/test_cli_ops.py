@@ -34,8 +34,8 @@ def test_kill_switch_on_with_flatten_when_sent_to_a_running_pipeline_then_every_
     running = subprocess.Popen(
         [*TAPEFLOW, "run", "--no-dashboard", "--rate", "400", "--speed", "5", "--duration", "24", "--warehouse", url,
          "--run-id", "flat", "--progress-interval", "0.2"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # stderr belongs to the watcher alone: a second reader would take lines from it and close it under it
     filled = threading.Event()
     err_lines: list[str] = []
 
@@ -53,7 +53,7 @@ def test_kill_switch_on_with_flatten_when_sent_to_a_running_pipeline_then_every_
         sent = control("kill-switch", "on", "--flatten", env=env, cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
         assert "sent kill_switch" in sent.stdout and "sent flatten" in sent.stdout and "as alice" in sent.stdout
-        stdout, _ = running.communicate(timeout=180)
+        running.wait(timeout=180)
     finally:
         running.kill()
     watcher.join(10)

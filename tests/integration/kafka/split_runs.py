@@ -21,6 +21,7 @@ from flows.split import SplitConfig, build_stage_flow
 from sinks.writer import BatchingWriter
 from tapeflow.broker import die_with_parent
 from tests.integration.embedded_runs import table_content
+from topics.admin import partition_watermarks
 from topics.serde import encode
 
 UPSTREAM = ("normalize", "bars", "features", "signals")
@@ -161,8 +162,8 @@ def execution_watermark(bootstrap: str, topic: str) -> int:
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "watermark-probe", "enable.auto.commit": False})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {p: high for p, (_, high) in partition_watermarks(consumer, topic).items()}
+        partitions = list(ends)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
         newest, remaining = -1, sum(ends.values())
         while remaining > 0:

@@ -95,13 +95,14 @@ def read_topic(bootstrap: str, topic: str) -> tuple[dict[int, int], list]:
     """Records per partition and the end-of-tape markers of ``topic``, read to its end now."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+    from topics.admin import partition_watermarks
     from topics.end_of_tape import read_marker
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "eot-probe", "enable.auto.commit": False,
                          "fetch.wait.max.ms": 20})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        ends = {p: high for p, (_, high) in partition_watermarks(consumer, topic).items()}
+        partitions = list(ends)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions if ends[p] > 0])
         records, markers, remaining = dict.fromkeys(partitions, 0), [], sum(ends.values())
         while remaining > 0:
