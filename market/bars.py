@@ -185,11 +185,14 @@ class BarBuilder:
                         "which was already emitted",
                     )]
 
-        price = trade.price
-        size = trade.size
         aggressor = trade.aggressor
         side = _BUY if aggressor == Aggressor.BUY else _SELL if aggressor == Aggressor.SELL else _NEITHER
-        tick_ingest = trade.ts_tick_ingest
+        return self._add_trade(symbol, book, ts, trade.price, trade.size, side, trade.ts_tick_ingest)
+
+    def _add_trade(self, symbol: str, book: _SymbolBars, ts: int, price: float, size: float, side: int,
+                   tick_ingest: int) -> list[Bar]:
+        """A trade that is not late into its open bars (``side``: ``_BUY``, ``_SELL``, ``_NEITHER``,
+        the codes of ``TickBatch.aggressor``); the bars its watermark advance closed."""
         for bars, nanos in zip(book.open_bars, self._interval_nanos):
             start = ts - ts % nanos
             bar = bars.get(start)
@@ -219,10 +222,10 @@ class BarBuilder:
                 bar.sell_volume += size
             bar.last_tick_ingest = tick_ingest
 
-        if ts > watermark:
+        if ts > book.watermark:
             book.watermark = ts
             if ts >= book.next_close:
-                return self._close_ready(symbol, book, trade.ts_tick_ingest)
+                return self._close_ready(symbol, book, tick_ingest)
         return []
 
     def on_batch(self, batch: "TickBatch") -> list[Bar | DeadLetter]:

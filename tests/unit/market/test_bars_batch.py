@@ -5,12 +5,16 @@ from __future__ import annotations
 import pickle
 from dataclasses import replace
 
+from unittest.mock import patch
+
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market.bars import BarBuilder, BarConfig, OpenBar
+from market import bars_columns
 from market.bars_columns import ordered_sums
 from schemas import Aggressor, Bar, DeadLetter, Quote, Trade
 from schemas.columns import TickBatch
@@ -20,6 +24,16 @@ MS = 1_000_000
 T0 = 1_700_000_040 * S  # a whole minute
 INGEST0 = 1_800_000_000 * S
 SYMBOLS = ("AAPL", "MSFT", "SPY")
+
+
+
+@pytest.fixture(autouse=True, scope="module", params=[0, 10_000], ids=["vectorized", "row-by-row"])
+def fold_path(request):
+    """Every spec here holds on both of on_batch's paths: the vectorized fold (no batch is small)
+    and the row-by-row fold of a small batch (every batch here is small)."""
+    with patch.object(bars_columns, "SMALL_BATCH_ROWS", request.param):
+        yield request.param
+
 
 CONFIGS = (
     BarConfig(),
