@@ -205,6 +205,43 @@ def test_blocks_when_iterated_then_each_spans_block_seconds_of_event_time():
     assert [s // BLOCK_SECONDS for s in spans] == [0, 1, 2, 3]
 
 
+def test_blocks_when_one_is_handed_over_then_the_next_is_simulated_on_another_thread_and_the_tape_is_the_same(
+        monkeypatch):
+    """A block takes tens of ms to simulate: done on the reader's thread, it stood a paced pipeline still."""
+    import threading
+    import time
+
+    from feeds.synthetic import MarketSimulator
+
+    cfg = SyntheticConfig(ticks_per_second=100)
+    sim = MarketSimulator(cfg)
+    state, sequential = sim.initial_state(), []
+    for block in range(4):
+        ticks, state = sim.next_block(block, state)
+        sequential.append(ticks)
+
+    simulated_on: list[tuple[int, str]] = []
+    next_block = MarketSimulator.next_block
+
+    def recording(self, block, state):
+        simulated_on.append((block, threading.current_thread().name))
+        return next_block(self, block, state)
+
+    monkeypatch.setattr(MarketSimulator, "next_block", recording)
+    blocks = SyntheticFeed(cfg).blocks()
+    first_seq, first = next(blocks)
+    deadline = time.monotonic() + 10
+    while 1 not in [b for b, _ in simulated_on]:  # block 1 starts with nobody asking for it
+        assert time.monotonic() < deadline, "block 1 was not simulated ahead of the reader"
+        time.sleep(0.001)
+    handed = [first] + [b for _, b in itertools.islice(blocks, 3)]
+    blocks.close()
+    assert first_seq == 0
+    assert all(name != threading.current_thread().name for _, name in simulated_on)
+    for got, want in zip(handed, sequential):
+        assert all(np.array_equal(getattr(got, f), getattr(want, f)) for f in got.__dataclass_fields__)
+
+
 def test_ticks_when_speed_1x_then_event_gaps_replayed_on_wall_clock(fake_clock):
     cfg = SyntheticConfig(max_ticks=2_000, ticks_per_second=200)
     feed = SyntheticFeed(
