@@ -433,6 +433,9 @@ def concat_tick_batches(batches: Iterable[TickBatch]) -> TickBatch:
         return batches[0]
 
     def merge(name: str, codes: str) -> tuple[tuple[str, ...], np.ndarray]:
+        shared = getattr(batches[0], name)
+        if all(getattr(b, name) == shared for b in batches):  # one feed's batches: one dictionary
+            return shared, np.concatenate([getattr(b, codes) for b in batches])
         index: dict[str, int] = {}
         parts = []
         for b in batches:

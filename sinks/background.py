@@ -22,6 +22,10 @@ repeated). The failed block stays pending in the BatchingWriter; the thread make
 insert on its own until the error has been raised, and the next ``flush()`` retries the block under
 its token, so it is written once and nothing is lost.
 
+Priority: the thread, and embedded ClickHouse's own threads, run at a lower OS priority than the
+dataflow (``sinks/thread_priority.py``): on two cores they otherwise took the dataflow thread's
+core for several milliseconds at a time during an insert.
+
 Threads: one caller thread adds and flushes (a dataflow's sink partition); the counters may be read
 from any thread. While the thread runs, the BatchingWriter is lent to it (``BatchingWriter.lend``):
 its owner's ``flush()`` from another thread first closes this writer, so rows still queued here are
@@ -41,7 +45,12 @@ import pyarrow as pa
 from schemas import Record
 from schemas.columns import TRADE, RawTickBatch, TickBatch, concat_tick_batches, concat_trade_ids
 from sinks.columns import raw_table, tick_tables
+from sinks.thread_priority import WarehouseThreads
 from sinks.writer import BatchingWriter, check_records
+
+
+# How often the thread looks for ClickHouse threads started since (after a write, at most this often).
+PRIORITY_CHECK_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class BackgroundWriter:
         self._rows_written_by_table: Counter[str] = Counter()
         self._blocks_written = 0
         self._insert_retries = 0
+        self.priority = WarehouseThreads()  # the thread and ClickHouse's run below the tape
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -258,6 +268,9 @@ class BackgroundWriter:
 
     def _loop(self) -> None:
         writer, clock = self.writer, self.writer.clock
+        self.priority.lower_self()
+        self.priority.lower_new()
+        priority_checked = clock()
         while True:
             with self._cond:
                 while True:
@@ -287,6 +300,9 @@ class BackgroundWriter:
                     self._take_count(writer)
                 if write:
                     writer.flush()
+                    if clock() - priority_checked >= PRIORITY_CHECK_S:  # ClickHouse starts threads as it needs them
+                        self.priority.lower_new()
+                        priority_checked = clock()
             except BaseException as exc:  # raised to the caller by the next flush, close or add
                 error = exc
             with self._cond:

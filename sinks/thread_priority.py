@@ -1,0 +1,83 @@
+"""The warehouse writes at a lower OS priority than the tape.
+
+On this project's 2-core target, the warehouse writer thread and embedded ClickHouse's own pool
+threads (inserts, merges: chDB runs them inside this process) are runnable at the same time as the
+dataflow thread. At equal priority Linux shares the cores between them in slices of a few
+milliseconds, so the dataflow thread waited up to 12 ms at a time while an insert of 100k rows ran
+(measured with the insert in another process: it is not the GIL), and at 10,000 ticks/s that wait
+came straight onto bar end -> order. A nice value 10 higher gives those threads about a tenth of
+the dataflow thread's share when both want a core and lets the dataflow thread preempt them on
+wake-up; they still get every idle cycle, and the writer's bounded queue (``sinks/background.py``)
+still slows the tape down if the warehouse falls behind, so nothing is lost or left unwritten.
+
+Only a lower priority is asked for, which needs no privilege. Linux keeps a nice value per thread
+and a new thread inherits its creator's, so the writer thread lowers itself and then, as ClickHouse
+starts pool threads lazily, lowers those it finds by name under ``/proc/self/task``. Elsewhere (no
+``/proc``) nothing changes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+WAREHOUSE_NICE_INCREMENT = 10
+_NICE_MAX = 19
+
+# Thread names ClickHouse gives its pools (``setThreadName``), as chDB runs them here: background
+# schedules, merges and mutations, fetches and moves, query pipelines, the memory worker, jemalloc's
+# purge threads. Kafka's (``rdk:``), Bytewax's and Python's own threads are not among them.
+CLICKHOUSE_THREAD_PREFIXES = (
+    "Bg", "MergeMutate", "Fetch", "Move", "Common", "PoolDelayExec", "ThreadPool", "QueryPipeline",
+    "MemoryWorker", "jemalloc_bg_thd", "SystemLogFlush", "AsyncLoader", "TraceCollector", "MergeTree",
+)
+
+_TASKS = Path("/proc/self/task")
+_PER_THREAD = sys.platform.startswith("linux") and _TASKS.is_dir()
+
+
+def lower_priority(native_id: int, increment: int = WAREHOUSE_NICE_INCREMENT) -> bool:
+    """Raise thread ``native_id``'s nice value to the process's main thread's + ``increment``
+    (at most 19); False where that cannot be done (no such thread, no per-thread priorities).
+    Linux only: elsewhere ``setpriority(PRIO_PROCESS, id)`` takes a process id, not a thread's."""
+    if not _PER_THREAD:
+        return False
+    try:
+        target = min(os.getpriority(os.PRIO_PROCESS, os.getpid()) + increment, _NICE_MAX)
+        if os.getpriority(os.PRIO_PROCESS, native_id) < target:
+            os.setpriority(os.PRIO_PROCESS, native_id, target)
+        return True
+    except (OSError, AttributeError):  # the thread ended, or a platform without setpriority
+        return False
+
+
+class WarehouseThreads:
+    """Lowers the calling writer thread and, on each :meth:`lower_new` call, the ClickHouse threads
+    not lowered yet (a thread is named a moment after it starts, so others are looked at again)."""
+
+    def __init__(self, increment: int = WAREHOUSE_NICE_INCREMENT):
+        self.increment = increment
+        self._lowered_ids: set[int] = set()
+        self.lowered: list[str] = []  # the names of the threads lowered, for a test or a report
+
+    def lower_self(self) -> None:
+        if lower_priority(threading.get_native_id(), self.increment):
+            self.lowered.append(threading.current_thread().name)
+
+    def lower_new(self) -> None:
+        try:
+            tids = [int(entry) for entry in os.listdir(_TASKS)]
+        except OSError:  # not Linux
+            return
+        for tid in tids:
+            if tid in self._lowered_ids:
+                continue
+            try:
+                name = (_TASKS / str(tid) / "comm").read_text().strip()
+            except OSError:  # ended meanwhile
+                continue
+            if name.startswith(CLICKHOUSE_THREAD_PREFIXES) and lower_priority(tid, self.increment):
+                self._lowered_ids.add(tid)
+                self.lowered.append(name)
