@@ -5,16 +5,27 @@ from __future__ import annotations
 import math
 import pickle
 from dataclasses import replace
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from market import normalize_columns
 from market.normalize import NormalizeConfig, NormalizeState, RecentTradeIds
 from market.normalize_columns import _running_max_per_group
 from schemas import Aggressor, DeadLetter, Quote, RawTick, Trade
 from schemas.columns import TRADE, RawTickBatch, TickBatch, trade_number
+
+
+@pytest.fixture(autouse=True, scope="module", params=[0, 10_000], ids=["vectorized", "row-by-row"])
+def acceptance_path(request):
+    """Every spec here holds on both paths of the stateful rules: the vectorized pass (no batch is
+    small) and the row-by-row one of a small batch (every batch here is small)."""
+    with patch.object(normalize_columns, "SMALL_BATCH_ROWS", request.param):
+        yield request.param
+
 
 S = 1_000_000_000
 MS = 1_000_000
