@@ -115,5 +115,5 @@ def build_bar_flow(
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
     op.output("warehouse", op.merge("sink_all", *to_sink),
-              WarehouseSink(writer, progress, epoch_barrier=flow_recovery(flow)))
+              WarehouseSink(writer, progress, epoch_barrier=flow_recovery(flow), below_the_tape=True))
     return flow

@@ -244,7 +244,7 @@ def build_embedded_flow(
         to_sink.append(signals_for_warehouse("sink_signals", sections, sink_key))
         to_sink.append(tagged_pairs("sink_desk", desk_out, sink_key))
     op.output("warehouse", op.merge("sink_all", *to_sink),
-              WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow)))
+              WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow), below_the_tape=True))
     return flow
 
 

@@ -137,14 +137,16 @@ class WarehouseSink(FixedPartitionedSink[tuple[str, Any], None]):
     """One partition: one writer per process keeps inserts few and large. ``epoch_barrier`` (a bool,
     or an object whose truth is read at each snapshot: the flow's ``FlowRecovery``): each epoch's
     snapshot waits until the rows handed over are written; false only for a flow that runs without
-    recovery (see the module docstring)."""
+    recovery (see the module docstring). ``below_the_tape``: the writer runs at a lower OS priority
+    than the dataflow, for a flow whose process also runs the tape (the embedded one)."""
 
     PARTITION = "warehouse"
 
     def __init__(self, writer: BackgroundWriter | BatchingWriter, counter: Any | None = None,
                  alerts: AlertMonitor | None = None, metrics: RecordMetrics | None = None,
-                 epoch_barrier: Any = True):
-        self._writer = writer if isinstance(writer, BackgroundWriter) else BackgroundWriter(writer)
+                 epoch_barrier: Any = True, below_the_tape: bool = False):
+        self._writer = (writer if isinstance(writer, BackgroundWriter)
+                        else BackgroundWriter(writer, below_the_tape=below_the_tape))
         self._epoch_barrier = epoch_barrier
         self._counter = counter
         self._alerts = alerts

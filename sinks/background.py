@@ -22,9 +22,11 @@ repeated). The failed block stays pending in the BatchingWriter; the thread make
 insert on its own until the error has been raised, and the next ``flush()`` retries the block under
 its token, so it is written once and nothing is lost.
 
-Priority: the thread, and embedded ClickHouse's own threads, run at a lower OS priority than the
-dataflow (``sinks/thread_priority.py``): on two cores they otherwise took the dataflow thread's
-core for several milliseconds at a time during an insert.
+Priority (``below_the_tape``, the embedded flow's writer): the thread, and embedded ClickHouse's own
+threads, run at a lower OS priority than the dataflow (``sinks/thread_priority.py``): on two cores
+they otherwise took the dataflow thread's core for several milliseconds at a time during an insert.
+The split topology's sink stage keeps its priority: landing is its whole job, and lowered it lost
+the cores to the other stages (its share of a replay at full speed fell by a third).
 
 Threads: one caller thread adds and flushes (a dataflow's sink partition); the counters may be read
 from any thread. While the thread runs, the BatchingWriter is lent to it (``BatchingWriter.lend``):
@@ -62,8 +64,11 @@ class _Work:
 
 
 class BackgroundWriter:
-    def __init__(self, writer: BatchingWriter, max_pending_rows: int | None = None, name: str = "tapeflow-warehouse"):
-        """``max_pending_rows``: the back-pressure bound (default: four of the writer's blocks)."""
+    def __init__(self, writer: BatchingWriter, max_pending_rows: int | None = None, name: str = "tapeflow-warehouse",
+                 below_the_tape: bool = False):
+        """``max_pending_rows``: the back-pressure bound (default: four of the writer's blocks).
+        ``below_the_tape``: the thread and embedded ClickHouse's threads run at a lower OS priority
+        (for a writer that shares its process with the tape's dataflow; see the module docstring)."""
         self.writer = writer
         self.max_pending_rows = max_pending_rows if max_pending_rows is not None else 4 * writer.max_rows
         if self.max_pending_rows < 1:
@@ -90,7 +95,8 @@ class BackgroundWriter:
         self._rows_written_by_table: Counter[str] = Counter()
         self._blocks_written = 0
         self._insert_retries = 0
-        self.priority = WarehouseThreads()  # the thread and ClickHouse's run below the tape
+        self.below_the_tape = below_the_tape
+        self.priority = WarehouseThreads()
 
     # -- the caller's side ---------------------------------------------------------------------
 
@@ -268,8 +274,10 @@ class BackgroundWriter:
 
     def _loop(self) -> None:
         writer, clock = self.writer, self.writer.clock
-        self.priority.lower_self()
-        self.priority.lower_new()
+        below_the_tape = self.below_the_tape
+        if below_the_tape:
+            self.priority.lower_self()
+            self.priority.lower_new()
         priority_checked = clock()
         while True:
             with self._cond:
@@ -300,7 +308,8 @@ class BackgroundWriter:
                     self._take_count(writer)
                 if write:
                     writer.flush()
-                    if clock() - priority_checked >= PRIORITY_CHECK_S:  # ClickHouse starts threads as it needs them
+                    # ClickHouse starts pool threads as it needs them
+                    if below_the_tape and clock() - priority_checked >= PRIORITY_CHECK_S:
                         self.priority.lower_new()
                         priority_checked = clock()
             except BaseException as exc:  # raised to the caller by the next flush, close or add

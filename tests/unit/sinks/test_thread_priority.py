@@ -81,14 +81,31 @@ class NullWarehouse:
         return arrow_table.num_rows
 
 
-def test_background_writer_when_it_inserts_then_its_thread_runs_lowered_and_the_caller_does_not():
+def niceness_while_inserting(**options) -> set[int]:
     warehouse = NullWarehouse()
-    background = BackgroundWriter(BatchingWriter(warehouse, "run-1", max_rows=1000, max_age_s=3600.0))
+    background = BackgroundWriter(BatchingWriter(warehouse, "run-1", max_rows=1000, max_age_s=3600.0), **options)
     try:
         for table, record in one_of_each().items():
             background.add(table, record)
         background.flush()
     finally:
         background.close()
-    assert warehouse.nice_while_inserting and set(warehouse.nice_while_inserting) == {expected_nice()}
+    assert warehouse.nice_while_inserting
+    return set(warehouse.nice_while_inserting)
+
+
+def test_background_writer_when_below_the_tape_then_its_thread_runs_lowered_and_the_caller_does_not():
+    assert niceness_while_inserting(below_the_tape=True) == {expected_nice()}
     assert nice_of(threading.get_native_id()) == nice_of(os.getpid())
+
+
+def test_background_writer_by_default_keeps_its_priority_as_the_split_sink_stage_does():
+    assert niceness_while_inserting() == {nice_of(os.getpid())}
+
+
+def test_warehouse_sink_when_asked_to_run_below_the_tape_then_its_writer_does():
+    from flows.sink import WarehouseSink
+
+    writer = BatchingWriter(NullWarehouse(), "run-1", max_rows=1000, max_age_s=3600.0)
+    assert WarehouseSink(writer, below_the_tape=True)._writer.below_the_tape
+    assert not WarehouseSink(writer)._writer.below_the_tape
