@@ -19,7 +19,9 @@ stable sort by symbol; high/low by ``np.maximum/minimum.reduceat``; the running 
 sum pairwise (``1e16 + 1.0 + 1.0`` gives ``1e16 + 2.0``, the per-tick path gives ``1e16``), so the
 sums come from ``np.cumsum`` (sequential by definition) over segments padded with zeros.
 Any other symbol (a trade behind its watermark, late or not, or in an emitted bar) goes through
-the per-tick methods for its rows of this batch: exact by construction, and rare.
+the per-tick methods for its rows of this batch: exact by construction, and rare. A batch of at most
+``SMALL_BATCH_ROWS`` rows (a paced feed's millisecond) goes through them whole, its in-order trades
+straight from the columns: the vectorized fold's fixed cost is larger than the rows' own.
 
 Feed watermark (``TickBatch.watermark``, see ``schemas.columns.WATERMARK``): after the rows,
 every open bar of every symbol with ``bar_end <= watermark`` closes and its end is recorded in

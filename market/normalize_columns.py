@@ -17,7 +17,9 @@ How, in three steps:
    reference price is the previous row's trade price or quote mid (or the state's), and the trade
    ids extend the symbol's window. That is exact up to the first row of a symbol where one of these
    rules fires (or a trade id recurs, which may be a duplicate): the rows before it are accepted in
-   bulk and the state moves as the per-tick path would have moved it.
+   bulk and the state moves as the per-tick path would have moved it. With at most
+   ``SMALL_BATCH_ROWS`` candidates (a paced feed's millisecond) the same pass runs as a loop over
+   the rows: its NumPy form costs more than those few rows.
 3. **Everything else goes one row at a time through ``state.on_raw``**: the rows step 1 rejects
    (those rules never read or write state, so their order among the others does not matter) and, per
    symbol, every row from that symbol's first stateful hit on (a disorderly or broken feed: rare).
