@@ -43,4 +43,4 @@ def test_watermarks_when_leader_never_comes_back_then_raised_after_the_timeout()
     consumer = LeaderlessFor(10**6, KafkaError.NOT_LEADER_FOR_PARTITION)
     with pytest.raises(KafkaException):
         partition_watermarks(consumer, "md.raw", timeout_s=0.3)
-    assert 1 < consumer.asked < 10
+    assert consumer.asked > 1 and consumer.asked < 10  # asked again, then gave up
