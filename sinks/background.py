@@ -28,6 +28,14 @@ they otherwise took the dataflow thread's core for several milliseconds at a tim
 The split topology's sink stage keeps its priority: landing is its whole job, and lowered it lost
 the cores to the other stages (its share of a replay at full speed fell by a third).
 
+Small column batches are joined on the caller's side (:data:`HOLD_BATCHES`, :data:`HOLD_ROWS`): a
+paced feed hands over a TickBatch and a RawTickBatch of ~10 rows every millisecond, and the thread's
+Python work per hand-over (queueing, grouping, a dozen array calls each to join them) held the GIL
+~20-45 ms a second at 10,000 ticks/s, in slices the dataflow thread queued behind: its tick -> order
+tail. Held batches count as pending rows (back-pressure, ``pending_rows``, the age bound: the thread
+takes them itself when their age comes due) and every ``flush()`` hands them over first, so they are
+written exactly as if each had been queued alone.
+
 Threads: one caller thread adds and flushes (a dataflow's sink partition); the counters may be read
 from any thread. While the thread runs, the BatchingWriter is lent to it (``BatchingWriter.lend``):
 its owner's ``flush()`` from another thread first closes this writer, so rows still queued here are
@@ -53,6 +61,13 @@ from sinks.writer import BatchingWriter, check_records
 
 # How often the thread looks for ClickHouse threads started since (after a write, at most this often).
 PRIORITY_CHECK_S = 2.0
+
+# Column batches of one kind are held by the caller until this many are held, or this many rows,
+# then joined into one hand-over: at 10,000 ticks/s some 64 ms of tape, a join of ~100 us.
+HOLD_BATCHES = 64
+HOLD_ROWS = 2_048
+
+_TICKS, _RAW = "ticks", "raw"  # the held kinds
 
 
 @dataclass(frozen=True)
@@ -80,6 +95,11 @@ class BackgroundWriter:
         self._queue: deque[_Work] = deque()
         self._queued_by_table: Counter[str] = Counter()
         self._queued = 0
+        # column batches held by the caller, per kind, and their rows per table (see HOLD_BATCHES)
+        self._held: dict[str, list[TickBatch | RawTickBatch]] = {_TICKS: [], _RAW: []}
+        self._held_rows_of: dict[str, int] = {_TICKS: 0, _RAW: 0}
+        self._held_by_table: Counter[str] = Counter()
+        self._held_rows = 0
         self._buffered_by_table: dict[str, int] = {}  # the writer's pending rows, as the thread last saw
         self._buffered = 0
         self._oldest_at: float | None = None  # clock() when the oldest unwritten row was accepted
@@ -107,31 +127,33 @@ class BackgroundWriter:
         records = list(records)
         if records:
             check_records(table, records)
+            self._release_held_of(table)  # a table's rows are written in the order they were added
             self._put(table, records, len(records))
 
     def add_ticks(self, batch: TickBatch) -> None:
         """Trades and quotes as a column batch: the thread turns it into md_trades and md_quotes
-        rows, several batches at a time (one conversion for many small per-symbol batches)."""
-        trades = int(np.count_nonzero(batch.kind == TRADE))
-        if trades:
-            self._put("md_trades", batch, trades)
-        if len(batch) - trades:
-            self._put("md_quotes", batch, len(batch) - trades)
+        rows, several batches at a time (small ones are first held and joined here, see
+        :data:`HOLD_BATCHES`)."""
+        if len(batch):
+            trades = int(np.count_nonzero(batch.kind == TRADE))
+            self._hold(_TICKS, batch, {"md_trades": trades, "md_quotes": len(batch) - trades})
 
     def add_raw(self, batch: RawTickBatch) -> None:
         """Raw ticks as a column batch: the thread turns it into md_raw rows."""
         if len(batch):
-            self._put("md_raw", batch, len(batch))
+            self._hold(_RAW, batch, {"md_raw": len(batch)})
 
     def add_arrow(self, table: str, arrow: pa.Table) -> None:
         """Rows in ``table``'s Arrow form (:mod:`sinks.columns`); checked here, as the plain writer does."""
         self.writer.check_arrow(table, arrow)
         if arrow.num_rows:
+            self._release_held_of(table)
             self._put(table, arrow, arrow.num_rows)
 
     def flush(self) -> int:
         """Return once every row added before this call is written; the rows the thread wrote
         meanwhile. Raises the pending error, or the error of this flush, in the caller's thread."""
+        self._release_held()
         with self._cond:
             self._raise_pending()
             before = self._rows_written
@@ -171,7 +193,7 @@ class BackgroundWriter:
         with self._cond:
             if self._errors:
                 return True
-            pending = self._queued + self._buffered
+            pending = self._pending()
             if not pending:
                 return False
             return (pending >= self.writer.max_rows
@@ -183,11 +205,11 @@ class BackgroundWriter:
     def pending_rows(self) -> int:
         """Rows accepted and not yet written: queued here, buffered in the writer or in a failed block."""
         with self._cond:
-            return self._queued + self._buffered
+            return self._pending()
 
     def pending_by_table(self) -> dict[str, int]:
         with self._cond:
-            counts = self._queued_by_table + Counter(self._buffered_by_table)
+            counts = self._queued_by_table + self._held_by_table + Counter(self._buffered_by_table)
             return {t: n for t, n in counts.items() if n}
 
     @property
@@ -226,24 +248,92 @@ class BackgroundWriter:
         with self._cond:
             self._raise_pending()
             self._ensure_thread()
-            while self._pending() and self._pending() + n > self.max_pending_rows:
-                self._room_waiters += 1
-                self._cond.notify_all()
-                try:
-                    self._cond.wait()
-                finally:
-                    self._room_waiters -= 1
-                self._raise_pending()  # the thread failed while we waited: waiting on would be forever
+            self._wait_for_room(n)
             was_idle = not self._pending()
             now = self.writer.clock()
             if was_idle:
                 self._oldest_at = now
-            self._queue.append(_Work(table, rows, n, now))
-            self._queued += n
-            self._queued_by_table[table] += n
+            self._enqueue(table, rows, n, now)
             # wake the thread only when it has something new to do: start the age clock, or write
             if was_idle or self._pending() >= self.writer.max_rows:
                 self._cond.notify_all()
+
+    def _wait_for_room(self, n: int) -> None:
+        """Under _cond: block while ``n`` more rows would pass the back-pressure bound."""
+        while self._pending() and self._pending() + n > self.max_pending_rows:
+            self._room_waiters += 1
+            self._cond.notify_all()
+            try:
+                self._cond.wait()
+            finally:
+                self._room_waiters -= 1
+            self._raise_pending()  # the thread failed while we waited: waiting on would be forever
+
+    def _enqueue(self, table: str, rows: list[Record] | pa.Table | TickBatch | RawTickBatch, n: int,
+                 accepted_at: float) -> None:
+        self._queue.append(_Work(table, rows, n, accepted_at))
+        self._queued += n
+        self._queued_by_table[table] += n
+
+    def _hold(self, kind: str, batch: TickBatch | RawTickBatch, rows_by_table: dict[str, int]) -> None:
+        """Accept a column batch into the caller's hold; hand the hold over, joined, once full."""
+        n = len(batch)
+        with self._cond:
+            self._raise_pending()
+            self._ensure_thread()
+            self._wait_for_room(n)
+            was_idle = not self._pending()
+            if was_idle:
+                self._oldest_at = self.writer.clock()
+            held = self._held[kind]
+            held.append(batch)
+            self._held_rows_of[kind] += n
+            self._held_rows += n
+            self._held_by_table.update(rows_by_table)
+            full = len(held) >= HOLD_BATCHES or self._held_rows_of[kind] >= HOLD_ROWS
+            if was_idle or self._pending() >= self.writer.max_rows:
+                self._cond.notify_all()  # the thread starts the age clock, or writes (taking the hold)
+        if full:
+            self._release_held(kind)
+
+    def _release_held_of(self, table: str) -> None:
+        kind = _RAW if table == "md_raw" else _TICKS if table in ("md_trades", "md_quotes") else None
+        if kind is not None:
+            self._release_held(kind)
+
+    def _release_held(self, *kinds: str) -> None:
+        """Join each held kind (all by default) into one batch, in the caller's thread, and queue it.
+        The rows were accepted (and counted as pending) when held: nothing here refuses them."""
+        for kind in kinds or (_TICKS, _RAW):
+            with self._cond:
+                batches = self._held[kind]
+                if not batches:
+                    continue
+                self._held[kind] = []
+            joined = _joined(kind, batches)  # outside the lock: the thread writes meanwhile
+            with self._cond:
+                self._unhold(kind, batches, joined)
+                if self._pending() >= self.writer.max_rows:
+                    self._cond.notify_all()
+
+    def _unhold(self, kind: str, batches: list, joined: list[tuple[str, TickBatch | RawTickBatch, int]]) -> None:
+        """Under _cond: move joined held rows into the queue, with their counts and accept time."""
+        rows = sum(len(b) for b in batches)
+        self._held_rows_of[kind] -= rows
+        self._held_rows -= rows
+        now = self.writer.clock()
+        for table, batch, n in joined:
+            self._held_by_table[table] -= n
+            self._enqueue(table, batch, n, now)
+
+    def _take_held(self) -> None:
+        """Under _cond, in the thread: queue what the caller holds, unjoined (a write the age bound,
+        or a caller waiting for room, made due while the caller added nothing more)."""
+        for kind in (_TICKS, _RAW):
+            batches = self._held[kind]
+            if batches:
+                self._held[kind] = []
+                self._unhold(kind, batches, [work for batch in batches for work in _table_works(kind, batch)])
 
     def _raise_pending(self) -> None:
         if self._errors:
@@ -259,7 +349,7 @@ class BackgroundWriter:
             self._thread_ident = thread.ident
 
     def _pending(self) -> int:
-        return self._queued + self._buffered
+        return self._queued + self._held_rows + self._buffered
 
     def _run(self) -> None:
         try:
@@ -294,6 +384,7 @@ class BackgroundWriter:
                     if write:
                         break
                     self._cond.wait(timeout=wait_s)
+                self._take_held()
                 items = list(self._queue)
                 self._queue.clear()
                 ticket, stopping = self._flush_asked, self._stopping
@@ -334,10 +425,25 @@ class BackgroundWriter:
         self._rows_written_by_table = Counter(writer.rows_written_by_table)
         self._blocks_written = writer.blocks_written
         self._insert_retries = writer.insert_retries
-        if not self._queued + self._buffered:
+        if not self._pending():
             self._oldest_at = None
         elif self._queue:  # rows queued during a write start their own age, not the written rows'
             self._oldest_at = self._queue[0].accepted_at
+
+
+def _table_works(kind: str, batch: TickBatch | RawTickBatch) -> list[tuple[str, TickBatch | RawTickBatch, int]]:
+    """``(table, batch, rows of table)`` for each table ``batch`` has rows of, as its puts queue it."""
+    if kind == _RAW:
+        return [("md_raw", batch, len(batch))]
+    trades = int(np.count_nonzero(batch.kind == TRADE))
+    return [(t, batch, n) for t, n in (("md_trades", trades), ("md_quotes", len(batch) - trades)) if n]
+
+
+def _joined(kind: str, batches: list) -> list[tuple[str, TickBatch | RawTickBatch, int]]:
+    """Held batches of ``kind`` as the works of one joined batch (of a run per dictionary, for raw)."""
+    if kind == _RAW:
+        return [work for run in _raw_runs(batches) for work in _table_works(_RAW, run)]
+    return _table_works(_TICKS, concat_tick_batches(batches))
 
 
 def _tick_tables_of(batch: TickBatch) -> set[str]:

@@ -367,3 +367,95 @@ def test_interleaved_hand_overs_are_converted_per_table_in_one_go_with_every_tab
         one_by_one = [tick_tables(t, "run-1").get(table) for t in ticks]
         assert by_table[table].equals(pa.concat_tables([t for t in one_by_one if t is not None]))
     assert [r.id for table, rows in out if table == "exec_reports" for r in rows] == [f"er:f-{i}" for i in range(6)]
+
+
+# -- small column batches are held by the caller and joined (HOLD_BATCHES) -----------------------
+
+def small_tick_batches(count: int) -> list[TickBatch]:
+    """``count`` hand-overs of a trade and a quote each, as a paced feed's milliseconds."""
+    return [TickBatch.from_records([trade(i), quote(i)]) for i in range(count)]
+
+
+def test_small_tick_batches_reach_the_thread_joined_and_land_as_if_each_had_been_queued(closing):
+    from sinks.background import HOLD_BATCHES
+
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=1, max_pending_rows=10_000)
+    closing(background)
+    warehouse.gate.clear()
+    background.add("exec_reports", fill("f-0"))  # a full block: the thread waits in its insert
+    assert warehouse.entered.wait(GUARD_S)
+    batches = small_tick_batches(HOLD_BATCHES + 1)
+
+    for batch in batches[:HOLD_BATCHES - 1]:
+        background.add_ticks(batch)
+    assert not background._queue  # held by the caller: nothing handed over yet, but counted
+    assert background.pending_by_table() == {"md_trades": HOLD_BATCHES - 1, "md_quotes": HOLD_BATCHES - 1,
+                                             "exec_reports": 1}
+    background.add_ticks(batches[HOLD_BATCHES - 1])
+    assert [(w.table, w.rows_n) for w in background._queue] == [("md_trades", HOLD_BATCHES),
+                                                                 ("md_quotes", HOLD_BATCHES)]
+    background.add_ticks(batches[HOLD_BATCHES])  # held again
+    assert len(background._queue) == 2 and background.pending_rows == 2 * HOLD_BATCHES + 2 + 1
+
+    warehouse.gate.set()
+    background.flush()
+    assert background.pending_rows == 0
+    for table, prefix in (("md_trades", "AAPL:t"), ("md_quotes", "q-")):
+        assert warehouse.ids(table) == [f"{prefix}{i}" for i in range(HOLD_BATCHES + 1)]
+        one_by_one = pa.concat_tables([tick_tables(b, "run-1")[table] for b in batches])
+        landed = pa.concat_tables([block for t, block, _ in warehouse.written if t == table])
+        assert landed.equals(one_by_one)
+
+
+def test_the_thread_writes_held_batches_that_reached_the_age_bound_without_another_add(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=1000, max_age_s=0.01)
+    closing(background)
+    background.add_ticks(small_tick_batches(1)[0])
+    wait_until(lambda: background.rows_written == 2)
+    assert warehouse.ids("md_trades") == ["AAPL:t0"] and warehouse.ids("md_quotes") == ["q-0"]
+    assert background.pending_rows == 0
+
+
+def test_held_ticks_go_before_records_of_their_table_added_after_them(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse)
+    closing(background)
+    background.add_ticks(TickBatch.from_records([trade(0), trade(1)]))  # held
+    background.add_many("md_trades", [trade(2)])
+    background.add_ticks(TickBatch.from_records([trade(3)]))
+    background.flush()
+    assert warehouse.ids("md_trades") == ["AAPL:t0", "AAPL:t1", "AAPL:t2", "AAPL:t3"]
+
+
+def test_held_rows_count_against_the_back_pressure_bound_and_the_thread_takes_them_to_make_room(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=1000, max_pending_rows=5)
+    closing(background)
+    background.add_ticks(TickBatch.from_records([trade(i) for i in range(4)]))  # held, 4 pending
+    warehouse.gate.clear()
+    add = Call(lambda: background.add_many("exec_reports", [fill("f-1"), fill("f-2")]))
+    assert warehouse.entered.wait(GUARD_S)  # the waiting add made the thread write, held rows too
+    assert add.still_blocked()
+    warehouse.gate.set()
+    add.result()
+    background.flush()
+    assert warehouse.ids("md_trades") == [f"AAPL:t{i}" for i in range(4)]
+    assert background.rows_written_by_table == {"md_trades": 4, "exec_reports": 2}
+
+
+def test_small_raw_batches_are_joined_too_and_land_in_order(closing):
+    from feeds import make_feed
+    from sinks.background import HOLD_BATCHES
+    from sinks.columns import raw_table
+
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=100_000)
+    closing(background)
+    raws = [b for _, b in zip(range(HOLD_BATCHES + 3), make_feed("synthetic", seed=3).batches(0, max_rows=3))]
+    for raw in raws:
+        background.add_raw(raw)
+    background.flush()
+    landed = pa.concat_tables([block for t, block, _ in warehouse.written if t == "md_raw"])
+    assert landed.equals(pa.concat_tables([raw_table(r, "run-1") for r in raws]))
