@@ -1,7 +1,7 @@
 import pickle
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from venues.fill_model import FillModel, Increment, RecentVolume
@@ -136,3 +136,70 @@ def test_available_units_when_participation_then_share_of_size_rounded_down():
     model = FillModel(SimVenueConfig(participation=0.25))
     assert model.available_units(10.0) == 2_500_000
     assert model.available_units(0.0000039) == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(prints=st.lists(st.tuples(st.integers(0, 4 * SECOND), st.integers(1, 500).map(float)), min_size=1, max_size=400),
+       cuts=st.lists(st.integers(1, 80), min_size=1, max_size=5), restore=st.sets(st.integers(0, 30)))
+def test_recent_volume_when_snapshotted_every_few_prints_then_each_snapshot_restores_the_live_window(
+        prints, cuts, restore):
+    """Incremental snapshots: at every cut a snapshot (pieces sealed since the previous one, the
+    evicted ones dropped) restores exactly the live prints; some cuts go on from the restored copy,
+    so pieces carried through a restore are reused too. Steps up to 4 s: fresh starts and long gaps."""
+    window, reference = RecentVolume(10 * SECOND), RecentVolume(10 * SECOND)
+    ts, start, step = 0, 0, 0
+    while start < len(prints):
+        stop = min(len(prints), start + cuts[step % len(cuts)])
+        for gap, size in prints[start:stop]:
+            ts += gap
+            window.record("AAPL", ts, size)
+            reference.record("AAPL", ts, size)
+        copy = pickle.loads(pickle.dumps(window))
+        head = window._head["AAPL"]
+        assert copy._times["AAPL"].tolist() == window._times["AAPL"][head:].tolist()
+        assert copy._sizes["AAPL"].tolist() == window._sizes["AAPL"][head:].tolist()
+        assert copy.volume("AAPL", ts) == reference.volume("AAPL", ts)
+        if step in restore:
+            window = copy
+        start, step = stop, step + 1
+
+
+def test_recent_volume_when_snapshotted_again_then_only_the_new_prints_are_packed():
+    window = RecentVolume(60 * SECOND)
+    for ms in range(0, 30_000, 3):
+        window.record("AAPL", ms * 1_000_000, 1.0)
+    pickle.dumps(window)
+    first = window._pieces["AAPL"][0]
+    for ms in range(30_000, 30_030, 3):
+        window.record("AAPL", ms * 1_000_000, 1.0)
+    pickle.dumps(window)
+    assert window._pieces["AAPL"][0] is first  # sealed once, reused
+    assert [piece[3] for piece in window._pieces["AAPL"]] == [10_000, 10]
+    for ms in range(30_030, 200_000, 3):  # the first piece leaves the window
+        window.record("AAPL", ms * 1_000_000, 1.0)
+    pickle.dumps(window)
+    assert all(piece is not first for piece in window._pieces["AAPL"])
+    for ms in range(200_000, 200_300, 3):  # after the front of the arrays was dropped
+        window.record("AAPL", ms * 1_000_000, 2.0)
+    assert window._origin["AAPL"] > 0
+    copy = pickle.loads(pickle.dumps(window))
+    head = window._head["AAPL"]
+    assert copy._times["AAPL"].tolist() == window._times["AAPL"][head:].tolist()
+    assert copy._sizes["AAPL"].tolist() == window._sizes["AAPL"][head:].tolist()
+    assert copy.volume("AAPL", 230 * SECOND) == window.volume("AAPL", 230 * SECOND) > 0
+
+
+def test_recent_volume_when_a_snapshot_of_one_packed_window_is_restored_then_it_goes_on_incrementally():
+    window = RecentVolume(60 * SECOND)
+    for ms in range(0, 6_000, 3):
+        window.record("AAPL", ms * 1_000_000, 2.0)
+    state = list(window.__getstate__())
+    head = window._head["AAPL"]
+    from venues.fill_model import _packed
+    state[1] = {"AAPL": _packed(window._times["AAPL"], window._sizes["AAPL"], head)}  # the form before pieces
+    old = RecentVolume.__new__(RecentVolume)
+    old.__setstate__(tuple(state))
+    old.record("AAPL", 7 * SECOND, 2.0)
+    window.record("AAPL", 7 * SECOND, 2.0)
+    again = pickle.loads(pickle.dumps(old))
+    assert again.volume("AAPL", 7 * SECOND) == window.volume("AAPL", 7 * SECOND) == 2.0 * 2_001
