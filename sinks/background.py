@@ -98,6 +98,7 @@ class BackgroundWriter:
         # column batches held by the caller, per kind, and their rows per table (see HOLD_BATCHES)
         self._held: dict[str, list[TickBatch | RawTickBatch]] = {_TICKS: [], _RAW: []}
         self._held_rows_of: dict[str, int] = {_TICKS: 0, _RAW: 0}
+        self._held_at: dict[str, float] = {}  # kind -> clock() when its oldest held batch was accepted
         self._held_by_table: Counter[str] = Counter()
         self._held_rows = 0
         self._buffered_by_table: dict[str, int] = {}  # the writer's pending rows, as the thread last saw
@@ -283,9 +284,12 @@ class BackgroundWriter:
             self._ensure_thread()
             self._wait_for_room(n)
             was_idle = not self._pending()
+            now = self.writer.clock()
             if was_idle:
-                self._oldest_at = self.writer.clock()
+                self._oldest_at = now
             held = self._held[kind]
+            if not held:
+                self._held_at[kind] = now
             held.append(batch)
             self._held_rows_of[kind] += n
             self._held_rows += n
@@ -310,21 +314,23 @@ class BackgroundWriter:
                 if not batches:
                     continue
                 self._held[kind] = []
+                accepted_at = self._held_at.pop(kind)
             joined = _joined(kind, batches)  # outside the lock: the thread writes meanwhile
             with self._cond:
-                self._unhold(kind, batches, joined)
+                self._unhold(kind, batches, joined, accepted_at)
                 if self._pending() >= self.writer.max_rows:
                     self._cond.notify_all()
 
-    def _unhold(self, kind: str, batches: list, joined: list[tuple[str, TickBatch | RawTickBatch, int]]) -> None:
-        """Under _cond: move joined held rows into the queue, with their counts and accept time."""
+    def _unhold(self, kind: str, batches: list, joined: list[tuple[str, TickBatch | RawTickBatch, int]],
+                accepted_at: float) -> None:
+        """Under _cond: move joined held rows into the queue, with their counts; ``accepted_at``: when
+        the oldest of them was held (the age bound counts from it)."""
         rows = sum(len(b) for b in batches)
         self._held_rows_of[kind] -= rows
         self._held_rows -= rows
-        now = self.writer.clock()
         for table, batch, n in joined:
             self._held_by_table[table] -= n
-            self._enqueue(table, batch, n, now)
+            self._enqueue(table, batch, n, accepted_at)
 
     def _take_held(self) -> None:
         """Under _cond, in the thread: queue what the caller holds, unjoined (a write the age bound,
@@ -333,7 +339,8 @@ class BackgroundWriter:
             batches = self._held[kind]
             if batches:
                 self._held[kind] = []
-                self._unhold(kind, batches, [work for batch in batches for work in _table_works(kind, batch)])
+                self._unhold(kind, batches, [work for batch in batches for work in _table_works(kind, batch)],
+                             self._held_at.pop(kind))
 
     def _raise_pending(self) -> None:
         if self._errors:
@@ -427,8 +434,8 @@ class BackgroundWriter:
         self._insert_retries = writer.insert_retries
         if not self._pending():
             self._oldest_at = None
-        elif self._queue:  # rows queued during a write start their own age, not the written rows'
-            self._oldest_at = self._queue[0].accepted_at
+        elif self._queue or self._held_at:  # rows queued during a write start their own age, not the written rows'
+            self._oldest_at = min([*self._held_at.values(), *([self._queue[0].accepted_at] if self._queue else [])])
 
 
 def _table_works(kind: str, batch: TickBatch | RawTickBatch) -> list[tuple[str, TickBatch | RawTickBatch, int]]:

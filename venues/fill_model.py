@@ -233,10 +233,7 @@ class RecentVolume:
             del pieces[0]
         if len(pieces) > _MAX_PIECES:  # many short epochs: the oldest half joined into one (rare)
             half = len(pieces) // 2
-            start = pieces[0][0]
-            ts, qty = zip(*(_unpacked(packed_ts, packed_qty, count) for _, packed_ts, packed_qty, count in pieces[:half]))
-            pieces[:half] = [(start, *_packed(array("q", b"".join(t.tobytes() for t in ts)),
-                                              array("d", b"".join(q.tobytes() for q in qty)), 0))]
+            pieces[:half] = [(pieces[0][0], *_packed(*_joined_pieces(pieces[:half]), 0))]
         return (oldest_live - pieces[0][0] if pieces else 0), list(pieces)
 
     def __setstate__(self, state: tuple) -> None:
@@ -245,9 +242,7 @@ class RecentVolume:
         for symbol, packed in live.items():
             if type(packed[1]) is list:  # (skip, pieces)
                 skip, pieces = packed
-                parts = [_unpacked(packed_ts, packed_qty, count) for _, packed_ts, packed_qty, count in pieces]
-                times = array("q", b"".join(t.tobytes() for t, _ in parts))
-                sizes = array("d", b"".join(q.tobytes() for _, q in parts))
+                times, sizes = _joined_pieces(pieces)
                 del times[:skip], sizes[:skip]
                 self._pieces[symbol] = list(pieces)
                 self._origin[symbol] = (pieces[0][0] if pieces else 0) + skip
@@ -297,6 +292,12 @@ def _unpacked(packed_ts: bytes | tuple, packed_qty: bytes, count: int | None = N
     else:
         sizes = array("d", packed_qty)
     return times, sizes
+
+
+def _joined_pieces(pieces: list[tuple]) -> tuple[array, array]:
+    """The prints of sealed pieces, in order."""
+    parts = [_unpacked(packed_ts, packed_qty, count) for _, packed_ts, packed_qty, count in pieces]
+    return array("q", b"".join(t.tobytes() for t, _ in parts)), array("d", b"".join(q.tobytes() for _, q in parts))
 
 
 def _add_in_order(total: float, values: np.ndarray) -> float:

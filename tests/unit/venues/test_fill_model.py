@@ -189,6 +189,22 @@ def test_recent_volume_when_snapshotted_again_then_only_the_new_prints_are_packe
     assert copy.volume("AAPL", 230 * SECOND) == window.volume("AAPL", 230 * SECOND) > 0
 
 
+def test_recent_volume_when_snapshotted_more_often_than_pieces_are_kept_then_the_oldest_are_joined():
+    from venues.fill_model import _MAX_PIECES
+
+    window = RecentVolume(60 * SECOND)
+    ms = 0
+    for _ in range(_MAX_PIECES + 5):  # a snapshot every 100 ms of prints: more pieces than kept
+        for _ in range(20):
+            ms += 5
+            window.record("AAPL", ms * 1_000_000, float(ms % 7 + 1))
+        copy = pickle.loads(pickle.dumps(window))
+    assert len(window._pieces["AAPL"]) <= _MAX_PIECES
+    assert sum(piece[3] for piece in window._pieces["AAPL"]) == len(window._times["AAPL"])
+    assert copy._times["AAPL"].tolist() == window._times["AAPL"].tolist()
+    assert copy._sizes["AAPL"].tolist() == window._sizes["AAPL"].tolist()
+
+
 def test_recent_volume_when_a_snapshot_of_one_packed_window_is_restored_then_it_goes_on_incrementally():
     window = RecentVolume(60 * SECOND)
     for ms in range(0, 6_000, 3):
