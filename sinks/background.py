@@ -247,17 +247,27 @@ class BackgroundWriter:
 
     def _put(self, table: str, rows: list[Record] | pa.Table, n: int) -> None:
         with self._cond:
-            self._raise_pending()
-            self._ensure_thread()
-            self._wait_for_room(n)
-            was_idle = not self._pending()
-            now = self.writer.clock()
-            if was_idle:
-                self._oldest_at = now
+            now, was_idle = self._admit(n)
             self._enqueue(table, rows, n, now)
-            # wake the thread only when it has something new to do: start the age clock, or write
-            if was_idle or self._pending() >= self.writer.max_rows:
-                self._cond.notify_all()
+            self._wake_if_due(was_idle)
+
+    def _admit(self, n: int) -> tuple[float, bool]:
+        """Under _cond, before accepting ``n`` rows: raise a pending error, wait for room. Returns
+        (now, whether nothing was pending: the age clock starts now)."""
+        self._raise_pending()
+        self._ensure_thread()
+        self._wait_for_room(n)
+        was_idle = not self._pending()
+        now = self.writer.clock()
+        if was_idle:
+            self._oldest_at = now
+        return now, was_idle
+
+    def _wake_if_due(self, was_idle: bool) -> None:
+        """Under _cond: wake the thread only when it has something new to do: start the age clock, or
+        write (taking what the caller holds too)."""
+        if was_idle or self._pending() >= self.writer.max_rows:
+            self._cond.notify_all()
 
     def _wait_for_room(self, n: int) -> None:
         """Under _cond: block while ``n`` more rows would pass the back-pressure bound."""
@@ -280,13 +290,7 @@ class BackgroundWriter:
         """Accept a column batch into the caller's hold; hand the hold over, joined, once full."""
         n = len(batch)
         with self._cond:
-            self._raise_pending()
-            self._ensure_thread()
-            self._wait_for_room(n)
-            was_idle = not self._pending()
-            now = self.writer.clock()
-            if was_idle:
-                self._oldest_at = now
+            now, was_idle = self._admit(n)
             held = self._held[kind]
             if not held:
                 self._held_at[kind] = now
@@ -295,8 +299,7 @@ class BackgroundWriter:
             self._held_rows += n
             self._held_by_table.update(rows_by_table)
             full = len(held) >= HOLD_BATCHES or self._held_rows_of[kind] >= HOLD_ROWS
-            if was_idle or self._pending() >= self.writer.max_rows:
-                self._cond.notify_all()  # the thread starts the age clock, or writes (taking the hold)
+            self._wake_if_due(was_idle)
         if full:
             self._release_held(kind)
 
@@ -318,8 +321,7 @@ class BackgroundWriter:
             joined = _joined(kind, batches)  # outside the lock: the thread writes meanwhile
             with self._cond:
                 self._unhold(kind, batches, joined, accepted_at)
-                if self._pending() >= self.writer.max_rows:
-                    self._cond.notify_all()
+                self._wake_if_due(False)
 
     def _unhold(self, kind: str, batches: list, joined: list[tuple[str, TickBatch | RawTickBatch, int]],
                 accepted_at: float) -> None:
