@@ -119,7 +119,7 @@ def test_group_sink_member_when_killed_9_mid_run_then_the_next_member_loses_and_
     group = sink_group(prefix, run_id)
     kills = 0
     while RELANDED not in log.read_text() if log.exists() else True:
-        # a kill lands in that window by chance (most tries need 1-3); on a loaded machine 8 tries fell short once
+        # a kill lands in that window by chance: on a loaded machine 8 tries fell short once
         assert kills < 16, "no kill fell between an insert and its commit in 16 tries"
         member = start_sink(kafka_bootstrap, prefix, url, run_id, log)
         before = sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix))
