@@ -28,13 +28,14 @@ they otherwise took the dataflow thread's core for several milliseconds at a tim
 The split topology's sink stage keeps its priority: landing is its whole job, and lowered it lost
 the cores to the other stages (its share of a replay at full speed fell by a third).
 
-Small column batches are joined on the caller's side (:data:`HOLD_BATCHES`, :data:`HOLD_ROWS`): a
-paced feed hands over a TickBatch and a RawTickBatch of ~10 rows every millisecond, and the thread's
-Python work per hand-over (queueing, grouping, a dozen array calls each to join them) held the GIL
-~20-45 ms a second at 10,000 ticks/s, in slices the dataflow thread queued behind: its tick -> order
-tail. Held batches count as pending rows (back-pressure, ``pending_rows``, the age bound: the thread
-takes them itself when their age comes due) and every ``flush()`` hands them over first, so they are
-written exactly as if each had been queued alone.
+Small column batches (under :data:`HOLD_BELOW_ROWS` rows) are joined on the caller's side, up to
+:data:`HOLD_BATCHES` or :data:`HOLD_ROWS` at a time: a paced feed hands over a TickBatch and a
+RawTickBatch of ~10 rows every millisecond, and the thread's Python work per hand-over (queueing,
+grouping, a dozen array calls each to join them) held the GIL ~20-45 ms a second at 10,000
+ticks/s, in slices the dataflow thread queued behind: its tick -> order tail. Held batches count
+as pending rows (back-pressure, ``pending_rows``, the age bound: the thread takes them itself when
+their age comes due) and every ``flush()``, and every larger batch or record of their table, hands
+them over first, so they are written exactly as if each had been queued alone.
 
 Threads: one caller thread adds and flushes (a dataflow's sink partition); the counters may be read
 from any thread. While the thread runs, the BatchingWriter is lent to it (``BatchingWriter.lend``):
@@ -66,6 +67,9 @@ PRIORITY_CHECK_S = 2.0
 # then joined into one hand-over: at 10,000 ticks/s some 64 ms of tape, a join of ~100 us.
 HOLD_BATCHES = 64
 HOLD_ROWS = 2_048
+# A batch this large goes to the thread as it is (after what is held of its kind): a replay's
+# batches are thousands of rows, and joining them would only move the thread's work onto the dataflow's.
+HOLD_BELOW_ROWS = 256
 
 _TICKS, _RAW = "ticks", "raw"  # the held kinds
 
@@ -135,13 +139,20 @@ class BackgroundWriter:
         """Trades and quotes as a column batch: the thread turns it into md_trades and md_quotes
         rows, several batches at a time (small ones are first held and joined here, see
         :data:`HOLD_BATCHES`)."""
-        if len(batch):
+        if len(batch) >= HOLD_BELOW_ROWS:
+            self._release_held(_TICKS)
+            for table, rows, n in _table_works(_TICKS, batch):
+                self._put(table, rows, n)
+        elif len(batch):
             trades = int(np.count_nonzero(batch.kind == TRADE))
             self._hold(_TICKS, batch, {"md_trades": trades, "md_quotes": len(batch) - trades})
 
     def add_raw(self, batch: RawTickBatch) -> None:
         """Raw ticks as a column batch: the thread turns it into md_raw rows."""
-        if len(batch):
+        if len(batch) >= HOLD_BELOW_ROWS:
+            self._release_held(_RAW)
+            self._put("md_raw", batch, len(batch))
+        elif len(batch):
             self._hold(_RAW, batch, {"md_raw": len(batch)})
 
     def add_arrow(self, table: str, arrow: pa.Table) -> None:

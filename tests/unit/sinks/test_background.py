@@ -459,3 +459,19 @@ def test_small_raw_batches_are_joined_too_and_land_in_order(closing):
     background.flush()
     landed = pa.concat_tables([block for t, block, _ in warehouse.written if t == "md_raw"])
     assert landed.equals(pa.concat_tables([raw_table(r, "run-1") for r in raws]))
+
+
+def test_a_large_batch_is_queued_as_it_is_after_the_small_ones_held_before_it(closing):
+    from sinks.background import HOLD_BELOW_ROWS
+
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=100_000)  # the thread writes nothing before the flush
+    closing(background)
+    small = TickBatch.from_records([trade(0), trade(1)])
+    large = TickBatch.from_records([trade(i) for i in range(2, 2 + HOLD_BELOW_ROWS)])
+    background.add_ticks(small)
+    background.add_ticks(large)
+    queued = [(w.table, w.rows_n, w.rows is large) for w in background._queue if w.table == "md_trades"]
+    assert queued == [("md_trades", 2, False), ("md_trades", HOLD_BELOW_ROWS, True)]  # not joined, not copied
+    background.flush()
+    assert warehouse.ids("md_trades") == [f"AAPL:t{i}" for i in range(2 + HOLD_BELOW_ROWS)]
