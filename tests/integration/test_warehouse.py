@@ -314,3 +314,13 @@ def record_from_row(table: str, row: dict) -> object:
         values["order"] = Order(**order_fields)
         return RiskReject(**values)
     return model(**values)
+
+
+def test_the_market_tables_merge_column_by_column(warehouse: Warehouse):
+    # the vertical algorithm bounds a merge's memory by a column, not a part (sinks/ddl/007)
+    settings = dict(warehouse.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = {db:String}", {"db": warehouse.database}).rows)
+    for table in ("md_raw", "md_trades", "md_quotes", "md_bars", "features"):
+        assert "vertical_merge_algorithm_min_rows_to_activate = 1" in settings[table], table
+        assert "vertical_merge_algorithm_min_columns_to_activate = 1" in settings[table], table
+    assert "vertical_merge_algorithm" not in settings["orders_intent"]  # small tables keep the defaults
