@@ -139,21 +139,21 @@ class BackgroundWriter:
         """Trades and quotes as a column batch: the thread turns it into md_trades and md_quotes
         rows, several batches at a time (small ones are first held and joined here, see
         :data:`HOLD_BATCHES`)."""
-        if len(batch) >= HOLD_BELOW_ROWS:
-            self._release_held(_TICKS)
-            for table, rows, n in _table_works(_TICKS, batch):
-                self._put(table, rows, n)
-        elif len(batch):
-            trades = int(np.count_nonzero(batch.kind == TRADE))
-            self._hold(_TICKS, batch, {"md_trades": trades, "md_quotes": len(batch) - trades})
+        self._add_columns(_TICKS, batch)
 
     def add_raw(self, batch: RawTickBatch) -> None:
         """Raw ticks as a column batch: the thread turns it into md_raw rows."""
+        self._add_columns(_RAW, batch)
+
+    def _add_columns(self, kind: str, batch: TickBatch | RawTickBatch) -> None:
+        """Queue a large batch as it is (after what is held of its kind); hold a small one."""
+        works = _table_works(kind, batch)
         if len(batch) >= HOLD_BELOW_ROWS:
-            self._release_held(_RAW)
-            self._put("md_raw", batch, len(batch))
+            self._release_held(kind)
+            for table, rows, n in works:
+                self._put(table, rows, n)
         elif len(batch):
-            self._hold(_RAW, batch, {"md_raw": len(batch)})
+            self._hold(kind, batch, {table: n for table, _, n in works})
 
     def add_arrow(self, table: str, arrow: pa.Table) -> None:
         """Rows in ``table``'s Arrow form (:mod:`sinks.columns`); checked here, as the plain writer does."""
