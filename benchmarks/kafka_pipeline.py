@@ -12,7 +12,9 @@ throughput >= 0.3 x the passthrough ceiling; tick-to-order p99 <= 50 ms at 5,000
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -159,6 +161,20 @@ def _print_sections(label: str, ordered: list[float]) -> None:
               f"p99 {q99:.1f}  max {ordered[-1]:.1f} ms; over 50 ms: {sum(x > 50 for x in ordered)}")
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a running process (0 without one)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    """CPU seconds of this process's ended children and all they waited for (the stages)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _nearest_rank(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
@@ -205,9 +221,17 @@ def main() -> None:
               f"stage start-up and catch-up included)")
         print(f"ratio to ceiling      {throughput / ceiling:.2f} with start-up")
 
-        _, summary = run_split(bootstrap, workdir, ["--prefix", f"l{uuid.uuid4().hex[:6]}.", "--rate",
-                                                    str(args.rate), "--duration", str(args.duration), "--run-id",
-                                                    "latency", *trading])
+        broker_pid = broker.status(check_ready=False).pid if broker is not None else None
+        broker_cpu, stages_cpu = _cpu_seconds(broker_pid), _children_cpu_seconds()
+        paced_s, summary = run_split(bootstrap, workdir, ["--prefix", f"l{uuid.uuid4().hex[:6]}.", "--rate",
+                                                          str(args.rate), "--duration", str(args.duration),
+                                                          "--run-id", "latency", *trading])
+        # Where the two cores went while paced: every hop waits for a core, so this is the contention
+        # the tick -> order tail comes from (the stages: feed, chained market, signals, trading, sink).
+        stages_cpu = _children_cpu_seconds() - stages_cpu
+        print(f"CPU while paced        {paced_s:.0f} s: stage processes {stages_cpu:.0f} s ({stages_cpu / paced_s:.0%} "
+              f"of a core)" + (f", broker {(_cpu_seconds(broker_pid) - broker_cpu):.0f} s "
+                               f"({(_cpu_seconds(broker_pid) - broker_cpu) / paced_s:.0%})" if broker_pid else ""))
         latency = re.search(r"latency tick->order p50 ([\d,]+) us\s+p99 ([\d,]+) us", summary)
         if latency:
             p50, p99 = (int(x.replace(",", "")) / 1000 for x in latency.groups())
