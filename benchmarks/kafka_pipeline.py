@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
 from config.settings import Settings  # noqa: E402
-
 from feeds import make_feed  # noqa: E402
 from topics.admin import create_topics  # noqa: E402
 from topics.producer import TopicPublisher, publish_ticks  # noqa: E402
@@ -228,10 +227,9 @@ def main() -> None:
                                                           "--run-id", "latency", *trading])
         # Where the two cores went while paced: every hop waits for a core, so this is the contention
         # the tick -> order tail comes from (the stages: feed, chained market, signals, trading, sink).
-        stages_cpu = _children_cpu_seconds() - stages_cpu
+        stages_cpu, broker_cpu = _children_cpu_seconds() - stages_cpu, _cpu_seconds(broker_pid) - broker_cpu
         print(f"CPU while paced        {paced_s:.0f} s: stage processes {stages_cpu:.0f} s ({stages_cpu / paced_s:.0%} "
-              f"of a core)" + (f", broker {(_cpu_seconds(broker_pid) - broker_cpu):.0f} s "
-                               f"({(_cpu_seconds(broker_pid) - broker_cpu) / paced_s:.0%})" if broker_pid else ""))
+              f"of a core)" + (f", broker {broker_cpu:.0f} s ({broker_cpu / paced_s:.0%})" if broker_pid else ""))
         latency = re.search(r"latency tick->order p50 ([\d,]+) us\s+p99 ([\d,]+) us", summary)
         if latency:
             p50, p99 = (int(x.replace(",", "")) / 1000 for x in latency.groups())
