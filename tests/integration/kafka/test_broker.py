@@ -37,6 +37,19 @@ def test_broker_status_when_session_broker_runs_then_ready_at_its_bootstrap(sess
     assert f"broker ready at {status.bootstrap}" in result.output
 
 
+def test_broker_when_session_broker_runs_then_its_collector_is_zgc_logging_to_its_folder(session_kafka):
+    # a stop-the-world pause at the broker holds up every hop of tick -> order (tapeflow/broker.py)
+    if session_kafka.local is None:
+        pytest.skip(f"this session's Kafka comes from the {session_kafka.origin}, not a LocalBroker")
+    broker: LocalBroker = session_kafka.local
+    log = broker.gc_log_path.read_text()
+    assert "Using The Z Garbage Collector" in log, log[:500]
+    assert "log.cleaner.dedupe.buffer.size=16777216" in broker.properties_path.read_text()
+    # the whole heap is committed at start: -Xms as large as -Xmx
+    command = Path(f"/proc/{broker.status().pid}/cmdline").read_bytes().split(b"\0")
+    assert f"-Xms{broker.heap}".encode() in command and f"-Xmx{broker.heap}".encode() in command
+
+
 def test_broker_status_when_folder_has_no_broker_then_stopped_and_exit_1(tmp_path):
     result = CliRunner().invoke(kafka_app, ["broker", "status", "--data-dir", str(tmp_path)])
     assert result.exit_code == 1
