@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,9 @@ def main() -> None:
     parser.add_argument("--separate-trading", action="store_true", help="risk, execution, pnl as three processes.")
     parser.add_argument("--chain", default="market", choices=("market", "none"),
                         help="market (default): normalize, bars, features in one process; none: one process each.")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temp dir (broker, recovery folders, warehouses) for a look afterwards; by "
+                             "default it is removed (a run leaves about half a gigabyte)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tapeflow-kafka-bench-"))
     broker = None
@@ -241,6 +245,10 @@ def main() -> None:
     finally:
         if broker is not None:
             broker.stop()
+        if args.keep:
+            print(f"kept                  {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import threading
@@ -57,9 +58,22 @@ def main() -> None:
     parser.add_argument("--trading", action="store_true", help="the whole pipeline, trading half included")
     parser.add_argument("--rate", type=float, default=None, help="pace at N ticks/s and report latency")
     parser.add_argument("--warehouse", default=None, help="default: a fresh chdb path in a temp dir")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temp dir (its warehouse) for a look afterwards; by default it is removed "
+                             "(a million-tick run lands about a gigabyte)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="tapeflow-bench-")
+    try:
+        bench(args, workdir)
+    finally:
+        if args.keep:
+            print(f"kept             {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, workdir: str) -> None:
     url = args.warehouse or f"chdb://{workdir}/warehouse"
     settings = Settings(warehouse=url, store_raw=not args.no_raw)
     wh = Warehouse.connect(settings.warehouse, database="bench")
