@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -226,6 +227,7 @@ def main() -> None:
 
         broker_pid = broker.status(check_ready=False).pid if broker is not None else None
         broker_cpu, stages_cpu = _cpu_seconds(broker_pid), _children_cpu_seconds()
+        paced_from = datetime.now(timezone.utc)
         paced_s, summary = run_split(bootstrap, workdir, ["--prefix", f"l{uuid.uuid4().hex[:6]}.", "--rate",
                                                           str(args.rate), "--duration", str(args.duration),
                                                           "--run-id", "latency", *trading])
@@ -234,6 +236,12 @@ def main() -> None:
         stages_cpu, broker_cpu = _children_cpu_seconds() - stages_cpu, _cpu_seconds(broker_pid) - broker_cpu
         print(f"CPU while paced        {paced_s:.0f} s: stage processes {stages_cpu:.0f} s ({stages_cpu / paced_s:.0%} "
               f"of a core)" + (f", broker {broker_cpu:.0f} s ({broker_cpu / paced_s:.0%})" if broker_pid else ""))
+        if broker is not None:  # a pause at the broker holds up every hop at once
+            pauses = sorted(broker.pauses_ms(paced_from, datetime.now(timezone.utc)))
+            if pauses:
+                print(f"broker pauses paced   {len(pauses)} safepoints: p99 {_nearest_rank(pauses, 0.99):.2f} ms, "
+                      f"max {pauses[-1]:.2f} ms, {sum(pauses) / paced_s / 10:.2f}% of the time; "
+                      f"over 10 ms: {sum(p > 10 for p in pauses)}")
         latency = re.search(r"latency tick->order p50 ([\d,]+) us\s+p99 ([\d,]+) us", summary)
         if latency:
             p50, p99 = (int(x.replace(",", "")) / 1000 for x in latency.groups())

@@ -22,6 +22,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -208,7 +209,22 @@ class BrokerStatus:
 # marks and moves concurrently: its pauses stay under a millisecond. The heap is committed at start
 # (-Xms = -Xmx, as Kafka's launcher does), so no collection waits for the OS to hand over pages.
 BROKER_GC_OPTS = ("-server", "-XX:+UseZGC")
-GC_LOG = "gc.log"  # the collector's log in the data folder, two files of 10 MiB at most
+# The collector's log in the data folder (two files of 10 MiB at most): its collections and every
+# safepoint, each with the time application threads stood still (LocalBroker.pauses_ms).
+GC_LOG = "gc.log"
+_SAFEPOINT = re.compile(r"^\[([^\]]+)\]\[[^\]]+\] Safepoint .*Total: (\d+) ns")
+
+
+def safepoint_pauses_ms(logs: list[Path], since: datetime, until: datetime) -> list[float]:
+    """Safepoint pauses (ms) logged in ``logs`` (``-Xlog:safepoint`` with the ``time`` decoration)
+    between ``since`` and ``until``."""
+    pauses = []
+    for log in logs:
+        for line in log.read_text(errors="replace").splitlines():
+            match = _SAFEPOINT.match(line)
+            if match and since <= datetime.fromisoformat(match.group(1)) <= until:
+                pauses.append(int(match.group(2)) / 1e6)
+    return pauses
 
 
 class LocalBroker:
@@ -356,7 +372,7 @@ class LocalBroker:
 
     def _java_command(self, java: str, lib: Path, main: str, *args: str, broker: bool = False) -> list[str]:
         """``broker``: the long-running server (its collector, whole heap and GC log), not a tool."""
-        jvm = ([f"-Xms{self.heap}", *BROKER_GC_OPTS, f"-Xlog:gc:file=\"{self.gc_log_path}\":time,uptime:filecount=2,filesize=10m"]
+        jvm = ([f"-Xms{self.heap}", *BROKER_GC_OPTS, f"-Xlog:gc,safepoint:file=\"{self.gc_log_path}\":time,uptime:filecount=2,filesize=10m"]
                if broker else [])
         return [java, f"-Xmx{self.heap}", *jvm, "-Djava.awt.headless=true",
                 f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.data_dir}",
@@ -424,6 +440,12 @@ class LocalBroker:
                 self.say(f"  waiting for the broker at {bootstrap} ({now - started:.0f}s) ...")
                 next_note = now + 5
             time.sleep(0.2)  # polling a port: there is no event to await from another process
+
+    def pauses_ms(self, since: datetime, until: datetime) -> list[float]:
+        """How long the broker's JVM stood still at each safepoint (collector pauses among them)
+        between ``since`` and ``until`` (aware datetimes), from its GC log, oldest first."""
+        return safepoint_pauses_ms(sorted(self.data_dir.glob(f"{GC_LOG}*"), key=lambda p: p.stat().st_mtime),
+                                   since, until)
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the JVM output and the server log (of this run, when this object started it)."""

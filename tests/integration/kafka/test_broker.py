@@ -3,11 +3,13 @@ port, a broker that dies while starting)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,10 @@ def test_broker_when_session_broker_runs_then_its_collector_is_zgc_logging_to_it
     broker: LocalBroker = session_kafka.local
     log = broker.gc_log_path.read_text()
     assert "Using The Z Garbage Collector" in log, log[:500]
+    # the JVM stops at a safepoint at least once a second (GuaranteedSafepointInterval): the log reports each
+    started = datetime.fromtimestamp(json.loads(broker.state_path.read_text())["started_at"], timezone.utc)
+    pauses = broker.pauses_ms(started, datetime.now(timezone.utc))
+    assert pauses and all(0 <= pause < 10_000 for pause in pauses), pauses[:20]
     assert "log.cleaner.dedupe.buffer.size=16777216" in broker.properties_path.read_text()
     # the whole heap is committed at start: -Xms as large as -Xmx
     command = Path(f"/proc/{broker.status().pid}/cmdline").read_bytes().split(b"\0")
