@@ -206,7 +206,8 @@ class BrokerStatus:
 # order latency is measured through this broker. Kafka's own launcher runs G1 with a 20 ms target; on
 # two cores shared with the stages that paused 15-25 ms every second or two at 5,000 ticks/s, and up
 # to 126 ms (-Xlog:gc over a paced benchmarks/kafka_pipeline.py run). ZGC (production since Java 15)
-# marks and moves concurrently: its pauses stay under a millisecond. The heap is committed at start
+# marks and moves concurrently: the broker's safepoints in the same runs were p99 2-4 ms, max 3.5-8.5
+# ms (longer only when the machine itself was overloaded). The heap is committed at start
 # (-Xms = -Xmx, as Kafka's launcher does), so no collection waits for the OS to hand over pages.
 BROKER_GC_OPTS = ("-server", "-XX:+UseZGC")
 # The collector's log in the data folder (two files of 10 MiB at most): its collections and every
