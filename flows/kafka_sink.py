@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from itertools import repeat
+from typing import Callable
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -50,16 +51,18 @@ PRODUCER_KEY = "kafka"  # the producing step's one key
 DENSE_LINGER_MS = 2
 
 
-def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint, dense: bool = False) -> None:
+def produce(step_id: str, up: Stream, endpoint: KafkaEndpoint, dense: bool = False,
+            at_end: Callable[[Producer], None] | None = None) -> None:
     """Write ``(topic, record)`` pairs (catalog names, or warehouse table names) to Kafka, keyed
     as the catalog says, with the schema headers. A TickBatch or RawTickBatch in place of a record
     is written as one message per row (each trade to md.trades, each quote to md.quotes, each raw
     tick to md.raw, whatever its pair's topic), encoded in bulk from its columns. ``dense``: a
     stage that writes the tape itself (every tick), whose messages are batched for up to
-    :data:`DENSE_LINGER_MS`."""
+    :data:`DENSE_LINGER_MS`. ``at_end``: called with the producer at the end of the stage's input,
+    once everything before it is delivered (the stage's end-of-tape markers go out there)."""
     full_name = {name: endpoint.topic(topic) for table, topic in TOPIC_OF_TABLE.items() for name in (table, topic)}
     _kafka_output(step_id, op.flat_map_batch(f"{step_id}_encode", up, lambda batch: to_messages(batch, full_name)),
-                  list(endpoint.brokers), DENSE_LINGER_MS if dense else None)
+                  list(endpoint.brokers), DENSE_LINGER_MS if dense else None, at_end)
 
 
 def to_messages(pairs: list, full_name: dict[str, str]) -> list[tuple]:
@@ -93,8 +96,9 @@ class _Producing(StatefulBatchLogic):
     it: 45% of the normalize stage's time at 5,000 ticks/s, and a produce request (and fetches
     downstream) per batch."""
 
-    def __init__(self, producer: Producer):
+    def __init__(self, producer: Producer, at_end: Callable[[Producer], None] | None = None):
         self._producer = producer
+        self._at_end = at_end
 
     def on_batch(self, items: list[tuple]) -> tuple[list, bool]:
         produce, poll = self._producer.produce, self._producer.poll
@@ -110,6 +114,8 @@ class _Producing(StatefulBatchLogic):
 
     def on_eof(self) -> tuple[list, bool]:
         self._producer.flush()
+        if self._at_end is not None:
+            self._at_end(self._producer)
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> None:
@@ -145,8 +151,9 @@ class _StartProducer(DynamicSink):
 
 
 class _Nothing(StatelessSinkPartition):
-    def __init__(self, producer: Producer):
+    def __init__(self, producer: Producer, at_end: Callable[[Producer], None] | None = None):
         self._producer = producer
+        self._at_end = at_end
 
     def write_batch(self, items: list) -> None:
         return None
@@ -156,9 +163,10 @@ class _Nothing(StatelessSinkPartition):
 
 
 @operator
-def _kafka_output(step_id: str, up: KeyedStream, brokers: list[str], linger_ms: float | None) -> None:
+def _kafka_output(step_id: str, up: KeyedStream, brokers: list[str], linger_ms: float | None,
+                  at_end: Callable[[Producer], None] | None) -> None:
     # the same step id as ``kop.output``'s (``<step>.kafka_output``); the worker that owns the
     # step's single key produces
     producer = _SharedProducer(brokers, {} if linger_ms is None else {"linger.ms": str(linger_ms)})
-    producing = op.stateful_batch("kafka_output", up, lambda resume_state: _Producing(producer.get()))
+    producing = op.stateful_batch("kafka_output", up, lambda resume_state: _Producing(producer.get(), at_end))
     op.output("start_producer", producing, _StartProducer(producer))

@@ -29,8 +29,9 @@ End of a finite tape (topics/end_of_tape.py): every stage's source is given a tr
 (:func:`tape_ends`, ``SplitConfig.tape``). Each partition of a tape input ends at its end-of-tape
 marker; the other inputs (control) end once every tape partition has and they have read what they
 held then. With every input ended, Bytewax's end of input flushes the cores exactly as at the end
-of the embedded run (bars, signals, the desk), the producer flushes, and ``tapeflow flow`` marks
-every partition of what the stage writes (:data:`MARKS`, :func:`pass_end_of_tape`) and exits. The
+of the embedded run (bars, signals, the desk), and the stage's producer delivers what they wrote,
+then marks every partition of what the stage writes (:data:`MARKS`, :func:`_mark_outputs`) before
+the stage takes its last snapshot and exits. The
 chained ``market`` stage is one dataflow: it flushes bars after normalize's last batch and features
 after the last bars, then marks all five topics. The sink ends once the run's tape is complete.
 
@@ -130,7 +131,7 @@ def normalize_flow(cfg: SplitConfig) -> Dataflow:
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
     produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint,
-            dense=True)
+            dense=True, at_end=_mark_outputs("normalize", cfg))
     return flow
 
 
@@ -150,7 +151,7 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
     bars = bar_stage("bars", normalized.market, cfg.bar_intervals, cfg.lateness_ns)
     vectors = feature_stage("features", bars, cfg.feature_interval)
     produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable, bars, vectors)),
-            cfg.endpoint, dense=True)
+            cfg.endpoint, dense=True, at_end=_mark_outputs("market", cfg))
     return flow
 
 
@@ -161,7 +162,8 @@ def bars_flow(cfg: SplitConfig) -> Dataflow:
     good = by_symbol("key_symbol", op.filter("trades", trades, lambda r: type(r) is Trade or type(r) is TickBatch))
     bars = bar_stage("bars", good, cfg.bar_intervals, cfg.lateness_ns)
     dead = op.filter("undecodable", trades, lambda r: type(r) is DeadLetter)
-    produce("out", tagged_for_warehouse("tag", op.merge("all", bars, dead)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", bars, dead)), cfg.endpoint,
+            at_end=_mark_outputs("bars", cfg))
     return flow
 
 
@@ -170,7 +172,8 @@ def features_flow(cfg: SplitConfig) -> Dataflow:
     bars = consume("in", flow, cfg.endpoint, ["md.bars"], "features", tape=cfg.tape)
     vectors = feature_stage("features", bars, cfg.feature_interval)  # ignores non-bars
     dead = op.filter("undecodable", bars, lambda r: type(r) is DeadLetter)
-    produce("out", tagged_for_warehouse("tag", op.merge("all", vectors, dead)), cfg.endpoint)
+    produce("out", tagged_for_warehouse("tag", op.merge("all", vectors, dead)), cfg.endpoint,
+            at_end=_mark_outputs("features", cfg))
     return flow
 
 
@@ -185,7 +188,8 @@ def signals_flow(cfg: SplitConfig) -> Dataflow:
     out = signal_stage("signals", vectors, lambda: trading.new_signal_state(cfg.feature_interval),
                        trading.desk.account, control=commands)
     dead = op.filter("undecodable", inputs, lambda r: type(r) is DeadLetter)
-    produce("out", signals_for_warehouse("tag", op.merge("all", out, dead)), cfg.endpoint)
+    produce("out", signals_for_warehouse("tag", op.merge("all", out, dead)), cfg.endpoint,
+            at_end=_mark_outputs("signals", cfg))
     return flow
 
 
@@ -261,7 +265,8 @@ def trading_flow(cfg: SplitConfig, flush_at_end: Callable[[], bool] = lambda: Tr
     pairs = unkeyed("unkey", out)
     # The desk echoes operator commands into its output for the warehouse; on Kafka they are
     # already on the control topic, so only the desk's own records (alerts, breaker) go back.
-    produce("out", op.filter("not_echo", pairs, lambda p: p[0] != "control" or p[1].issued_by == "risk"), cfg.endpoint)
+    produce("out", op.filter("not_echo", pairs, lambda p: p[0] != "control" or p[1].issued_by == "risk"), cfg.endpoint,
+            at_end=_mark_outputs("trading", cfg))
     return flow
 
 
@@ -281,7 +286,8 @@ def _account_stage_flow(name: str, cfg: SplitConfig, topics: list[str], make_sta
         lambda core: (), on_batch=lambda core, items: core.on_batch(items),
     )
     pairs = unkeyed("unkey", out)
-    produce("out", op.filter("not_echo", pairs, lambda p: p[0] != "control" or p[1].issued_by == "risk"), cfg.endpoint)
+    produce("out", op.filter("not_echo", pairs, lambda p: p[0] != "control" or p[1].issued_by == "risk"), cfg.endpoint,
+            at_end=_mark_outputs(name, cfg))
     return flow
 
 
@@ -322,22 +328,44 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
     return flow
 
 
+def _mark_outputs(stage: str, cfg: SplitConfig) -> Callable[[Any], None] | None:
+    """What the stage's producer does at the end of its input: if the input ended at the end of its
+    tape (every tape partition's marker read, the cores flushed at Bytewax's end of input, their
+    output produced and delivered), one marker on every partition of each topic the stage writes
+    (:data:`MARKS`), through the producer it already has. The next stage then starts its own end
+    while this one still takes its last snapshot and exits; marking after the exit, through a new
+    producer (connect, producer id, metadata), made each stage of a chain add about 0.1 s to the
+    cross-section a tape's end closes."""
+    tape = cfg.tape
+    if type(tape) is not StageTapeEnds:
+        return None
+
+    def mark(producer: Any) -> None:
+        if tape.complete and tape.marked is None:
+            tape.marked = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(),
+                                              cfg.endpoint.prefix)
+    return mark
+
+
 def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
-    """After ``stage``'s dataflow has ended: if it ended at the end of its tape (every tape
-    partition's marker read, the cores flushed at Bytewax's end of input, the output produced and
-    flushed), one marker on every partition of each topic it writes (:data:`MARKS`); returns what
-    to log, or None when the stage did not end at a tape's end. The sink marks nothing: it reports
-    that it has landed the run's tape."""
+    """After ``stage``'s dataflow has ended: if it ended at the end of its tape, its outputs carry
+    one marker on every partition of each topic it writes (:data:`MARKS`); returns what to log, or
+    None when the stage did not end at a tape's end. The stage's producer marks them at the end of
+    its input (:func:`_mark_outputs`); a process whose producing step never held a message has no
+    producer there, so it marks them here. The sink marks nothing: it reports that it has landed
+    the run's tape."""
     tape = cfg.tape
     if tape is None or not tape.complete:
         return None
     if type(tape) is RunTapeEnds:
         return f"end of tape {tape.tape} landed: every stage's markers read ({', '.join(tape.stages)})"
-    from confluent_kafka import Producer
+    if tape.marked is None:
+        from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers), "enable.idempotence": True})
-    sent = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(), cfg.endpoint.prefix)
-    return f"end of tape {tape.tape_id()}: flushed, {sent} markers on {', '.join(MARKS[stage])}"
+        producer = Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers), "enable.idempotence": True})
+        tape.marked = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(),
+                                          cfg.endpoint.prefix)
+    return f"end of tape {tape.tape_id()}: flushed, {tape.marked} markers on {', '.join(MARKS[stage])}"
 
 
 class _TapeEnded:

@@ -135,6 +135,9 @@ class StageTapeEnds:
     prefix: str = ""  # of the topic names in the slots
     tape_parts: set[Slot] = field(default_factory=set)
     ended: dict[Slot, EndOfTape] = field(default_factory=dict)
+    # how many markers this process put on the stage's outputs, once it has: the stage's producer
+    # marks them at its end of input, so the exit after it does not mark them again
+    marked: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def is_tape(self, topic: str) -> bool:

@@ -234,3 +234,69 @@ def test_run_tape_when_the_sink_reads_no_md_raw_then_a_stage_not_yet_marked_hold
     assert not run.complete
     run.on_marker(EndOfTape("r", "signals", "signals", 0, 1, ("signals",), stages))
     assert run.complete
+
+
+class RecordingProducer:
+    """A producer's face for publish_end_of_tape: every topic has two partitions; what is produced
+    and each flush are recorded in order."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def list_topics(self, topic, timeout=None):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None, 1: None})})
+
+    def produce(self, topic, value=None, key=None, partition=-1, headers=None, on_delivery=None):
+        self.events.append(("produce", topic, partition, key))
+
+    def flush(self, timeout=None):
+        self.events.append(("flush",))
+        return 0
+
+    def poll(self, timeout=None):
+        return 0
+
+
+def ended_tape() -> StageTapeEnds:
+    tape = tape_ends("signals")
+    tape.add((PREFIX + "features", 0))
+    return tape
+
+
+def test_stage_producer_when_input_ends_at_the_tape_end_then_delivers_first_then_marks_each_output_once():
+    from flows.kafka_sink import _Producing
+    from flows.split import MARKS, SplitConfig, _mark_outputs
+
+    tape = ended_tape()
+    cfg = SplitConfig(endpoint=ENDPOINT, tape=tape)
+    producer = RecordingProducer()
+    producing = _Producing(producer, _mark_outputs("signals", cfg))
+
+    producing.on_eof()  # input ended without the tape's end (a stop): delivered, nothing marked
+    assert producer.events == [("flush",)] and tape.marked is None
+
+    tape.on_marker((PREFIX + "features", 0), EndOfTape("run-1", "market", "features", 0, 1, stages=("market",)))
+    producer.events.clear()
+    producing.on_eof()
+    assert producer.events[0] == ("flush",), "what the cores flushed goes out before the markers"
+    marked = [(topic, partition) for kind, topic, partition, key in producer.events[1:-1] if kind == "produce"]
+    assert marked == [(PREFIX + topic, p) for topic in MARKS["signals"] for p in (0, 1)]
+    assert producer.events[-1] == ("flush",) and tape.marked == len(marked)
+
+    producing.on_eof()  # a second end of input (a resumed dataflow) marks nothing more
+    assert len([e for e in producer.events if e[0] == "produce"]) == len(marked)
+
+
+def test_pass_end_of_tape_when_the_producer_already_marked_then_reports_it_without_a_second_producer(monkeypatch):
+    import confluent_kafka
+
+    from flows.split import SplitConfig, pass_end_of_tape
+
+    tape = ended_tape()
+    tape.on_marker((PREFIX + "features", 0), EndOfTape("run-1", "market", "features", 0, 1, stages=("market",)))
+    tape.marked = 4
+    monkeypatch.setattr(confluent_kafka, "Producer", lambda *a, **k: pytest.fail("marked twice"))
+    assert pass_end_of_tape("signals", SplitConfig(endpoint=ENDPOINT, tape=tape)) == (
+        "end of tape run-1: flushed, 4 markers on signals, dlq")
