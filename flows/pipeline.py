@@ -15,8 +15,12 @@ import ctypes
 import dataclasses
 import gc
 import os
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -257,8 +261,8 @@ def recovery_config(recovery_dir: Path | None, creator: bool = True) -> Recovery
         return None
     if creator:
         recovery_dir.mkdir(parents=True, exist_ok=True)
-        if not any(recovery_dir.glob("part-*.sqlite3")):
-            init_db_dir(recovery_dir, 1)
+        if not _initialised(recovery_dir):
+            _init_recovery_dir(recovery_dir)
     else:
         deadline = time.monotonic() + CLUSTER_RECOVERY_WAIT_S
         while not (recovery_dir.is_dir() and any(recovery_dir.glob("part-*.sqlite3"))):
@@ -271,6 +275,38 @@ def recovery_config(recovery_dir: Path | None, creator: bool = True) -> Recovery
 
 
 CLUSTER_RECOVERY_WAIT_S = 60.0
+
+
+def _init_recovery_dir(recovery_dir: Path) -> None:
+    """One recovery partition, made in a scratch folder and moved in whole: a stage killed while
+    Bytewax wrote the partition's file (the supervisor's kill -9 can land in the first
+    milliseconds of a stage) left a file with no partition in it, and every restart after that
+    failed with "No recovery partitions found". A rename is atomic: the folder has the whole file
+    or none."""
+    for stale in recovery_dir.glob("part-*.sqlite3*"):
+        stale.unlink()
+    scratch = Path(tempfile.mkdtemp(prefix=".init-", dir=recovery_dir))
+    try:
+        init_db_dir(scratch, 1)
+        for part in scratch.glob("part-*.sqlite3"):
+            os.replace(part, recovery_dir / part.name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _initialised(recovery_dir: Path) -> bool:
+    """Whether ``recovery_dir`` holds a recovery partition Bytewax can resume from. A partition file
+    without its partition row (left by a kill during an initialisation before the atomic one above)
+    holds no snapshot either, and is made again."""
+    parts = sorted(recovery_dir.glob("part-*.sqlite3"))
+    if not parts:
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{parts[0]}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM parts").fetchone()[0] > 0 or \
+                db.execute("SELECT count(*) FROM snaps").fetchone()[0] > 0
+    except sqlite3.Error:
+        return True  # not ours to judge: Bytewax says what is wrong with it
 
 
 # Stage outputs are short-lived and acyclic, yet at 100k ticks/s they trigger a generation-0
