@@ -14,11 +14,13 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaException, Producer
 
+from schemas import TapeWatermark
 from schemas.columns import RawTickBatch, TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.column_encode import encode_batch
 from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint
 from topics.serde import encode
+from topics.tape_watermark import watermark_message
 
 
 def _delivery_failed(err, msg) -> None:
@@ -75,6 +77,10 @@ def to_messages(pairs: list, full_name: dict[str, str]) -> list[tuple]:
             messages = encode_batch(record)
             out.extend(zip(repeat(PRODUCER_KEY), zip(map(full_name.__getitem__, messages.topic), messages.key,
                                                      messages.value, messages.headers)))
+            continue
+        if type(record) is TapeWatermark:
+            key, value, headers = watermark_message(record)
+            out.append((PRODUCER_KEY, (full_name[topic], key, value, headers)))
             continue
         message = encode(TOPIC_OF_TABLE.get(topic, topic), record)
         out.append((PRODUCER_KEY, (full_name[topic], message.key, message.value, list(message.headers))))

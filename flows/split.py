@@ -62,13 +62,14 @@ from flows.kafka_sink import produce
 from flows.kafka_source import PAUSE_DENSE_S, SINK_PAUSE_S, consume
 from topics.kafka_records import KafkaEndpoint
 from market.normalize import NormalizeConfig
+from market.tape_watermarks import TapeWatermarks
 from flows.pipeline import TradingConfig
 from strategies.signals import CrossSectionAssembler
 from flows.sink import WarehouseSink
 from flows.source import FeedLimits, VenueReportSource
 from flows.stateful import flow_recovery, keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
-from schemas import ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, Trade, now_ns
+from schemas import INTERVAL_NANOS, ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, TapeWatermark, Trade, now_ns
 from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import NOT_TAPE, RunTapeEnds, StageTapeEnds, publish_end_of_tape
@@ -130,8 +131,8 @@ def normalize_flow(cfg: SplitConfig) -> Dataflow:
     ticks = op.filter("ticks", raw, lambda r: type(r) is not DeadLetter)
     undecodable = op.filter("undecodable", raw, lambda r: type(r) is DeadLetter)
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
-    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)), cfg.endpoint,
-            dense=True, at_end=_mark_outputs("normalize", cfg))
+    produce("out", _with_tape_watermarks(tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable)),
+                                         cfg), cfg.endpoint, dense=True, at_end=_mark_outputs("normalize", cfg))
     return flow
 
 
@@ -150,9 +151,19 @@ def market_flow(cfg: SplitConfig) -> Dataflow:
     normalized = normalize_stage("normalize", ticks, cfg.normalize)
     bars = bar_stage("bars", normalized.market, cfg.bar_intervals, cfg.lateness_ns)
     vectors = feature_stage("features", bars, cfg.feature_interval)
-    produce("out", tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable, bars, vectors)),
+    produce("out", _with_tape_watermarks(tagged_for_warehouse("tag", op.merge("all", normalized.records, undecodable,
+                                                                              bars, vectors)), cfg),
             cfg.endpoint, dense=True, at_end=_mark_outputs("market", cfg))
     return flow
+
+
+def _with_tape_watermarks(pairs, cfg: SplitConfig):
+    """Normalize's output pairs with each symbol's tape watermarks after its records
+    (``market/tape_watermarks.py``), on the features' interval: the desk's cross-sections and bar
+    ends are final once every symbol's md.trades and md.quotes have passed it. In the same step
+    as the records, on the same worker: a watermark must not overtake what it vouches for."""
+    watermarks = TapeWatermarks(INTERVAL_NANOS[cfg.feature_interval], cfg.normalize.lateness_ns)
+    return op.flat_map_batch("tape_watermarks", pairs, watermarks.after)
 
 
 def bars_flow(cfg: SplitConfig) -> Dataflow:
@@ -322,7 +333,7 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
     partition = WarehouseSink.PARTITION
     tagged = op.flat_map_batch(
         "tag", pairs, lambda batch: [(partition, (table_of[topic], r)) for topic, r in batch
-                                     if type(r) is not StageWatermark]  # punctuation is not data
+                                     if type(r) is not StageWatermark and type(r) is not TapeWatermark]  # punctuation
     )
     op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow)))
     return flow

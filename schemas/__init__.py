@@ -1,7 +1,7 @@
 """Record contracts (DESIGN §4): one frozen pydantic model per record type."""
 
 from schemas.base import NANOS_PER_SECOND, Record, content_hash, now_ns
-from schemas.control import ControlCommand, ControlKind, DeadLetter, StageWatermark
+from schemas.control import ControlCommand, ControlKind, DeadLetter, StageWatermark, TapeWatermark
 from schemas.market import INTERVAL_NANOS, Aggressor, Bar, FeatureVector, Quote, RawTick, Trade
 from schemas.trading import (
     ExecutionReport,
@@ -22,5 +22,5 @@ __all__ = [
     "RawTick", "Trade", "Quote", "Bar", "FeatureVector", "Aggressor",
     "Signal", "Order", "OrderAction", "OrderState", "OrderType", "TimeInForce", "Side",
     "RiskReject", "ExecutionReport", "PositionSnapshot", "PnlSnapshot",
-    "ControlCommand", "ControlKind", "DeadLetter", "StageWatermark",
+    "ControlCommand", "ControlKind", "DeadLetter", "StageWatermark", "TapeWatermark",
 ]

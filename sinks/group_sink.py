@@ -56,7 +56,7 @@ from typing import Any
 from quixstreams import Application
 from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
 
-from schemas import Record, StageWatermark
+from schemas import Record, StageWatermark, TapeWatermark
 from schemas.columns import RawTickBatch, TickBatch
 from sinks.batch_log import BatchLog, Slot, Span, cut
 from sinks.columns import raw_table, tick_tables
@@ -248,7 +248,7 @@ class GroupWarehouseSink(BatchingSink):
             return
         for bare_topic, value in decoded:
             kind = type(value)
-            if kind is StageWatermark:
+            if kind is StageWatermark or kind is TapeWatermark:  # punctuation, not data
                 continue
             if kind is TickBatch or kind is RawTickBatch:
                 if run:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from schemas import DeadLetter, Record
+from schemas import DeadLetter, Record, TapeWatermark
 from topics.admin import topic_name
 from topics.catalog import spec
 from topics.end_of_tape import EndOfTape, end_of_tape_header, read_marker
@@ -142,6 +142,8 @@ class RecordConsumer:
                 self.markers.append(marker)
         out = []
         for message, (_, record) in zip(records, self._decode(records, [])):
+            if type(record) is TapeWatermark:
+                continue  # punctuation for tapeflow's desk, no record (topics/tape_watermark.py)
             out.append(Delivery(self._endpoint.bare(message.topic()), message.partition(), message.offset(), record))
         return out
 

@@ -17,6 +17,7 @@ from schemas import DeadLetter, now_ns
 from schemas.columns import RawTickBatch, TickBatch
 from topics.column_codec import TICK_TOPICS, decode_ticks
 from topics.end_of_tape import EndOfTape, read_marker
+from topics.tape_watermark import read_tape_watermark
 from topics.serde import DecodeError, decode, schema_header
 
 PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead letter
@@ -82,7 +83,8 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: boo
     End-of-tape markers (:mod:`topics.end_of_tape`) are taken out of the records: a batch that had
     any comes back as a :class:`MarkedBatch`, its ``markers`` in offset order. Only a message that
     does not decode as a record is looked at for the marker header, so ordinary batches pay
-    nothing for it."""
+    nothing for it. The same goes for tape watermarks (:mod:`topics.tape_watermark`), which come
+    back as :class:`schemas.TapeWatermark` items in their place."""
     bare = endpoint.bare
 
     def one(msg, found: list) -> object:
@@ -95,6 +97,9 @@ def decoder(endpoint: KafkaEndpoint, stage: str, with_topic: bool, columnar: boo
             if marker is not None:
                 found.append(marker)
                 return marker  # never paired with its topic: decode_batch takes it out
+            watermark = read_tape_watermark(topic, msg.headers(), value)
+            if watermark is not None:
+                return (topic, watermark) if with_topic else watermark
             record = dead_letter(topic, stage, err.reason, err.detail, msg.key(), value, msg.partition(),
                                   msg.offset(), msg.timestamp())
             topic = "dlq"

@@ -42,6 +42,7 @@ from schemas import (
     PnlSnapshot,
     Quote,
     Record,
+    TapeWatermark,
     Trade,
 )
 from schemas.columns import TRADE, TickBatch
@@ -207,6 +208,8 @@ class TradingDesk:
                     out.append((T_DLQ, dead))
             elif kind is CrossSection:
                 sequencer.queue_section(item)
+            elif kind is TapeWatermark:
+                sequencer.advance_stream(item)
             else:
                 out.extend(self._now(item))
         if ticks:
@@ -238,7 +241,7 @@ class TradingDesk:
             return self.on_market(item)
         if kind is CrossSection:
             return self.on_cross_section(item)
-        if kind is TickBatch or kind is Bar:
+        if kind is TickBatch or kind is Bar or kind is TapeWatermark:
             return self.on_batch([item])
         return self._now(item)
 

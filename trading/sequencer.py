@@ -15,6 +15,9 @@ bounds here:
   (trades and quotes come from different topics); a symbol more than ``silent_after_ns`` behind the
   newest is silent and holds nothing back; with a ``universe``, nothing is final until every stream
   of it has been seen;
+  A symbol's :class:`schemas.TapeWatermark` (split topology: normalize's bound over both of its
+  streams, see ``market/tape_watermarks.py``) advances a stream as an event would
+  (:meth:`EventSequencer.advance_stream`);
 - the *signal watermark* S: the bar time of the newest cross-section. Cross-sections come in bar
   order on the bar clock, so the next one is at S + interval or later (:meth:`section_horizon`);
 - before the first cross-section, the *earliest-section bound*: none can come before the features'
@@ -55,7 +58,7 @@ import numpy as np
 
 from market.features import WARMUP_BARS
 from market.normalize import RecentTradeIds
-from schemas import INTERVAL_NANOS, Bar, DeadLetter, ExecutionReport, Order, Quote, Trade, now_ns
+from schemas import INTERVAL_NANOS, Bar, DeadLetter, ExecutionReport, Order, Quote, TapeWatermark, Trade, now_ns
 from schemas.columns import QUOTE, TRADE, TickBatch
 from schemas.trusted import trusted_constructor
 from strategies.signals import CrossSection
@@ -191,6 +194,17 @@ class EventSequencer:
                 self._bar_scheduled[symbol] = bar_end
                 self._push(bar_end, BAR_END, symbol, BarEnd(symbol, bar_end, record.ts_tick_ingest))
         return None
+
+    def advance_stream(self, watermark: TapeWatermark) -> None:
+        """A tape watermark (``schemas.TapeWatermark``): no event of its symbol older than its bound
+        follows on its stream, as if that stream had shown an event at bound + lateness. Behind a
+        feed watermark it adds nothing; a stream this desk does not trade on is left alone."""
+        if self.feed_watermark >= 0 or watermark.stream not in self.market_streams:
+            return
+        stream = (watermark.symbol, watermark.stream)
+        newest = watermark.bound + self.lateness_ns
+        if newest > self._market_seen.get(stream, -1):
+            self._market_seen[stream] = newest
 
     def queue_bar(self, bar: Bar) -> DeadLetter | None:
         """Queue a replayed bar as its open, its close and its bar end (see the module docstring);

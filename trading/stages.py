@@ -47,7 +47,8 @@ from __future__ import annotations
 from typing import Iterable
 
 from market.calendar import calendar_by_name
-from schemas import ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, StageWatermark, Trade, now_ns
+from schemas import (ControlCommand, ExecutionReport, Order, PnlSnapshot, Quote, Record, StageWatermark, TapeWatermark,
+                     Trade, now_ns)
 from schemas.columns import TickBatch
 from strategies.portfolio import PortfolioConstructor
 from strategies.signals import CrossSection
@@ -109,6 +110,9 @@ class _SplitStage:
             dead = sequencer.queue_routed(item)
         elif kind is StageWatermark:
             self._upstream = max(self._upstream, item.ts_event)
+            return []
+        elif kind is TapeWatermark:
+            sequencer.advance_stream(item)
             return []
         else:
             raise TypeError(f"the {self.STAGE} stage does not take {kind.__name__}")

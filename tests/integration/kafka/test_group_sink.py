@@ -25,6 +25,7 @@ from topics.kafka_records import KafkaEndpoint
 from dashboards.lag import consumer_lag
 from topics.lag import group_lag
 from topics.serde import WATERMARK_SCHEMA, schema_header
+from topics.tape_watermark import read_tape_watermark
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +48,15 @@ def filled_topics(kafka_bootstrap):
 
 
 def records_per_table(bootstrap: str, prefix: str) -> dict[str, int]:
-    """Messages per topic that are records (not watermarks nor end-of-tape markers), by warehouse table."""
+    """Messages per topic that are records (not stage or tape watermarks, nor end-of-tape markers), by
+    warehouse table."""
     counts = {}
     for spec in TOPICS:
         total = topic_message_count(bootstrap, prefix + spec.name)
         messages = consume_messages(bootstrap, prefix + spec.name, total) if total else []
         counts[spec.table] = sum(1 for m in messages if schema_header(m.headers()) != WATERMARK_SCHEMA
-                                 and end_of_tape_header(m.headers()) is None)
+                                 and end_of_tape_header(m.headers()) is None
+                                 and read_tape_watermark(spec.name, m.headers(), m.value()) is None)
     return counts
 
 

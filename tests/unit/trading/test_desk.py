@@ -13,7 +13,8 @@ from trading.desk import T_APPROVED, T_CONTROL, T_INTENT, T_REJECTED, T_REPORTS,
 from market.features import FeatureState
 from market.normalize import NormalizeConfig, NormalizeState
 from strategies.signals import CrossSection, SignalState
-from schemas import Bar, ControlKind, DeadLetter, OrderAction, OrderType, Quote, Side, Signal, Trade, content_hash
+from schemas import (Bar, ControlKind, DeadLetter, OrderAction, OrderType, Quote, Side, Signal, TapeWatermark, Trade,
+                     content_hash)
 from strategies.baseline import BaselineStrategy
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from config.control_channel import make_command
@@ -277,3 +278,22 @@ def test_desk_when_a_cross_section_is_off_its_bar_clock_then_error_naming_the_in
     desk.on_item(section(1_000, 0.04))
     with pytest.raises(ValueError, match="bar clock .1s."):
         desk.on_item(section(1_500, 0.04))
+
+
+def test_desk_when_a_symbols_quotes_lag_its_trades_then_only_a_quote_tape_watermark_releases_the_cross_section():
+    """Split topology: md.trades and md.quotes are read apart, so a cross-section waits until both
+    of a symbol's streams are past it; normalize's tape watermark vouches for the lagging one."""
+    desk = TradingDesk()
+    out = desk.on_item(quote(0, 99.99, 100.01)) + desk.on_item(trade(0, 100.0, 100))
+    out += desk.on_item(section(1_000, 0.04))
+    for ms in range(1_010, 1_700, 10):
+        out += desk.on_item(trade(ms, 100.0, 100))
+    assert not by_table(out, T_INTENT), "a quote older than 1 s may still come on md.quotes"
+    assert not by_table(desk.on_item(TapeWatermark("SYN0", T0 + 1_100 * MS, "trade")), T_INTENT)
+    assert not by_table(desk.on_item(TapeWatermark("SYN0", T0 + 1_000 * MS, "quote")), T_INTENT), (
+        "a bound at the bar's end itself: a quote at exactly 1 s may still come")
+    (order,) = by_table(desk.on_item(TapeWatermark("SYN0", T0 + 1_001 * MS, "quote")), T_INTENT)
+    assert order.symbol == "SYN0"
+    # the watermark stands for the quote stream's events: a quote older than it is late, as a real one would be
+    late = desk.on_item(quote(900, 99.99, 100.01))
+    assert [r.reason for r in by_table(late, "dlq")] == ["late"]
