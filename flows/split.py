@@ -69,7 +69,8 @@ from flows.sink import WarehouseSink
 from flows.source import FeedLimits, VenueReportSource
 from flows.stateful import flow_recovery, keyed_by, stateful_core, unkeyed
 from trading.stages import ExecutionStage, PnlStage, RiskStage
-from schemas import INTERVAL_NANOS, ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, TapeWatermark, Trade, now_ns
+from schemas import (INTERVAL_NANOS, ControlCommand, DeadLetter, FeatureVector, Signal, StageWatermark, TapeWatermark,
+                     Trade, now_ns)
 from schemas.columns import TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import NOT_TAPE, RunTapeEnds, StageTapeEnds, publish_end_of_tape
@@ -331,9 +332,10 @@ def sink_flow(cfg: SplitConfig, writer: Any, progress: Any | None = None, alerts
                     pause_s=SINK_PAUSE_S, tape=cfg.tape)
     table_of = {t.name: table_name(t.name) for t in TOPICS}
     partition = WarehouseSink.PARTITION
+    punctuation = (StageWatermark, TapeWatermark)  # not data
     tagged = op.flat_map_batch(
         "tag", pairs, lambda batch: [(partition, (table_of[topic], r)) for topic, r in batch
-                                     if type(r) is not StageWatermark and type(r) is not TapeWatermark]  # punctuation
+                                     if type(r) not in punctuation]
     )
     op.output("warehouse", tagged, WarehouseSink(writer, progress, alerts, metrics, epoch_barrier=flow_recovery(flow)))
     return flow
