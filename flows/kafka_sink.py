@@ -157,9 +157,8 @@ class _StartProducer(DynamicSink):
 
 
 class _Nothing(StatelessSinkPartition):
-    def __init__(self, producer: Producer, at_end: Callable[[Producer], None] | None = None):
+    def __init__(self, producer: Producer):
         self._producer = producer
-        self._at_end = at_end
 
     def write_batch(self, items: list) -> None:
         return None
