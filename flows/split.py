@@ -375,9 +375,8 @@ def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
     if tape.marked is None:
         from confluent_kafka import Producer
 
-        producer = Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers), "enable.idempotence": True})
-        tape.marked = publish_end_of_tape(producer, MARKS[stage], tape.tape_id(), stage, tape.stages(),
-                                          cfg.endpoint.prefix)
+        _mark_outputs(stage, cfg)(Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers),
+                                            "enable.idempotence": True}))
     return f"end of tape {tape.tape_id()}: flushed, {tape.marked} markers on {', '.join(MARKS[stage])}"
 
 

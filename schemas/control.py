@@ -77,4 +77,4 @@ class TapeWatermark:
 
     symbol: str
     bound: int
-    stream: str = "trade"
+    stream: str

@@ -300,3 +300,23 @@ def test_pass_end_of_tape_when_the_producer_already_marked_then_reports_it_witho
     monkeypatch.setattr(confluent_kafka, "Producer", lambda *a, **k: pytest.fail("marked twice"))
     assert pass_end_of_tape("signals", SplitConfig(endpoint=ENDPOINT, tape=tape)) == (
         "end of tape run-1: flushed, 4 markers on signals, dlq")
+
+
+def test_pass_end_of_tape_when_the_producing_step_never_held_a_message_then_marks_through_a_new_producer(
+        monkeypatch):
+    import confluent_kafka
+
+    from flows.split import MARKS, SplitConfig, pass_end_of_tape
+
+    tape = ended_tape()
+    tape.on_marker((PREFIX + "features", 0), EndOfTape("run-1", "market", "features", 0, 1, stages=("market",)))
+    made: list[RecordingProducer] = []
+    monkeypatch.setattr(confluent_kafka, "Producer", lambda config: made.append(RecordingProducer()) or made[-1])
+    report = pass_end_of_tape("signals", SplitConfig(endpoint=ENDPOINT, tape=tape))
+
+    (producer,) = made
+    marked = [(event[1], event[2]) for event in producer.events if event[0] == "produce"]
+    assert marked == [(PREFIX + topic, p) for topic in MARKS["signals"] for p in (0, 1)]
+    assert tape.marked == len(marked) and report == f"end of tape run-1: flushed, {len(marked)} markers on signals, dlq"
+    assert pass_end_of_tape("signals", SplitConfig(endpoint=ENDPOINT, tape=tape)) == report and len(made) == 1, (
+        "a second report makes no second producer")
