@@ -49,7 +49,7 @@ from schemas import DeadLetter, FeatureVector, Record, Signal
 from strategies.base import Strategy
 from strategies.portfolio import PortfolioConfig, PortfolioConstructor
 from strategies.signals import CrossSection, SignalState
-from topics.client import QUIX_PRODUCER_CONFIG, quix_topic, record_headers, record_key
+from topics.client import QUIX_CONSUMER_CONFIG, QUIX_PRODUCER_CONFIG, quix_topic, record_headers, record_key
 from topics.end_of_tape import EndOfTape
 
 
@@ -122,7 +122,8 @@ def run_app(brokers: str, prefix: str, stage: ExternalSignalStage, group: str) -
     from quixstreams import Application
 
     app = Application(broker_address=brokers, consumer_group=group, auto_offset_reset="earliest",
-                      auto_create_topics=False, use_changelog_topics=False, producer_extra_config=QUIX_PRODUCER_CONFIG)
+                      auto_create_topics=False, use_changelog_topics=False, producer_extra_config=QUIX_PRODUCER_CONFIG,
+                      consumer_extra_config=QUIX_CONSUMER_CONFIG)
     features, signals, dlq = (quix_topic(app, name, prefix) for name in ("features", "signals", "dlq"))
 
     def step(value):

@@ -18,7 +18,7 @@ from schemas import TapeWatermark
 from schemas.columns import RawTickBatch, TickBatch
 from topics.catalog import TOPICS, table_name
 from topics.column_encode import encode_batch
-from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint
+from topics.kafka_records import CLIENT_CONFIG, KafkaEndpoint
 from topics.serde import encode
 from topics.tape_watermark import watermark_message
 
@@ -39,7 +39,7 @@ PRODUCER_CONFIG = {
     # delivery fails and the stage stops rather than lose it
     "message.timeout.ms": "300000",
     "on_delivery": _delivery_failed,
-    **RECONNECT_CONFIG,
+    **CLIENT_CONFIG,
 }
 
 TOPIC_OF_TABLE = {table_name(t.name): t.name for t in TOPICS}

@@ -44,7 +44,7 @@ from confluent_kafka.admin import AdminClient
 
 from topics.admin import ask_end_offsets
 from topics.end_of_tape import RunTapeEnds, StageTapeEnds
-from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint, MarkedBatch, decoder, undecoded
+from topics.kafka_records import CLIENT_CONFIG, KafkaEndpoint, MarkedBatch, decoder, undecoded
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class _KafkaSource(KafkaSource):
                  decode: Callable[[list, list], list] = undecoded, extra_config: dict | None = None,
                  pause_s: float = 0.0, tape: StageTapeEnds | RunTapeEnds | None = None,
                  start_offset: Callable[[str, int, int], int] | None = None):
-        super().__init__(brokers, topics, tail, starting_offset, RECONNECT_CONFIG, batch_size, raise_on_errors=False)
+        super().__init__(brokers, topics, tail, starting_offset, CLIENT_CONFIG, batch_size, raise_on_errors=False)
         self.decode = decode
         self.pause_s = pause_s
         self.tape = tape
@@ -379,7 +379,7 @@ class _KafkaSource(KafkaSource):
             "group.id": "tapeflow-offsets-in-recovery",  # required by librdkafka, never joined nor committed
             "enable.auto.commit": "false",
             "enable.partition.eof": "false" if tail else "true",
-            **RECONNECT_CONFIG,
+            **CLIENT_CONFIG,
             **(extra_config or {}),
         }
         self.topic_names = set(topics)
@@ -424,7 +424,7 @@ class _KafkaSource(KafkaSource):
 
     def admin(self) -> AdminClient:
         if self._admin is None:  # one per source, for the partitions' end-offset questions
-            self._admin = AdminClient({"bootstrap.servers": self.config["bootstrap.servers"], **RECONNECT_CONFIG})
+            self._admin = AdminClient({"bootstrap.servers": self.config["bootstrap.servers"], **CLIENT_CONFIG})
         return self._admin
 
 

@@ -64,7 +64,7 @@ from sinks.offset_reader import KafkaOffsetReader, OffsetReader
 from sinks.writer import BatchingWriter
 from topics.catalog import TOPICS, table_name
 from topics.end_of_tape import EndOfTape, RunTapeEnds
-from topics.kafka_records import KafkaEndpoint, MarkedBatch, decoder
+from topics.kafka_records import CLIENT_CONFIG, KafkaEndpoint, MarkedBatch, decoder
 from topics.lag import SINK_GROUP_PREFIX
 from topics.serde import WATERMARK_SCHEMA, schema_header
 
@@ -294,7 +294,7 @@ def sink_application(endpoint: KafkaEndpoint, sink: GroupWarehouseSink, state_di
         use_changelog_topics=False,  # the sink keeps no state
         loglevel="WARNING",
         max_partition_buffer_size=max_poll_messages,
-        consumer_extra_config={"fetch.wait.max.ms": 100, "reconnect.backoff.max.ms": 1000},
+        consumer_extra_config={**CLIENT_CONFIG, "fetch.wait.max.ms": 100},
     )
     for spec in TOPICS:
         if spec.name == "md.raw" and not store_raw:

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from topics.kafka_records import CLIENT_CONFIG
+
 Part = tuple[str, int]  # (Kafka topic, partition)
 
 READ_TIMEOUT_S = 30.0
@@ -37,6 +39,7 @@ class KafkaOffsetReader:
             "enable.partition.eof": False,
             "auto.offset.reset": "error",  # an offset gone (retention) is said, not skipped
             "fetch.wait.max.ms": 100,
+            **CLIENT_CONFIG,
             **(config or {}),
         }
         self.timeout_s = timeout_s

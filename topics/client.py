@@ -24,7 +24,8 @@ Quix Streams::
     app.dataframe(features).apply(...).set_headers(record_headers("signals")).to_topic(signals, key=record_key("signals"))
 
 ``QUIX_PRODUCER_CONFIG`` (``Application(producer_extra_config=...)``) puts a key on the partition
-tapeflow's own stages put it; ``examples/quix_strategy.py`` is a whole app, end-of-tape markers included.
+tapeflow's own stages put it; it and ``QUIX_CONSUMER_CONFIG`` (``consumer_extra_config``) turn Nagle's
+algorithm off, as every tapeflow client does; ``examples/quix_strategy.py`` is a whole app, end-of-tape markers included.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from schemas import DeadLetter, Record, TapeWatermark
 from topics.admin import topic_name
 from topics.catalog import spec
 from topics.end_of_tape import EndOfTape, end_of_tape_header, read_marker
-from topics.kafka_records import RECONNECT_CONFIG, KafkaEndpoint, decoder, transient
+from topics.kafka_records import CLIENT_CONFIG, KafkaEndpoint, decoder, transient
 from topics.producer import PRODUCER_DEFAULTS
 from topics.serde import DecodeError, decode, encode, schema_header
 
@@ -116,7 +117,7 @@ class RecordConsumer:
         self._endpoint = KafkaEndpoint(("unused",), prefix)
         self._decode = decoder(self._endpoint, f"client:{group}", with_topic=True)
         self._consumer = Consumer({
-            **RECONNECT_CONFIG, **(config or {}), "bootstrap.servers": bootstrap, "group.id": group,
+            **CLIENT_CONFIG, **(config or {}), "bootstrap.servers": bootstrap, "group.id": group,
             "enable.auto.commit": False, "auto.offset.reset": "earliest" if from_beginning else "latest",
         })
         self._consumer.subscribe([topic_name(t, prefix) for t in topics])
@@ -170,7 +171,9 @@ class RecordConsumer:
 # Quix Streams' producer hashes keys with murmur2; tapeflow's stages (plain confluent-kafka) with
 # librdkafka's default, consistent_random (CRC32): with this, a symbol's signals share the partition
 # of the ones tapeflow's own signals stage would write. Idempotent, as the stages' producers are.
-QUIX_PRODUCER_CONFIG: dict[str, Any] = {"partitioner": "consistent_random", "enable.idempotence": True}
+# Both configs carry the stages' connection settings (Nagle off, a 1 s reconnect back-off: CLIENT_CONFIG).
+QUIX_PRODUCER_CONFIG: dict[str, Any] = {**CLIENT_CONFIG, "partitioner": "consistent_random", "enable.idempotence": True}
+QUIX_CONSUMER_CONFIG: dict[str, Any] = dict(CLIENT_CONFIG)  # Application(consumer_extra_config=...)
 
 
 def quix_topic(app: Any, topic: str, prefix: str = "") -> Any:
@@ -218,5 +221,5 @@ def record_headers(topic: str) -> Callable[[Record, Any, int, Any], list[tuple[s
     return lambda value, key, timestamp, headers: list(encode(topic, value).headers)
 
 
-__all__ = ["QUIX_PRODUCER_CONFIG", "DeadLetter", "DecodeError", "Delivery", "DeliveryFailed", "EndOfTape",
+__all__ = ["QUIX_CONSUMER_CONFIG", "QUIX_PRODUCER_CONFIG", "DeadLetter", "DecodeError", "Delivery", "DeliveryFailed", "EndOfTape",
            "RecordConsumer", "RecordProducer", "quix_topic", "record_headers", "record_key", "record_serdes"]

@@ -13,6 +13,7 @@ import logging
 
 from schemas import ControlCommand
 from topics.admin import topic_name
+from topics.kafka_records import CLIENT_CONFIG
 from topics.serde import encode
 
 CONTROL_TOPIC = "control"
@@ -44,6 +45,7 @@ class KafkaControlSender:
             # a broker that creates topics on demand would make a plain (uncompacted) one from our
             # metadata question: a missing topic is the operator's to create, from the catalog
             "allow.auto.create.topics": False,
+            **CLIENT_CONFIG,
         }, logger=log)
         self._checked = False
 

@@ -24,9 +24,14 @@ PAYLOAD_PREVIEW = 4_096  # bytes of an undecodable message kept in its dead lett
 
 log = logging.getLogger(__name__)
 
-# librdkafka's default back-off grows to 10 s between reconnects: after a broker restart of tens of
-# seconds a stage would sit idle up to 10 s more. One second is cheap for a handful of connections.
-RECONNECT_CONFIG = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000"}
+# The connection settings of every tapeflow Kafka client that carries records.
+# - librdkafka's default back-off grows to 10 s between reconnects: after a broker restart of tens of
+#   seconds a stage would sit idle up to 10 s more. One second is cheap for a handful of connections.
+# - Nagle's algorithm off (TCP_NODELAY), as the Java client always has it: librdkafka leaves it on, so a
+#   small request written while an earlier one's ACK is outstanding waits for that ACK, which the
+#   kernel may delay by 40 ms. Every hop of the split pipeline sends small requests (a bar, a signal,
+#   an order, a fetch) while others are in flight.
+CLIENT_CONFIG = {"reconnect.backoff.ms": "100", "reconnect.backoff.max.ms": "1000", "socket.nagle.disable": "true"}
 
 
 # Errors that say only that the broker is (for now) out of reach; librdkafka retries them itself.

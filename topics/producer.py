@@ -16,6 +16,7 @@ from typing import Callable, Iterable, TextIO
 
 from schemas import Record
 from topics.admin import topic_name
+from topics.kafka_records import CLIENT_CONFIG
 from topics.serde import encode
 
 # Idempotence implies acks=all and bounded in-flight requests; lz4 is the cheapest codec per byte
@@ -34,6 +35,7 @@ PRODUCER_DEFAULTS: dict[str, object] = {
     "queue.buffering.max.kbytes": 256 * 1024,
     "message.timeout.ms": 300_000,
     "client.id": "tapeflow-feed",
+    **CLIENT_CONFIG,
 }
 MAX_KEPT_ERRORS = 5
 
