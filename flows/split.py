@@ -60,7 +60,7 @@ from flows.builders import (
 from trading.desk import TradingDesk
 from flows.kafka_sink import produce
 from flows.kafka_source import PAUSE_DENSE_S, SINK_PAUSE_S, consume
-from topics.kafka_records import KafkaEndpoint
+from topics.kafka_records import CLIENT_CONFIG, KafkaEndpoint
 from market.normalize import NormalizeConfig
 from market.tape_watermarks import TapeWatermarks
 from flows.pipeline import TradingConfig
@@ -375,7 +375,7 @@ def pass_end_of_tape(stage: str, cfg: SplitConfig) -> str | None:
     if tape.marked is None:
         from confluent_kafka import Producer
 
-        _mark_outputs(stage, cfg)(Producer({"bootstrap.servers": ",".join(cfg.endpoint.brokers),
+        _mark_outputs(stage, cfg)(Producer({**CLIENT_CONFIG, "bootstrap.servers": ",".join(cfg.endpoint.brokers),
                                             "enable.idempotence": True}))
     return f"end of tape {tape.tape_id()}: flushed, {tape.marked} markers on {', '.join(MARKS[stage])}"
 
