@@ -115,18 +115,8 @@ def test_md_raw_when_malformed_bytes_published_then_dead_lettered_with_reasons_a
     assert trades_quotes == 2_000
 
 
-CRASH_TICKS = 80_000  # long enough that a stage killed after a few seconds is mid-replay
-
-
-def market_data_ready(bootstrap: str, prefix: str, ticks: int):
-    """The tape published and the market-data stages run over it: what the trading stages read."""
-    cfg = split_config(bootstrap, prefix, tape(ticks))
-    publish_tape(bootstrap, prefix, tape(ticks))
-    run_stages(cfg, UPSTREAM)
-    return cfg
-
-
-BEFORE_CRASH = 48_000  # ticks published when the trading process is killed: past the warm-up, so it trades
+CRASH_TICKS = 80_000  # the crash tests' tape, published in two parts
+BEFORE_CRASH = 48_000  # ticks published when a trading process is killed: past the warm-up, so it trades
 
 
 def test_trading_process_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
@@ -227,26 +217,34 @@ def test_separate_risk_execution_pnl_processes_when_replayed_then_same_orders_fi
 
 def test_execution_and_pnl_processes_when_killed_mid_replay_and_restarted_then_same_fills_and_pnl_no_duplicates(
         kafka_topics, module_warehouse, fused, tmp_path):
+    # As for the fused trading process: the stages read live while the tape is published in two parts,
+    # and execution and pnl are killed once they report, with the second part not yet published. Over a
+    # tape published whole in advance, a slow machine let execution report its last fill before the kill.
     bootstrap, prefix = kafka_topics.bootstrap, kafka_topics.prefix
-    cfg = market_data_ready(bootstrap, prefix, CRASH_TICKS)
-    symbols = cfg.trading.desk.universe
-    processes = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in SEPARATE_TRADING}
+    symbols = tuple(f"SYN{i}" for i in range(8))
+    ticks = list(tape(CRASH_TICKS).ticks())
+    stages = {stage: start_stage(bootstrap, prefix, stage, tmp_path, symbols) for stage in (*UPSTREAM, *SEPARATE_TRADING)}
     try:
+        publish_ticks(bootstrap, prefix, ticks[:BEFORE_CRASH])
         deadline = time.monotonic() + 120
-        while topic_message_count(bootstrap, prefix + "pnl") < 50:
-            assert time.monotonic() < deadline, "no P&L within 120 s"
-            time.sleep(0.1)
+        while topic_message_count(bootstrap, prefix + "exec.reports") < 20 or topic_message_count(bootstrap, prefix + "pnl") < 20:
+            for stage in SEPARATE_TRADING:
+                assert stages[stage].poll() is None, (tmp_path / f"{stage}.log").read_text()[-3_000:]
+            assert time.monotonic() < deadline, "execution and pnl produced no reports and P&L within 120 s"
+            time.sleep(0.2)
         for stage in ("execution", "pnl"):
-            os.killpg(processes[stage].pid, signal.SIGKILL)  # no flush, no goodbye
-            processes[stage].wait(30)
+            os.killpg(stages[stage].pid, signal.SIGKILL)  # no flush, no goodbye
+            stages[stage].wait(30)
         killed_at = topic_message_count(bootstrap, prefix + "exec.reports")
+        publish_ticks(bootstrap, prefix, ticks[BEFORE_CRASH:])
         time.sleep(1.0)  # risk keeps going alone meanwhile, up to what execution had promised
         for stage in ("execution", "pnl"):
-            processes[stage] = start_stage(bootstrap, prefix, stage, tmp_path, symbols)
-        wait_caught_up(bootstrap, tmp_path, processes)
+            stages[stage] = start_stage(bootstrap, prefix, stage, tmp_path, symbols)
+        wait_caught_up(bootstrap, tmp_path, stages)
     finally:
-        stop_stages(processes)
+        stop_stages(stages)
     assert topic_message_count(bootstrap, prefix + "exec.reports") > killed_at  # the restart did the rest
+    cfg = split_config(bootstrap, prefix, tape(CRASH_TICKS))
     cutoff = execution_watermark(bootstrap, prefix + "exec.reports")
     sink_to(module_warehouse, cfg, "separate-crashed")
     assert_same_before(module_warehouse, fused(CRASH_TICKS), "separate-crashed", cutoff)
