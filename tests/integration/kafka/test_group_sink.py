@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,37 +111,60 @@ def warehouse_report(path: Path, run_id: str) -> dict:
 
 RELANDED = "landed again under the token logged before"
 
+# A sink member that kills itself -9 between two inserts of a checkpoint (its first batch landed, the
+# rest logged only, nothing committed), once it has committed `after` checkpoints that landed rows: the
+# window that a kill from outside hits only by chance (that took up to 16 tries and four minutes). Its
+# session with the group coordinator lasts 6 s (the broker's least), not the default 45 s for which the
+# next member would wait for the dead one's partitions.
+DIE_BETWEEN_INSERTS = (
+    "import os, signal, sys\n"
+    "from sinks import group_sink\n"
+    "group_sink.CLIENT_CONFIG = {**group_sink.CLIENT_CONFIG, 'session.timeout.ms': 6000}\n"
+    "sink = group_sink.GroupWarehouseSink\n"
+    "after, committed, landed, flush, land = int(sys.argv[1]), [0], [0], sink.flush, sink._land\n"
+    "def counting_flush(self):\n"
+    "    landed[0] = 0\n"
+    "    flush(self)\n"
+    "    committed[0] += landed[0] > 0\n"
+    "def die_between_inserts(self, *args):\n"
+    "    if landed[0] == 1 and committed[0] >= after:\n"
+    "        print(f'test: killing myself -9 between inserts after {committed[0]} checkpoints', flush=True)\n"
+    "        os.kill(os.getpid(), signal.SIGKILL)\n"
+    "    land(self, *args)\n"
+    "    landed[0] += 1\n"
+    "sink.flush, sink._land = counting_flush, die_between_inserts\n"
+    "from tapeflow.cli import app\n"
+    "sys.argv = ['tapeflow', *sys.argv[2:]]\n"
+    "app()\n")
+
+
+def start_dying_sink(bootstrap: str, prefix: str, url: str, run_id: str, log: Path, after: int) -> subprocess.Popen:
+    command = [sys.executable, "-c", DIE_BETWEEN_INSERTS, str(after), "flow", "sink", "--brokers", bootstrap,
+               "--prefix", prefix, "--warehouse", url, "--run-id", run_id, "--members", "1"]
+    return subprocess.Popen(command, cwd=ROOT, env=SINK_ENV, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
 
 def test_group_sink_member_when_killed_9_mid_run_then_the_next_member_loses_and_doubles_nothing(
         filled_topics, kafka_bootstrap, tmp_path):
-    """Members are killed until one dies between a batch's insert and its commit (the log of the
-    member after it says it landed those offsets again): then the rest is drained and every record
-    is in the warehouse exactly once."""
+    """The first member dies -9 between the inserts of a checkpoint (a batch landed, the others logged
+    only, nothing of it committed). The second lands the first one's batches again under their tokens,
+    commits checkpoints of its own and dies likewise. Then the rest is drained and every record is in
+    the warehouse exactly once."""
     prefix, run_id = filled_topics.endpoint.prefix, "quix-kill"
     url = f"chdb://{tmp_path / 'warehouse'}"
     log = tmp_path / "sink.log"
     group = sink_group(prefix, run_id)
-    kills = 0
-    while RELANDED not in log.read_text() if log.exists() else True:
-        # a kill lands in that window by chance: on a loaded machine 8 tries fell short once
-        assert kills < 16, "no kill fell between an insert and its commit in 16 tries"
-        member = start_sink(kafka_bootstrap, prefix, url, run_id, log)
-        before = sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix))
-        deadline = time.monotonic() + 120
-        while sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) >= before:  # until it commits
-            assert member.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"no commit within 120 s: {log.read_text()[-3000:]}"
-            time.sleep(0.05)
-        # the next checkpoint starts TAPEFLOW_SINK_MAX_AGE_S (0.2 s) after this commit and writes for a
-        # while: kill somewhere in there, a little later each time
-        time.sleep(0.2 + 0.08 * (kills % 5))
-        os.killpg(member.pid, signal.SIGKILL)
-        member.wait(30)
-        kills += 1
+    for after in (0, 2):
+        member = start_dying_sink(kafka_bootstrap, prefix, url, run_id, log, after)
+        assert member.wait(180) == -signal.SIGKILL, log.read_text()[-3000:]
+        kills = re.findall(r"between inserts after (\d+) checkpoints", log.read_text())
+        assert len(kills) == 1 + (after > 0) and int(kills[-1]) >= after, kills
         assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) > 0, "drained before the kill"
         # the dashboard's System page lists the group beside the stages, with what it has left
         shown = [r for r in consumer_lag(kafka_bootstrap, root=tmp_path) if r["group"] == group]
         assert sum(r["lag"] for r in shown) > 0, shown
+    assert RELANDED in log.read_text(), log.read_text()[-3000:]
     member = start_sink(kafka_bootstrap, prefix, url, run_id, log, "--until-end")
     assert member.wait(180) == 0, log.read_text()[-3000:]
     assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) == 0
