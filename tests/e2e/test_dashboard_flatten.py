@@ -8,6 +8,7 @@ Headless Chromium from Debian (/usr/bin/chromium), driven by Playwright, as test
 from __future__ import annotations
 
 import re
+import signal
 import time
 
 import pytest
@@ -24,7 +25,7 @@ pytestmark = [
 ]
 
 
-DURATION_S = 90  # long enough to trade, stop, unwind and see the closes fill on a busy machine
+DURATION_S = 90  # long enough to trade, stop, unwind and see the closes fill on a busy machine (then Ctrl-C)
 
 
 @pytest.fixture
@@ -74,6 +75,7 @@ def test_flatten_when_clicked_and_confirmed_on_the_risk_page_then_positions_go_t
         page.screenshot(path=str(ARTIFACTS / "desk-flat.png"), full_page=True)
         browser.close()
 
+    live_run.proc.send_signal(signal.SIGINT)  # Ctrl-C: the run lands what it holds and prints its summary
     live_run.wait_for_line(f"run {RUN_ID}: ", timeout_s=DURATION_S + 120)
     assert live_run.proc.wait(timeout=30) == 0, "".join(live_run.output)
     assert not errors, "browser errors:\n" + "\n".join(errors)
