@@ -169,12 +169,15 @@ def flow(
         _fail(f"--strategy external:{trading.external_strategies[0]} publishes its signals from its own app; the "
               "signals stage computes built-in and plug-in strategies only: start the app instead of this stage")
     if recovery_dir is not None:
-        from topics.origin import StaleRecovery, claim, current_origin
+        from topics.origin import StaleRecovery, claim, current_origin_when_reachable
 
         try:
-            claim(recovery_dir, current_origin(brokers, prefix))
+            claim(recovery_dir, current_origin_when_reachable(brokers, prefix, log=lambda m: typer.echo(m, err=True)))
         except StaleRecovery as exc:
             _fail(str(exc))
+        except TimeoutError as exc:  # not exit 2: the broker may come back, and a supervised stage is restarted
+            typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1)
     starts = ()
     if start_offsets is not None:
         from topics.origin import read_start_offsets

@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
@@ -73,6 +74,29 @@ def current_origin(bootstrap: str, prefix: str = "", timeout_s: float = 10.0) ->
         for name, future in admin.describe_topics(TopicCollection(names), request_timeout=timeout_s).items():
             ids[name] = str(future.result(timeout_s).topic_id)
     return TopicsOrigin(str(cluster.cluster_id), ids)
+
+
+ORIGIN_WAIT_S = 60.0
+
+
+def current_origin_when_reachable(bootstrap: str, prefix: str = "", wait_s: float = ORIGIN_WAIT_S,
+                                  log: Callable[[str], None] = print, timeout_s: float = 10.0) -> TopicsOrigin:
+    """:func:`current_origin`, asked again while the broker does not answer (one starting, or too loaded
+    to answer within ``timeout_s``), for up to ``wait_s``; then :class:`TimeoutError` with the reason."""
+    deadline, attempt = time.monotonic() + wait_s, 1
+    while True:
+        try:
+            return current_origin(bootstrap, prefix, timeout_s)
+        except (KafkaException, TimeoutError) as exc:
+            reason = str(exc) or type(exc).__name__
+            if time.monotonic() + timeout_s > deadline:
+                raise TimeoutError(
+                    f"Kafka at {bootstrap} did not describe its cluster and topics within {wait_s:g} s "
+                    f"({attempt} attempts; last: {reason}), so the recovery snapshots cannot be checked "
+                    "against its topics: is the broker up and reachable?") from exc
+            log(f"Kafka at {bootstrap} did not describe its cluster within {timeout_s:g} s ({reason}); asking again")
+            attempt += 1
+            time.sleep(1.0)
 
 
 def end_offsets(bootstrap: str, prefix: str = "", timeout_s: float = 10.0) -> dict[str, int]:

@@ -60,3 +60,30 @@ def test_stage_folders_when_several_runs_then_the_named_run_or_the_one_written_l
     flat = tmp_path / "compose"
     _stage(flat / "trading", 3_000)  # one stack's volumes, right under the root
     assert stage_folders(flat) == (flat, {"trading": flat / "trading"})
+
+
+def test_origin_when_the_broker_answers_late_then_asked_again_and_returned(monkeypatch):
+    import topics.origin as origin
+
+    answers = [TimeoutError(), TimeoutError(), HERE]
+
+    def current_origin(bootstrap, prefix, timeout_s):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(origin, "current_origin", current_origin)
+    monkeypatch.setattr(origin.time, "sleep", lambda s: None)
+    said: list[str] = []
+    assert origin.current_origin_when_reachable("127.0.0.1:9092", "p.", log=said.append) == HERE
+    assert len(said) == 2 and all("Kafka at 127.0.0.1:9092 did not describe its cluster" in s for s in said)
+
+
+def test_origin_when_no_broker_answers_then_timeout_error_names_the_broker_and_what_to_check():
+    from topics.origin import current_origin_when_reachable
+
+    said: list[str] = []
+    with pytest.raises(TimeoutError, match=r"Kafka at 127.0.0.1:1 did not describe .* within 2.5 s .*is the broker up"):
+        current_origin_when_reachable("127.0.0.1:1", "p.", wait_s=2.5, timeout_s=1.0, log=said.append)
+    assert said, "each attempt that failed is said"
