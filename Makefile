@@ -43,8 +43,10 @@ run: setup
 	$(BIN)/tapeflow run --feed synthetic --rate 2000
 
 # TAPEFLOW_REQUIRE_KAFKA=1: a machine without Kafka fails the Kafka tests instead of skipping them.
+# Two pytest-xdist workers: one runs the tests with process trees (broker, stages, Chromium) in turn,
+# the other every in-process test at nice +10 (tests/conftest.py).
 test: setup chromium kafka-tools
-	TAPEFLOW_REQUIRE_KAFKA=1 $(BIN)/python -m pytest -q
+	TAPEFLOW_REQUIRE_KAFKA=1 $(BIN)/python -m pytest -q -n 2
 
 test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit

@@ -161,9 +161,9 @@ def test_group_sink_member_when_killed_9_mid_run_then_the_next_member_loses_and_
         kills = re.findall(r"between inserts after (\d+) checkpoints", log.read_text())
         assert len(kills) == 1 + (after > 0) and int(kills[-1]) >= after, kills
         assert sum(r.lag for r in group_lag(kafka_bootstrap, group, prefix)) > 0, "drained before the kill"
-        # the dashboard's System page lists the group beside the stages, with what it has left
-        shown = [r for r in consumer_lag(kafka_bootstrap, root=tmp_path) if r["group"] == group]
-        assert sum(r["lag"] for r in shown) > 0, shown
+        if after:  # the dashboard's System page lists the group (known by its commits) with what it has left
+            shown = [r for r in consumer_lag(kafka_bootstrap, root=tmp_path) if r["group"] == group]
+            assert sum(r["lag"] for r in shown) > 0, shown
     assert RELANDED in log.read_text(), log.read_text()[-3000:]
     member = start_sink(kafka_bootstrap, prefix, url, run_id, log, "--until-end")
     assert member.wait(180) == 0, log.read_text()[-3000:]
