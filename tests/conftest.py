@@ -1,5 +1,7 @@
 """Registers the shared fixtures (defined in tests/fixtures.py, per the project's style)."""
 
+import pytest
+
 from tests.fixtures import module_warehouse, warehouse, warehouse_path  # noqa: F401
 from tests.kafka_fixtures import kafka_bootstrap, kafka_topics, session_kafka  # noqa: F401
 from tests.clickhouse_fixtures import clickhouse_url, server_warehouse  # noqa: F401
@@ -17,6 +19,7 @@ def runs_a_process_tree(nodeid: str) -> bool:
     return nodeid.startswith(PROCESS_TREE_PATHS)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's, unknown to pytest without it
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
