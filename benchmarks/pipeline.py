@@ -137,9 +137,10 @@ def bench(args: argparse.Namespace, workdir: str) -> None:
         print(f"tick->fill       p50 {f[0] / 1000:.2f} ms  p99 {f[1] / 1000:.2f} ms  max {f[2] / 1000:.2f} ms"
               + ("  (target p50 <= venue latency 50 ms + 20 ms)" if args.rate else ""))
         if args.rate:
-            on_tape, flushed = tick_to_order_on_the_tape_ms(wh, "bench")
+            on_tape, flushed, flushed_max = tick_to_order_on_the_tape_ms(wh, "bench")
             print(f"  on the tape    p50 {on_tape[0]:.2f} ms  p99 {on_tape[1]:.2f} ms  max {on_tape[2]:.2f} ms  "
-                  f"(n {on_tape[3]:,}; without the {flushed} orders of the bar the end of the run flushed)")
+                  f"(n {on_tape[3]:,}; without the {flushed} orders of the bar the end of the run closed: "
+                  f"max {flushed_max:.2f} ms)")
             b = bar_end_to_order_ms(wh, "bench")
             print(f"bar end->order   p50 {b[0]:.2f} ms  p99 {b[1]:.2f} ms  max {b[2]:.2f} ms  (n {b[3]:,}; target p99 <= 20 ms)")
             s = bar_end_on_schedule_to_order_ms(wh, "bench", feed.speed)
@@ -162,19 +163,19 @@ def cpu_by_thread_name(top: int = 6) -> str:
     return ", ".join(f"{name} {seconds:.2f}" for name, seconds in ranked)
 
 
-def tick_to_order_on_the_tape_ms(wh, run_id: str) -> tuple[tuple[float, float, float, int], int]:
-    """Tick -> order for the orders of cross-sections the tape completed, and how many orders came
-    from the end of the run instead: a run cut short mid-bar flushes its open bar when it stops, and
-    those orders wait for the run's end (seconds), not for the market. They are the orders whose bar
-    end is after the last tick."""
+def tick_to_order_on_the_tape_ms(wh, run_id: str) -> tuple[tuple[float, float, float, int], int, float]:
+    """Tick -> order for the orders of cross-sections the tape completed, how many orders came from
+    the end of the run instead, and their largest tick -> order: a run cut short mid-bar closes its
+    open bar when it stops (on the feed's end-of-tape batch, ``flows/source.py``), so those orders
+    follow the run's end, not the market. They are the orders whose bar end is after the last tick."""
     ((last_tick,),) = wh.query("SELECT max(ts_event) FROM md_trades WHERE run_id = {r:String}", {"r": run_id}).rows
-    ((p50, p99, top, n, flushed),) = wh.query(
+    ((p50, p99, top, n, flushed, flushed_max),) = wh.query(
         "SELECT quantileExactIf(0.5)(d, on_tape), quantileExactIf(0.99)(d, on_tape), maxIf(d, on_tape), "
-        "countIf(on_tape), countIf(NOT on_tape) FROM (SELECT ts_event <= {last:DateTime64(9, 'UTC')} AS on_tape, "
+        "countIf(on_tape), countIf(NOT on_tape), maxIf(d, NOT on_tape) FROM (SELECT ts_event <= {last:DateTime64(9, 'UTC')} AS on_tape, "
         "(toUnixTimestamp64Nano(ts_ingest) - toUnixTimestamp64Nano(ts_tick_ingest)) / 1e6 AS d "
         "FROM orders_intent FINAL WHERE run_id = {r:String})",
         {"r": run_id, "last": last_tick}).rows
-    return (float(p50 or 0), float(p99 or 0), float(top or 0), int(n)), int(flushed)
+    return (float(p50 or 0), float(p99 or 0), float(top or 0), int(n)), int(flushed), float(flushed_max or 0)
 
 
 def bar_end_to_order_ms(wh, run_id: str) -> tuple[float, float, float, int]:

@@ -222,7 +222,7 @@ def build_embedded_flow(
     flow = Dataflow("tapeflow_embedded")
     sink_key = WarehouseSink.PARTITION
 
-    raw = op.input("feed", flow, FeedSource(feed, progress, limits))
+    raw = op.input("feed", flow, FeedSource(feed, progress, limits, end_of_tape=flush_at_end))
     normalized = normalize_stage("normalize", raw, config.normalize, feed_universe(feed), one_key=True)
     bars = bar_stage("bars", normalized.market, config.bar_intervals, config.lateness_ns, flush_at_end)
     features = feature_stage("features", bars, config.feature_interval)

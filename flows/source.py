@@ -8,6 +8,12 @@ A feed with ``batches()`` (synthetic, replay) hands over :class:`schemas.columns
 columns, with a replay's irregular rows as RawTick records between them, in seq order; empty
 batches are heartbeats that carry a paced feed's watermark. A feed with only ``ticks()`` (Alpaca)
 hands over RawTick records, gathered up to ``BATCH_MAX_TICKS`` or ``BATCH_MAX_SECONDS``.
+
+When the run ends and will flush (``end_of_tape``: the tape ran out, or a run without recovery was
+stopped by a limit or Ctrl-C), the last handover is an empty batch whose watermark is
+:data:`schemas.columns.END_OF_TAPE_WATERMARK`: bars close and the desk trades the last bar on it at
+once, as on any heartbeat, instead of waiting for the engine's end of input to reach each stage. A
+resumable run that was cut short sends none: its open bars stay open for the resume.
 """
 
 from __future__ import annotations
@@ -16,14 +22,15 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Iterator, Protocol, Union
+from typing import Callable, Iterator, Protocol, Union
 
 import numpy as np
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from schemas import ControlCommand, ExecutionReport, RawTick
-from schemas.columns import RawTickBatch
+from schemas.columns import END_OF_TAPE_WATERMARK, RawTickBatch
 from config.control_channel import ControlChannel
+from feeds.batching import empty_batch
 
 # Rows a handover holds at most. Unpaced, each stage's cost per batch is a few NumPy calls, so larger
 # batches replay faster (1M synthetic ticks, market-data half: ~410k ticks/s at 2,000 rows, ~540k at
@@ -76,7 +83,8 @@ class FeedLimits:
 
 
 class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
-    def __init__(self, feed: Feed, start_seq: int, counter: TickCounter | None, limits: FeedLimits):
+    def __init__(self, feed: Feed, start_seq: int, counter: TickCounter | None, limits: FeedLimits,
+                 end_of_tape: Callable[[], bool] | None = None):
         batches = getattr(feed, "batches", None)
         max_rows = PACED_BATCH_MAX_TICKS if getattr(feed, "speed", 0) > 0 else BATCH_MAX_TICKS
         self._items: Iterator[FeedItem] = (
@@ -86,6 +94,9 @@ class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
         self._counter = counter
         self._limits = limits
         self._deadline = limits.deadline()
+        self._end_of_tape = end_of_tape
+        self._end_marked = False
+        self._source = "feed"  # the source the end-of-tape batch names: the tape's own, once seen
 
     def _exhausted(self, now: float) -> bool:
         limits = self._limits
@@ -102,8 +113,7 @@ class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
         now = time.monotonic()
         if self._exhausted(now):
             self._limits.cut_short.set()
-            self._limits.feed_done.set()
-            raise StopIteration()
+            return self._ended()
         deadline = now + BATCH_MAX_SECONDS
         max_ticks = self._limits.max_ticks
         rows = 0
@@ -131,11 +141,20 @@ class _FeedPartition(StatefulSourcePartition[FeedItem, int]):
             if rows >= BATCH_MAX_TICKS or time.monotonic() >= deadline:
                 break
         if not items:
-            self._limits.feed_done.set()
-            raise StopIteration()
+            return self._ended()
+        self._source = items[-1].source
         if self._counter is not None and rows:
             self._counter.count_ticks(rows)
         return items
+
+    def _ended(self) -> list[FeedItem]:
+        """The end of the feed: first the end-of-tape batch (see the module docstring) when the run
+        flushes at its end, then the end of input."""
+        if self._end_of_tape is not None and not self._end_marked and self._end_of_tape():
+            self._end_marked = True
+            return [empty_batch(self._source, (), END_OF_TAPE_WATERMARK)]
+        self._limits.feed_done.set()
+        raise StopIteration()
 
     def snapshot(self) -> int:
         return self._next_seq
@@ -146,16 +165,20 @@ class FeedSource(FixedPartitionedSource[FeedItem, int]):
 
     PARTITION = "feed"
 
-    def __init__(self, feed: Feed, counter: TickCounter | None = None, limits: FeedLimits | None = None):
+    def __init__(self, feed: Feed, counter: TickCounter | None = None, limits: FeedLimits | None = None,
+                 end_of_tape: Callable[[], bool] | None = None):
+        """``end_of_tape``: asked when the feed ends; true hands over the end-of-tape batch first
+        (the run's ``flush_at_end``). None: never."""
         self._feed = feed
         self._counter = counter
         self._limits = limits or FeedLimits()
+        self._end_of_tape = end_of_tape
 
     def list_parts(self) -> list[str]:
         return [self.PARTITION]
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _FeedPartition:
-        return _FeedPartition(self._feed, resume_state or 0, self._counter, self._limits)
+        return _FeedPartition(self._feed, resume_state or 0, self._counter, self._limits, self._end_of_tape)
 
 
 # Side inputs (operator commands, a live venue's reports) beside the feed. Bytewax starts an input's

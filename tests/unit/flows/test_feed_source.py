@@ -10,7 +10,7 @@ from feeds.replay import ColumnMapping, ReplayFeed
 from feeds.synthetic import SyntheticConfig, SyntheticFeed
 from flows.source import BATCH_MAX_TICKS, FeedLimits, FeedSource
 from schemas import RawTick
-from schemas.columns import RawTickBatch
+from schemas.columns import END_OF_TAPE_WATERMARK, RawTickBatch
 
 CONFIG = SyntheticConfig(ticks_per_second=500, u_shape=0.0, max_ticks=12_345)
 TRADES = ColumnMapping(kind="trade", timestamp="ts", timestamp_unit="ms", price="px", size="qty", side="side", symbol="sym")
@@ -34,8 +34,9 @@ class RecordsOnly:
         return self._feed.ticks(start_seq)
 
 
-def partition(feed, limits: FeedLimits | None = None, resume: int | None = None, counter: Counter | None = None):
-    return FeedSource(feed, counter, limits).build_part("feed", FeedSource.PARTITION, resume)
+def partition(feed, limits: FeedLimits | None = None, resume: int | None = None, counter: Counter | None = None,
+              end_of_tape=None):
+    return FeedSource(feed, counter, limits, end_of_tape).build_part("feed", FeedSource.PARTITION, resume)
 
 
 def drain(part, calls: int | None = None) -> list[list]:
@@ -146,3 +147,35 @@ def test_feed_source_when_replay_has_bad_rows_then_batches_and_records_in_seq_or
     assert part.snapshot() == 5 and limits.cut_short.is_set()
     resumed = partition(ReplayFeed(path, mapping=TRADES), resume=3)
     assert [t.seq for t in records(drain(resumed))] == [3, 4, 5, 6]
+
+
+def is_end_of_tape(items: list) -> bool:
+    return (len(items) == 1 and type(items[0]) is RawTickBatch and len(items[0]) == 0
+            and items[0].watermark == END_OF_TAPE_WATERMARK)
+
+
+@pytest.mark.parametrize("records_only", [False, True])
+def test_feed_source_when_the_tape_ends_and_the_run_flushes_then_an_end_of_tape_batch_is_the_last_handover(
+        records_only):
+    limits, counter = FeedLimits(), Counter()
+    feed = SyntheticFeed(CONFIG)
+    part = partition(RecordsOnly(feed) if records_only else feed, limits, counter=counter, end_of_tape=lambda: True)
+    results = drain(part)
+    assert is_end_of_tape(results[-1]) and not any(is_end_of_tape(items) for items in results[:-1])
+    assert results[-1][0].source == results[-2][-1].source == "synthetic:7"  # the tape's own source
+    assert content(records(results)) == content(list(SyntheticFeed(CONFIG).ticks()))
+    assert sum(counter.counts) == 12_345 and part.snapshot() == 12_345  # the marker is no tick
+    assert limits.feed_done.is_set() and not limits.cut_short.is_set()
+
+
+def test_feed_source_when_a_limit_stops_the_run_then_the_end_of_tape_batch_only_if_the_run_flushes():
+    """A run without recovery flushes when a limit stops it: the marker comes after the cut. A
+    resumable run cut short keeps its bars open for the resume (``flush_at_end`` is false): none."""
+    limits = FeedLimits(max_ticks=4_321)
+    results = drain(partition(SyntheticFeed(CONFIG), limits, end_of_tape=lambda: True))
+    assert is_end_of_tape(results[-1]) and len(records(results)) == 4_321
+
+    limits = FeedLimits(max_ticks=4_321)
+    results = drain(partition(SyntheticFeed(CONFIG), limits, end_of_tape=lambda: not limits.cut_short.is_set()))
+    assert not any(is_end_of_tape(items) for items in results) and len(records(results)) == 4_321
+    assert limits.cut_short.is_set() and limits.feed_done.is_set()

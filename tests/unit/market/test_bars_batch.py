@@ -17,7 +17,7 @@ from market.bars import BarBuilder, BarConfig, OpenBar
 from market import bars_columns
 from market.bars_columns import ordered_sums
 from schemas import Aggressor, Bar, DeadLetter, Quote, Trade
-from schemas.columns import TickBatch
+from schemas.columns import END_OF_TAPE_WATERMARK, TickBatch
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -147,6 +147,20 @@ def test_on_batch_when_any_tape_cut_anywhere_then_same_records_and_state_as_per_
             assert [comparable(b) for b in batched.flush()] == [comparable(b) for b in reference.flush()]
     assert [comparable(b) for b in batched.flush()] == [comparable(b) for b in reference.flush()]
     assert state(batched) == state(reference)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tape=tapes(), points=st.lists(st.integers(0, 70), max_size=4), config=st.sampled_from(CONFIGS))
+def test_end_of_tape_heartbeat_when_any_tape_then_closes_exactly_what_flush_closes(tape, points, config):
+    """The embedded run's last handover (``flows.source``): every open bar closes on it, in flush
+    order, and the end of input then finds nothing left."""
+    marked, flushed = BarBuilder(config), BarBuilder(config)
+    for piece in cut(tape, points):
+        marked.on_batch(TickBatch.from_records(piece))
+        flushed.on_batch(TickBatch.from_records(piece))
+    closed = marked.on_batch(replace(TickBatch.empty(), watermark=END_OF_TAPE_WATERMARK))
+    assert [comparable(b) for b in closed] == [comparable(b) for b in flushed.flush()]
+    assert marked.flush() == [] and marked.stats()["open_bars"] == 0
 
 
 @st.composite
