@@ -131,7 +131,7 @@ def bench(args: argparse.Namespace, workdir: str) -> None:
     if trading:
         summary = trading_summary(wh, "bench")
         o, f = summary.tick_to_order_us, summary.tick_to_fill_us
-        print(f"orders / fills   {summary.orders:,} / {summary.fills:,}")
+        print(f"orders / fills   {summary.orders:,} / {summary.fills:,}" + rejected_by_reason(wh, "bench"))
         print(f"tick->order      p50 {o[0] / 1000:.2f} ms  p99 {o[1] / 1000:.2f} ms  max {o[2] / 1000:.2f} ms"
               + ("  (target p99 <= 5 ms at 10,000 ticks/s)" if args.rate else "  (unpaced: includes queueing)"))
         print(f"tick->fill       p50 {f[0] / 1000:.2f} ms  p99 {f[1] / 1000:.2f} ms  max {f[2] / 1000:.2f} ms"
@@ -161,6 +161,17 @@ def cpu_by_thread_name(top: int = 6) -> str:
         by_name[name] = by_name.get(name, 0.0) + (int(fields_[11]) + int(fields_[12])) / ticks_per_s
     ranked = sorted(by_name.items(), key=lambda item: -item[1])[:top]
     return ", ".join(f"{name} {seconds:.2f}" for name, seconds in ranked)
+
+
+def rejected_by_reason(wh, run_id: str) -> str:
+    """``"; rejected N (reason n, ...)"``: orders that risk refused, by reason (a long run trips
+    limits, and then its orders stop reaching the venue: the fills stop growing for that reason)."""
+    rows = wh.query("SELECT reason, count() FROM (SELECT arrayJoin(reasons) AS reason FROM orders_rejected FINAL "
+                    "WHERE run_id = {r:String}) GROUP BY reason ORDER BY count() DESC", {"r": run_id}).rows
+    if not rows:
+        return "; rejected 0"
+    total = wh.query("SELECT count() FROM orders_rejected FINAL WHERE run_id = {r:String}", {"r": run_id}).scalar()
+    return f"; rejected {total:,} (" + ", ".join(f"{reason} {n:,}" for reason, n in rows) + ")"
 
 
 def tick_to_order_on_the_tape_ms(wh, run_id: str) -> tuple[tuple[float, float, float, int], int, float]:
