@@ -144,13 +144,14 @@ def flow(
               "(or run the fused `trading` stage with --until-end)")
     settings = Settings(**({"warehouse": warehouse} if warehouse else {}))
     if members is not None:  # the opt-in consumer-group sink (tapeflow/cli_sink.py)
+        from sinks.thread_priority import lower_process_priority
         from tapeflow import cli_sink
         from tapeflow.cli_split import given_options
 
         refusal = cli_sink.group_sink_refusal(given_options(ctx), settings.model_fields_set)
         if refusal:
             _fail(refusal)
-        os.nice(SINK_NICENESS)
+        typer.echo(f"sink priority: {lower_process_priority(SINK_NICENESS)}", err=True)
         cli_sink.run_group_sink(brokers=brokers, prefix=prefix, warehouse_url=settings.warehouse,
                                 database=settings.database, run_id=run_id, members=members, until_end=until_end,
                                 max_rows=settings.sink_max_rows, commit_interval_s=settings.sink_max_age_s,
@@ -203,13 +204,16 @@ def flow(
     )
     wh = writer = alerts = dashboard = None
     if stage == "sink":
+        from sinks.thread_priority import lower_process_priority
         from sinks.warehouse import Warehouse
         from sinks.writer import BatchingWriter
 
         # The warehouse is throughput work that lands in bursts (a batch per epoch, ClickHouse's
         # merges after it): at a lower CPU priority it cannot hold up the stages on the way from
-        # tick to order when they share the cores (a laptop, this project's default).
-        os.nice(SINK_NICENESS)
+        # tick to order when they share the cores (a laptop, this project's default). Its session's
+        # autogroup too: Linux shares the cores between sessions before it looks at nice values.
+        priority = lower_process_priority(SINK_NICENESS)
+        typer.echo(f"sink priority: {priority}", err=True)
         wh = Warehouse.connect(settings.warehouse, database=settings.database)
         wh.apply_ddl()
         writer = BatchingWriter(wh, run_id, max_rows=settings.sink_max_rows, max_age_s=settings.sink_max_age_s)
