@@ -208,7 +208,7 @@ class BackgroundWriter:
             pending = self._pending()
             if not pending:
                 return False
-            return (pending >= self.writer.max_rows
+            return (self._a_table_is_full()
                     or self._oldest_at is not None and self.writer.clock() - self._oldest_at >= self.writer.max_age_s)
 
     # -- counters (any thread) -----------------------------------------------------------------
@@ -392,14 +392,18 @@ class BackgroundWriter:
         while True:
             with self._cond:
                 while True:
-                    write = self._flush_asked > self._flush_done
+                    # Everything when asked (an epoch's flush); on its own, only the tables that
+                    # are due (sinks/writer.py: an insert's fixed cost), and for a caller waiting for
+                    # room, those or, when none is, everything.
+                    write = write_all = self._flush_asked > self._flush_done
                     if self._stopping:
                         break  # close() has flushed: no write of our own now, only the hand-over
                     wait_s = None
                     if not self._errors and self._pending():  # no insert of our own until an error is raised
                         age = clock() - self._oldest_at if self._oldest_at is not None else 0.0
-                        write = write or (self._room_waiters > 0 or self._pending() >= writer.max_rows
-                                          or age >= writer.max_age_s or writer.due_in() == 0.0)
+                        due = self._a_table_is_full() or age >= writer.max_age_s or writer.due_in() == 0.0
+                        write_all = write_all or (self._room_waiters > 0 and not due)
+                        write = write_all or due or self._room_waiters > 0
                         wait_s = max(writer.max_age_s - age, 0.0)
                     if write:
                         break
@@ -410,15 +414,20 @@ class BackgroundWriter:
                 ticket, stopping = self._flush_asked, self._stopping
             error = None
             try:
+                accepted_at: dict[str, float] = {}
+                for work in items:  # a table's age counts from its oldest row's hand-over, not from now
+                    accepted_at[work.table] = min(accepted_at.get(work.table, work.accepted_at), work.accepted_at)
                 for table, rows in _coalesced(items, writer.run_id):
-                    writer.extend(table, rows)
+                    writer.extend(table, rows, accepted_at.get(table))
                 with self._cond:
                     for work in items:
                         self._queued -= work.rows_n
                         self._queued_by_table[work.table] -= work.rows_n
                     self._take_count(writer)
-                if write:
+                if write_all:
                     writer.flush()
+                elif write:
+                    writer.flush_due()
                     # ClickHouse starts pool threads as it needs them
                     if below_the_tape and clock() - priority_checked >= PRIORITY_CHECK_S:
                         self.priority.lower_new()
@@ -447,8 +456,16 @@ class BackgroundWriter:
         self._insert_retries = writer.insert_retries
         if not self._pending():
             self._oldest_at = None
-        elif self._queue or self._held_at:  # rows queued during a write start their own age, not the written rows'
-            self._oldest_at = min([*self._held_at.values(), *([self._queue[0].accepted_at] if self._queue else [])])
+        else:  # rows queued during a write start their own age, not the written rows'
+            buffered = writer.oldest_opened_at()  # a table that was not due stays buffered, with its age
+            self._oldest_at = min([*self._held_at.values(), *([self._queue[0].accepted_at] if self._queue else []),
+                                   *([buffered] if buffered is not None else [])], default=self._oldest_at)
+
+    def _a_table_is_full(self) -> bool:
+        """Under _cond: whether a table's queued and buffered rows fill a block."""
+        buffered, limit = self._buffered_by_table, self.writer.max_rows
+        return any(n + buffered.get(table, 0) >= limit for table, n in self._queued_by_table.items() if n) or any(
+            n >= limit for n in buffered.values())
 
 
 def _table_works(kind: str, batch: TickBatch | RawTickBatch) -> list[tuple[str, TickBatch | RawTickBatch, int]]:

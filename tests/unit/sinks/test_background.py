@@ -140,6 +140,35 @@ def test_the_thread_writes_rows_that_reached_the_age_bound_on_its_own(closing):
     assert not background.due() and background.pending_rows == 0
 
 
+def test_a_full_table_is_written_on_its_own_and_the_other_tables_wait_for_their_age_bound(closing):
+    """An insert's fixed cost: a table that fills does not take every other table's few rows along."""
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=3, max_age_s=0.5)
+    closing(background)
+    background.add("exec_reports", fill("f-1"))
+    accepted = time.monotonic()
+    background.add_many("md_trades", [trade(i) for i in range(3)])  # full: the thread writes it now
+    wait_until(lambda: background.rows_written_by_table["md_trades"] == 3)
+    assert background.rows_written_by_table["exec_reports"] == 0
+    assert background.pending_by_table() == {"exec_reports": 1}
+    # the fill's age counts from its own hand-over, not from the write that left it buffered
+    wait_until(lambda: background.rows_written_by_table["exec_reports"] == 1)
+    assert time.monotonic() - accepted < 0.5 + GUARD_S / 4
+    assert [t for t, _, _ in warehouse.written] == ["md_trades", "exec_reports"]
+    assert background.pending_rows == 0 and not background.due()
+
+
+def test_a_flush_still_writes_every_table_at_once(closing):
+    warehouse = GatedWarehouse()
+    _, background = make(warehouse, max_rows=3)
+    closing(background)
+    background.add("exec_reports", fill("f-1"))
+    background.add_many("md_trades", [trade(i) for i in range(4)])
+    background.flush()
+    assert background.rows_written_by_table == {"md_trades": 4, "exec_reports": 1}
+    assert background.pending_rows == 0
+
+
 def test_a_failed_insert_surfaces_from_flush_and_the_next_flush_writes_the_block_once(closing):
     warehouse = GatedWarehouse(failures=1)
     _, background = make(warehouse)

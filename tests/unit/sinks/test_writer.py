@@ -126,6 +126,57 @@ def test_due_when_the_oldest_row_of_a_table_has_waited_max_age():
     assert writer.due()
 
 
+def test_flush_due_writes_the_tables_that_are_due_and_keeps_the_others_with_their_age():
+    clock = FakeClock()
+    warehouse = FlakyWarehouse()
+    writer = make_writer(warehouse, clock, max_rows=3, max_age_s=1.0)
+    writer.add("exec_reports", fill("f-1"))
+    clock.now += 0.5
+    writer.add_many("md_trades", [trade(i) for i in range(3)])  # full
+
+    assert writer.flush_due() == 3
+    assert [t for t, _, _ in warehouse.written] == ["md_trades"]
+    assert writer.pending_by_table() == {"exec_reports": 1}
+    assert writer.oldest_opened_at() == 1000.0  # the fill's own hand-over, not the write's
+    assert writer.flush_due() == 0  # nothing due yet
+
+    clock.now += 0.5  # the fill has waited max_age_s
+    assert writer.flush_due() == 1
+    assert [t for t, _, _ in warehouse.written] == ["md_trades", "exec_reports"]
+    assert writer.pending_rows == 0 and writer.oldest_opened_at() is None
+
+
+def test_flush_due_lands_a_full_table_in_whole_blocks_and_keeps_the_rest_with_its_age():
+    clock = FakeClock()
+    warehouse = FlakyWarehouse()
+    writer = make_writer(warehouse, clock, max_rows=3, max_age_s=1.0)
+    writer.add_many("md_trades", [trade(i) for i in range(7)])
+
+    assert writer.flush_due() == 6
+    assert [t.column("id").to_pylist() for _, t, _ in warehouse.written] == [
+        ["AAPL:t0", "AAPL:t1", "AAPL:t2"], ["AAPL:t3", "AAPL:t4", "AAPL:t5"]]
+    assert writer.pending_by_table() == {"md_trades": 1} and writer.oldest_opened_at() == 1000.0
+    clock.now += 1.0  # aged: the rest goes too, however short
+    assert writer.flush_due() == 1
+    assert warehouse.written[-1][1].column("id").to_pylist() == ["AAPL:t6"]
+    writer.add_many("md_trades", [trade(i) for i in range(7, 11)])
+    assert writer.flush() == 4  # a flush lands everything
+    assert writer.pending_rows == 0
+
+
+def test_extend_counts_a_buffers_age_from_when_its_rows_were_accepted():
+    clock = FakeClock()
+    writer = make_writer(FlakyWarehouse(), clock, max_rows=1000, max_age_s=1.0)
+    clock.now = 5.0
+    writer.extend("md_trades", [trade(0)], accepted_at=4.2)
+    assert writer.oldest_opened_at() == 4.2
+    clock.now = 5.2
+    assert writer.due()
+    writer.extend("md_quotes", [], accepted_at=1.0)  # no rows: no buffer opened
+    writer.extend("exec_reports", [fill("f-1")], accepted_at=9.0)  # never later than now
+    assert writer.oldest_opened_at() == 4.2 and writer.pending_by_table() == {"md_trades": 1, "exec_reports": 1}
+
+
 def test_not_due_when_nothing_is_pending():
     clock = FakeClock()
     writer = make_writer(FlakyWarehouse(), clock)
