@@ -424,10 +424,11 @@ class BackgroundWriter:
                         self._queued -= work.rows_n
                         self._queued_by_table[work.table] -= work.rows_n
                     self._take_count(writer)
-                if write_all:
-                    writer.flush()
-                elif write:
-                    writer.flush_due()
+                if write:
+                    if write_all:
+                        writer.flush()
+                    else:
+                        writer.flush_due()
                     # ClickHouse starts pool threads as it needs them
                     if below_the_tape and clock() - priority_checked >= PRIORITY_CHECK_S:
                         self.priority.lower_new()
