@@ -21,8 +21,9 @@ in most desktop and many server kernels), the cores are first shared between ses
 inside a session, by nice value; ``tapeflow run --brokers`` starts each stage in a session of its own,
 so a sink at nice +10 still got a full share of the cores against each stage on the way from tick to
 order. Its inserts and merges then stalled those stages for 40-130 ms at a time, all at once, and
-paced at 5,000 ticks/s 4-10 of 150 cross-sections took over 50 ms from tick to order. With the
-session's autogroup at the same nice value: none over 50 ms, p99 33 ms.
+paced at 5,000 ticks/s 4-10 of 150 cross-sections took over 50 ms from tick to order (p99 83-164 ms
+in four runs). With the session's autogroup at the same nice value: 0-2 (p99 30-50 ms in five runs
+of six, 70 ms in one).
 """
 
 from __future__ import annotations
@@ -75,25 +76,26 @@ def lower_process_priority(increment: int = WAREHOUSE_NICE_INCREMENT) -> str:
         return f"nice {nice} (no autogroup scheduling)"
     if os.getsid(0) != os.getpid():
         return f"nice {nice} (autogroup left alone: this process does not lead its session)"
-    for attempt in range(_AUTOGROUP_TRIES):
+    attempt = 1
+    while True:
         try:
             if autogroup_nice() < nice:
                 _AUTOGROUP.write_text(str(nice))
             return f"nice {nice}, autogroup nice {autogroup_nice()}"
         except OSError as exc:
-            if exc.errno == errno.EAGAIN and attempt < _AUTOGROUP_TRIES - 1:
+            if exc.errno == errno.EAGAIN and attempt < _AUTOGROUP_TRIES:
+                attempt += 1
                 time.sleep(_AUTOGROUP_RETRY_S)
                 continue
             log.warning("could not lower this process's autogroup to nice %d (%s): the kernel schedules by "
                         "session first, so this process still gets a full share of the cores against the "
                         "stages on the tick-to-order path", nice, exc)
             return f"nice {nice} (autogroup unchanged: {exc.strerror})"
-    raise AssertionError("unreachable")
 
 
-def autogroup_nice(path: Path = _AUTOGROUP) -> int:
+def autogroup_nice() -> int:
     """The nice value of this process's autogroup (``/autogroup-38 nice 10``)."""
-    return int(path.read_text().split()[-1])
+    return int(_AUTOGROUP.read_text().split()[-1])
 
 
 def lower_priority(native_id: int, increment: int = WAREHOUSE_NICE_INCREMENT) -> bool:

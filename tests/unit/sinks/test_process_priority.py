@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -48,3 +49,54 @@ def test_a_process_in_its_callers_session_leaves_that_session_alone():
     assert nice == min(os.getpriority(os.PRIO_PROCESS, 0) + 7, 19)
     assert group == before == autogroup_nice()  # the caller's (a user's shell's) session keeps its priority
     assert "does not lead its session" in done
+
+
+class RefusingAutogroup:
+    """``/proc/self/autogroup`` as the kernel answers an unprivileged writer: EAGAIN while another change
+    is under 100 ms old (``refusals`` times), then, with ``error``, that error for good."""
+
+    def __init__(self, refusals: int, error: int | None = None):
+        self.nice, self.refusals, self.error, self.writes = 0, refusals, error, 0
+
+    def exists(self) -> bool:
+        return True
+
+    def read_text(self) -> str:
+        return f"/autogroup-7 nice {self.nice}\n"
+
+    def write_text(self, text: str) -> None:
+        self.writes += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        if self.error is not None:
+            raise OSError(self.error, os.strerror(self.error))
+        self.nice = int(text)
+
+
+@pytest.fixture
+def session_leader(monkeypatch):
+    """This process as a session leader whose nice value rises to 10 (without lowering the test's own)."""
+    from sinks import thread_priority
+
+    monkeypatch.setattr(thread_priority.os, "nice", lambda increment: 10)
+    monkeypatch.setattr(thread_priority.os, "getsid", lambda pid: 4242)
+    monkeypatch.setattr(thread_priority.os, "getpid", lambda: 4242)
+    monkeypatch.setattr(thread_priority, "_AUTOGROUP_RETRY_S", 0.0)
+    return thread_priority
+
+
+def test_a_change_refused_while_another_is_recent_is_tried_again(session_leader, monkeypatch):
+    autogroup = RefusingAutogroup(refusals=3)
+    monkeypatch.setattr(session_leader, "_AUTOGROUP", autogroup)
+    assert session_leader.lower_process_priority(10) == "nice 10, autogroup nice 10"
+    assert autogroup.writes == 4 and autogroup.nice == 10
+
+
+def test_a_refused_change_is_logged_and_reported_not_raised(session_leader, monkeypatch, caplog):
+    autogroup = RefusingAutogroup(refusals=1, error=errno.EPERM)
+    monkeypatch.setattr(session_leader, "_AUTOGROUP", autogroup)
+    done = session_leader.lower_process_priority(10)
+    assert done == f"nice 10 (autogroup unchanged: {os.strerror(errno.EPERM)})"
+    assert autogroup.nice == 0
+    assert "could not lower this process's autogroup to nice 10" in caplog.text
