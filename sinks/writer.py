@@ -9,10 +9,10 @@ or holding a row that has waited ``max_age_s``): a writer that lands on its own 
 (:class:`sinks.background.BackgroundWriter`) does not also land a few hundred rows of every other table
 each time. Each insert has a fixed cost (on this machine ~4 ms, and ~10 ms with a token, whose
 deduplication log ClickHouse syncs to disk): in a replay of a million ticks the bars and features went
-in 11 and 10 times for ~2,000 rows, a quarter of the writer's time. A block leaves the pending list only after its insert
-succeeded; on error it is retried with exponential backoff (``backoff_s``, doubling, ``retries``
-times), and after the last retry :class:`WarehouseWriteError` is raised with the block still pending,
-so nothing is dropped silently: a later ``flush`` tries the same block again.
+in 11 and 10 times for ~2,000 rows, a quarter of the writer's time. A block leaves the pending list
+only after its insert succeeded; on error it is retried with exponential backoff (``backoff_s``,
+doubling, ``retries`` times), and after the last retry :class:`WarehouseWriteError` is raised with the
+block still pending, so nothing is dropped silently: a later ``flush`` tries the same block again.
 
 Why a retry cannot write a block twice, even after an ambiguous error (the server applied the
 insert but the reply was lost): the retry reuses the block's ``insert_deduplication_token`` and every
