@@ -23,7 +23,8 @@ so a sink at nice +10 still got a full share of the cores against each stage on 
 order. Its inserts and merges then stalled those stages for 40-130 ms at a time, all at once, and
 paced at 5,000 ticks/s 4-10 of 150 cross-sections took over 50 ms from tick to order (p99 83-164 ms
 in four runs). With the session's autogroup at the same nice value: 0-2 (p99 30-50 ms in five runs
-of six, 70 ms in one).
+of six, 70 ms in one). A process that never left the kernel's root group (no ``setsid`` on its way
+from boot, as in many containers) has no autogroup to lower; it says so and keeps its nice value.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def lower_process_priority(increment: int = WAREHOUSE_NICE_INCREMENT) -> str:
     attempt = 1
     while True:
         try:
-            if autogroup_nice() < nice:
+            group_nice = autogroup_nice()
+            if group_nice is None:
+                return f"nice {nice} (in the kernel's root group: no autogroup of its own to lower)"
+            if group_nice < nice:
                 _AUTOGROUP.write_text(str(nice))
             return f"nice {nice}, autogroup nice {autogroup_nice()}"
         except OSError as exc:
@@ -93,9 +97,12 @@ def lower_process_priority(increment: int = WAREHOUSE_NICE_INCREMENT) -> str:
             return f"nice {nice} (autogroup unchanged: {exc.strerror})"
 
 
-def autogroup_nice() -> int:
-    """The nice value of this process's autogroup (``/autogroup-38 nice 10``)."""
-    return int(_AUTOGROUP.read_text().split()[-1])
+def autogroup_nice() -> int | None:
+    """The nice value of this process's autogroup (``/autogroup-38 nice 10``), or None for a process
+    in no autogroup: one whose session began before any ``setsid`` (a container's entry point and all
+    it starts stay in the kernel's root group, which the file shows as empty)."""
+    fields = _AUTOGROUP.read_text().split()
+    return int(fields[-1]) if fields else None
 
 
 def lower_priority(native_id: int, increment: int = WAREHOUSE_NICE_INCREMENT) -> bool:

@@ -28,11 +28,11 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_child(own_session: bool) -> tuple[str, int, int]:
+def run_child(own_session: bool) -> tuple[str, int, int | None]:
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, check=True,
                          start_new_session=own_session, cwd=Path(__file__).resolve().parents[3])
     done, nice, group = out.stdout.strip().split("|")
-    return done, int(nice), int(group)
+    return done, int(nice), None if group == "None" else int(group)
 
 
 def test_a_process_that_leads_its_own_session_lowers_its_autogroup_too():
@@ -55,14 +55,16 @@ class RefusingAutogroup:
     """``/proc/self/autogroup`` as the kernel answers an unprivileged writer: EAGAIN while another change
     is under 100 ms old (``refusals`` times), then, with ``error``, that error for good."""
 
-    def __init__(self, refusals: int, error: int | None = None):
+    def __init__(self, refusals: int, error: int | None = None, root_group: bool = False):
         self.nice, self.refusals, self.error, self.writes = 0, refusals, error, 0
+        self.root_group = root_group
 
     def exists(self) -> bool:
         return True
 
     def read_text(self) -> str:
-        return f"/autogroup-7 nice {self.nice}\n"
+        # A process in the kernel's root group (no setsid since boot, as in a container) reads nothing.
+        return "" if self.root_group else f"/autogroup-7 nice {self.nice}\n"
 
     def write_text(self, text: str) -> None:
         self.writes += 1
@@ -100,3 +102,12 @@ def test_a_refused_change_is_logged_and_reported_not_raised(session_leader, monk
     assert done == f"nice 10 (autogroup unchanged: {os.strerror(errno.EPERM)})"
     assert autogroup.nice == 0
     assert "could not lower this process's autogroup to nice 10" in caplog.text
+
+
+def test_a_process_in_no_autogroup_says_so_and_writes_nothing(session_leader, monkeypatch):
+    autogroup = RefusingAutogroup(refusals=0, root_group=True)
+    monkeypatch.setattr(session_leader, "_AUTOGROUP", autogroup)
+    assert session_leader.autogroup_nice() is None
+    assert session_leader.lower_process_priority(10) == (
+        "nice 10 (in the kernel's root group: no autogroup of its own to lower)")
+    assert autogroup.writes == 0
