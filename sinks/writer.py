@@ -311,7 +311,10 @@ class BatchingWriter:
                     blocks.append(_Block(table, block.combine_chunks(), self._new_token(table) if token is None
                                          else f"{token}/{table}/{i // self.max_rows}"))
             self._sealed.extend(blocks)
-            buffer.parts, buffer.rows = ([rows.slice(sealed)], rows.num_rows - sealed) if sealed < rows.num_rows else ([], 0)
+            kept = rows.num_rows - sealed
+            # The rows kept are copied out: a slice would pin every column buffer it was cut from (up to
+            # a feed read's whole batch) until the next seal, however few rows it holds.
+            buffer.parts, buffer.rows = ([rows.take(pa.array(range(sealed, rows.num_rows)))], kept) if kept else ([], 0)
 
     def _new_token(self, table: str) -> str:
         return f"{self.run_id}/{table}/{uuid.uuid4().hex}"

@@ -164,6 +164,28 @@ def test_flush_due_lands_a_full_table_in_whole_blocks_and_keeps_the_rest_with_it
     assert writer.pending_rows == 0
 
 
+def test_the_rows_a_full_table_keeps_hold_no_memory_of_the_batch_they_were_cut_from():
+    class IdsWarehouse:  # keeps a block's ids as Python strings, none of its Arrow buffers
+        def __init__(self):
+            self.ids: list[str] = []
+
+        def insert_arrow(self, table, arrow_table, *, dedup_token=None):
+            self.ids += arrow_table.column("id").to_pylist()
+            return arrow_table.num_rows
+
+    warehouse = IdsWarehouse()
+    writer = make_writer(warehouse, max_rows=5_000, max_age_s=1.0)
+    held_before = pa.total_allocated_bytes()
+    writer.add_arrow("md_trades", trades_arrow(0, 12_000))
+    batch_bytes = pa.total_allocated_bytes() - held_before
+
+    assert writer.flush_due() == 10_000
+    # the 2,000 rows kept are their own buffers: the 12,000-row batch is freed once its blocks land
+    assert pa.total_allocated_bytes() - held_before < batch_bytes / 3
+    assert writer.flush() == 2_000
+    assert warehouse.ids == [f"AAPL:t{i}" for i in range(12_000)]
+
+
 def test_extend_counts_a_buffers_age_from_when_its_rows_were_accepted():
     clock = FakeClock()
     writer = make_writer(FlakyWarehouse(), clock, max_rows=1000, max_age_s=1.0)
